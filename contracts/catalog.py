@@ -1,0 +1,54 @@
+"""Every message of v1, by subject, and their JSON Schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from contracts import complaint
+from contracts.envelope import CommandRequest, ErrorReply, EventEnvelope, OkReply
+from contracts.queries import QUERIES
+from contracts.types import Command, EventData
+
+PREFIX = "ticketing.v1"
+EVENT_STREAM = "TICKETING_EVENTS"
+EVENT_SUBJECTS = f"{PREFIX}.events.>"
+
+COMMANDS: dict[str, dict[str, type[Command]]] = {"complaint": complaint.COMMANDS}
+EVENTS: dict[str, dict[str, type[EventData]]] = {"complaint": complaint.EVENTS}
+
+
+def command_subject(aggregate: str, command: str) -> str:
+    return f"{PREFIX}.commands.{aggregate}.{command}"
+
+
+def event_subject(aggregate: str, event: str) -> str:
+    return f"{PREFIX}.events.{aggregate}.{event}"
+
+
+def query_subject(name: str) -> str:
+    return f"{PREFIX}.queries.{name}"
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Relative path under contracts/schemas/ -> JSON Schema."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def put(path: str, model: type[BaseModel]) -> None:
+        out[path] = model.model_json_schema(mode="serialization" if "events" in path else "validation")
+
+    put("envelope/event.json", EventEnvelope)
+    put("envelope/command.json", CommandRequest)
+    put("envelope/reply-ok.json", OkReply)
+    put("envelope/reply-error.json", ErrorReply)
+    for aggregate, commands in COMMANDS.items():
+        for name, model in commands.items():
+            put(f"commands/{aggregate}.{name}.json", model)
+    for aggregate, events in EVENTS.items():
+        for name, model in events.items():
+            put(f"events/{aggregate}.{name}.json", model)
+    for name, (query, reply) in QUERIES.items():
+        put(f"queries/{name}.json", query)
+        put(f"queries/{name}.reply.json", reply)
+    return out

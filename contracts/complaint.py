@@ -1,0 +1,178 @@
+"""Complaint commands (`ticketing.v1.commands.complaint.<name>`) and events
+(`ticketing.v1.events.complaint.<name>`)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from contracts.types import (
+    Category, Channel, Command, Department, EscalationLevel, EventData, Flag, Money, Priority,
+    ResponsibleParty, Score, Severity, ShortText, Text, Time,
+)
+
+# ---- commands ---------------------------------------------------------------
+
+
+class Register(Command):
+    customer_id: UUID
+    channel: Channel
+    category: Category
+    priority: Priority
+    description: Text
+    product: ShortText | None = None
+    region: ShortText | None = None
+    occurred_at: Time | None = None
+
+
+class Acknowledge(Command):
+    note: Text | None = None
+
+
+class Assign(Command):
+    assignee: ShortText
+    department: Department | None = None
+
+
+class Analyse(Command):
+    root_cause: Text
+    responsible_party: ResponsibleParty
+    severity: Severity
+    plan: Text
+    department: Department | None = None
+
+
+class Escalate(Command):
+    reason: Text
+    to: EscalationLevel | None = None
+
+
+class AwaitCustomer(Command):
+    reason: Text
+
+
+class Resume(Command):
+    note: Text | None = None
+
+
+class Resolve(Command):
+    resolution: Text
+    first_contact: Flag
+    compensation: Money | None = None
+
+
+class Revisit(Command):
+    satisfied: Flag
+    score: Score
+    comment: Text | None = None
+
+
+class Reopen(Command):
+    reason: Text
+
+
+class Withdraw(Command):
+    reason: Text | None = None
+
+
+class Close(Command):
+    note: Text | None = None
+
+
+COMMANDS: dict[str, type[Command]] = {
+    "register": Register,
+    "acknowledge": Acknowledge,
+    "assign": Assign,
+    "analyse": Analyse,
+    "escalate": Escalate,
+    "await_customer": AwaitCustomer,
+    "resume": Resume,
+    "resolve": Resolve,
+    "revisit": Revisit,
+    "reopen": Reopen,
+    "withdraw": Withdraw,
+    "close": Close,
+}
+
+# ---- events -----------------------------------------------------------------
+
+
+class Registered(EventData):
+    customer_id: UUID
+    channel: Channel
+    category: Category
+    priority: Priority
+    description: str
+    product: str | None = None
+    region: str | None = None
+    occurred_at: Time | None = None
+    follows_case_id: UUID | None = None
+
+
+class Acknowledged(EventData):
+    note: str | None = None
+
+
+class Assigned(EventData):
+    assignee: str
+    department: Department | None = None
+
+
+class Analysed(EventData):
+    root_cause: str
+    responsible_party: ResponsibleParty
+    severity: Severity
+    plan: str
+    department: Department | None = None
+
+
+class Escalated(EventData):
+    level: EscalationLevel
+    reason: str
+
+
+class CustomerAwaited(EventData):
+    reason: str
+
+
+class Resumed(EventData):
+    note: str | None = None
+
+
+class Resolved(EventData):
+    resolution: str
+    first_contact: bool
+    compensation: Money | None = None
+
+
+class Revisited(EventData):
+    satisfied: bool
+    score: Score
+    comment: str | None = None
+
+
+class Reopened(EventData):
+    reason: str
+
+
+class Withdrawn(EventData):
+    reason: str | None = None
+
+
+class Closed(EventData):
+    note: str | None = None
+
+
+EVENTS: dict[str, type[EventData]] = {
+    "registered": Registered,
+    "acknowledged": Acknowledged,
+    "assigned": Assigned,
+    "analysed": Analysed,
+    "escalated": Escalated,
+    "customer_awaited": CustomerAwaited,
+    "resumed": Resumed,
+    "resolved": Resolved,
+    "revisited": Revisited,
+    "reopened": Reopened,
+    "withdrawn": Withdrawn,
+    "closed": Closed,
+}

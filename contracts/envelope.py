@@ -1,0 +1,71 @@
+"""The envelope of every event, the command request, and the replies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from contracts.types import Role, Time, Version
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(min_length=1, max_length=200)
+    role: Role
+
+
+class EventEnvelope(BaseModel):
+    id: UUID
+    type: str = Field(examples=["complaint.registered"])
+    schema_version: StrictInt = 1
+    aggregate_type: str
+    aggregate_id: UUID
+    aggregate_version: StrictInt
+    position: StrictInt = Field(description="place in the store's total order")
+    occurred_at: Time
+    actor: Actor
+    correlation_id: UUID
+    causation_id: UUID | None
+    data: dict[str, Any]
+
+
+class CommandRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: UUID = Field(description="chosen by the sender; the idempotency key")
+    actor: Actor
+    aggregate_id: UUID | None = None
+    expected_version: Version | None = None
+    correlation_id: UUID | None = Field(default=None, description="defaults to command_id")
+    causation_id: UUID | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class OkReply(BaseModel):
+    ok: Literal[True] = True
+    aggregate_id: UUID
+    version: StrictInt
+    events: list[UUID]
+
+
+ErrorCode = Literal["validation_error", "not_found", "invalid_transition", "conflict",
+                    "forbidden", "unavailable"]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    reason: str
+
+
+class Error(BaseModel):
+    code: ErrorCode
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorReply(BaseModel):
+    ok: Literal[False] = False
+    error: Error

@@ -1,0 +1,117 @@
+"""What every case kind shares: who acted and why (the command context), the
+event base that records it, and the state table that says which command may
+run in which status and by which roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from ticketing.errors import Forbidden, InvalidTransition
+from ticketing.values import Role
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who issues a command, when, and in answer to what. The time is passed
+    in, never read from a clock inside the domain."""
+
+    actor_id: str
+    role: Role
+    at: datetime
+    correlation_id: UUID
+    causation_id: UUID | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.at,
+            "actor": {"id": self.actor_id, "role": self.role.value},
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+        }
+
+
+STAFF = frozenset({Role.AGENT, Role.SUPERVISOR, Role.MANAGER, Role.SYSTEM})
+LEADS = frozenset({Role.SUPERVISOR, Role.MANAGER, Role.SYSTEM})
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of a case kind's state table.
+
+    `to` is the status after the step (None keeps it); `waiting` says whether the
+    step may run while the case waits on the customer: False (not then), True
+    (only then) or None (either way)."""
+
+    allowed_from: frozenset[str]
+    to: str | None
+    roles: frozenset[Role] = STAFF
+    waiting: bool | None = False
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    kind: str
+    steps: dict[str, Step] = field(default_factory=dict)
+    register_roles: frozenset[Role] = STAFF
+
+    def check_register(self, role: Role) -> None:
+        if role not in self.register_roles:
+            raise Forbidden(f"a {role.value} may not register a {self.kind}")
+
+    def check(self, command: str, status: str, waiting: bool, role: Role) -> Step:
+        step = self.steps[command]
+        if role not in step.roles:
+            raise Forbidden(f"a {role.value} may not {command} a {self.kind}")
+        if status not in step.allowed_from:
+            raise InvalidTransition(f"cannot {command} a {self.kind} that is {status}")
+        if step.waiting is False and waiting:
+            raise InvalidTransition(
+                f"cannot {command} a {self.kind} while it waits on the customer; resume it first"
+            )
+        if step.waiting is True and not waiting:
+            raise InvalidTransition(f"cannot {command} a {self.kind} that is not waiting on the customer")
+        return step
+
+
+class Case(Aggregate):
+    """Base of the case aggregates: every event carries its actor and the
+    correlation and causation ids of the command that caused it."""
+
+    lifecycle: Lifecycle
+    status: str
+    waiting_on_customer: bool
+
+    class Event(Aggregate.Event):
+        actor: dict[str, str]
+        correlation_id: UUID
+        causation_id: UUID | None
+
+        step: ClassVar[str] = ""
+        """The command of the state table whose target status this event sets."""
+
+        def apply(self, aggregate: Any) -> None:
+            self.evolve(aggregate)
+            if self.step:
+                target = aggregate.lifecycle.steps[self.step].to
+                if target is not None:
+                    aggregate.status = target
+
+        def evolve(self, aggregate: Any) -> None:
+            """Apply this event's own data; the status follows the state table."""
+
+    def _step(self, command: str, ctx: Context) -> Step:
+        return self.lifecycle.check(command, self.status, self.waiting_on_customer, ctx.role)
+
+    def _record(self, event_class: type[Aggregate.Event], ctx: Context, **data: Any) -> None:
+        self.trigger_event(event_class, **ctx.event_fields(), **data)
+
+    def state(self) -> dict[str, Any]:
+        """The case's public state, for audits: every attribute the events set."""
+        public = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"id": self.id, "version": self.version, "created_on": self.created_on,
+                "modified_on": self.modified_on, **public}
