@@ -29,6 +29,10 @@ class ValidationFailed(DomainError):
         fields = ", ".join(p.field for p in problems)
         return cls(f"invalid fields: {fields}", tuple(problems))
 
+    @classmethod
+    def of_message(cls, field: str, reason: str) -> ValidationFailed:
+        return cls(f"{field} {reason}", (FieldProblem(field, reason),))
+
 
 class InvalidTransition(DomainError):
     code = "invalid_transition"

@@ -1,0 +1,47 @@
+"""The bus entry points: one FastStream subscriber per command and query
+subject, in a queue group so several instances share the load. Each handler
+takes the raw message (our own parsing gives `validation_error` replies with a
+detail per field) and answers with the reply bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+
+from contracts.catalog import COMMANDS, command_subject, query_subject
+from handlers.commands import CommandService
+from handlers.queries import QueryService
+
+QUEUE_GROUP = "ticketing"
+
+
+def _command_handler(service: CommandService, aggregate: str, command: str
+                     ) -> Callable[[NatsMessage], Awaitable[bytes]]:
+    async def handle(message: NatsMessage) -> bytes:
+        return await service.handle(aggregate, command, message.body)
+
+    handle.__name__ = f"{aggregate}_{command}"
+    return handle
+
+
+def include_handlers(broker: NatsBroker, commands: CommandService, queries: QueryService,
+                     max_workers: int = 64) -> None:
+    """Concurrent workers let many commands wait on one group commit; order
+    between commands on one case is the sender's (`expected_version`)."""
+    for aggregate, models in COMMANDS.items():
+        for command, model in models.items():
+            broker.subscriber(
+                command_subject(aggregate, command), queue=QUEUE_GROUP, max_workers=max_workers,
+                title=f"{aggregate}.{command}",
+                description=(f"Command request; `data` follows contracts/schemas/commands/"
+                             f"{aggregate}.{command}.json. {(model.__doc__ or '').strip()}"),
+            )(_command_handler(commands, aggregate, command))
+
+    async def case_history(message: NatsMessage) -> bytes:
+        return await queries.history(message.body)
+
+    broker.subscriber(query_subject("case.history"), queue=QUEUE_GROUP, max_workers=8,
+                      title="case.history",
+                      description="A case's events and its state as of `at` (default now).")(case_history)

@@ -1,0 +1,163 @@
+"""Commands in, replies out: parse and validate a request, run it on the
+command writer inside one transaction with its idempotency record, and answer
+in the v1 reply format. Nothing here raises to the bus: every failure is a
+reply with an error code."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import orjson
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from pydantic import BaseModel, ValidationError
+
+from contracts.catalog import COMMANDS
+from contracts.envelope import CommandRequest, Error, ErrorDetail, ErrorReply, OkReply
+from handlers.kinds import KINDS
+from handlers.translate import case_id_for, event_id
+from ticketing.case import Case, Context
+from ticketing.errors import Conflict, DomainError, NotFound, ValidationFailed
+from ticketing.values import Role
+
+log = logging.getLogger(__name__)
+
+REQUEST_FIELDS = set(CommandRequest.model_fields)
+
+
+class Store(Protocol):
+    """What command handling needs of the event store."""
+
+    repository: Any
+
+    def transaction(self) -> Any: ...
+    def save(self, *aggregates: Any) -> Any: ...
+    def stored_reply(self, command_id: UUID) -> Any: ...
+    def remember_reply(self, session: Any, command_id: UUID, fingerprint: str, reply: bytes,
+                       at: datetime) -> None: ...
+
+
+class Writer(Protocol):
+    async def run(self, work: Callable[[], Any]) -> Any: ...
+
+
+def error_reply(code: str, message: str, details: list[ErrorDetail] | None = None) -> bytes:
+    reply = ErrorReply(error=Error(code=code, message=message, details=details or []))  # type: ignore[arg-type]
+    return orjson.dumps(reply.model_dump(mode="json"))
+
+
+def problems_of(error: ValidationError, prefix: str = "") -> list[ErrorDetail]:
+    return [ErrorDetail(field=prefix + ".".join(str(p) for p in e["loc"]) or "(body)", reason=e["msg"])
+            for e in error.errors()]
+
+
+def parse(aggregate: str, command: str, raw: bytes) -> tuple[CommandRequest, BaseModel]:
+    """Raise ValidationFailed-like details for anything that is not a well-formed request."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise _Invalid("payload is not JSON", [ErrorDetail(field="(body)", reason=str(e))]) from None
+    if not isinstance(body, dict):
+        raise _Invalid("payload must be a JSON object", [ErrorDetail(field="(body)", reason="not an object")])
+    details: list[ErrorDetail] = []
+    request = data = None
+    try:
+        request = CommandRequest.model_validate(body)
+    except ValidationError as e:
+        details += problems_of(e)
+    raw_data = body.get("data", {})
+    if isinstance(raw_data, dict):
+        try:
+            data = COMMANDS[aggregate][command].model_validate(raw_data)
+        except ValidationError as e:
+            details += problems_of(e, "data.")
+    if details or request is None or data is None:
+        raise _Invalid(f"invalid {aggregate}.{command} command", details)
+    if command == "register" and request.aggregate_id is not None:
+        raise _Invalid("aggregate_id must be absent on register; the reply gives it",
+                       [ErrorDetail(field="aggregate_id", reason="must be absent on register")])
+    if command != "register" and request.aggregate_id is None:
+        raise _Invalid("aggregate_id is required", [ErrorDetail(field="aggregate_id", reason="is required")])
+    return request, data
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, details: list[ErrorDetail]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def fingerprint(subject: str, raw_request: dict[str, Any]) -> str:
+    """What a command asked for; a command id reused for something else is refused."""
+    canonical = orjson.dumps({"subject": subject, "request": raw_request}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+class CommandService:
+    def __init__(self, store: Store, writer: Writer, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.writer = writer
+        self.clock = clock
+
+    async def handle(self, aggregate: str, command: str, raw: bytes) -> bytes:
+        try:
+            request, data = parse(aggregate, command, raw)
+        except _Invalid as invalid:
+            return error_reply("validation_error", invalid.message, invalid.details)
+        try:
+            return await self.writer.run(lambda: self._execute(aggregate, command, request, data))
+        except DomainError as error:
+            details = [ErrorDetail(field=p.field if p.field in REQUEST_FIELDS else f"data.{p.field}",
+                                   reason=p.reason) for p in error.problems]
+            return error_reply(error.code, error.message, details)
+        except IntegrityError:
+            return error_reply("conflict", "the case was changed by another writer; reload and retry")
+        except PersistenceError as error:
+            log.warning("store unavailable for %s.%s: %s", aggregate, command, type(error).__name__)
+            return error_reply("unavailable", "the event store is unavailable; nothing was recorded, retry")
+
+    def _execute(self, aggregate: str, command: str, request: CommandRequest, data: BaseModel) -> bytes:
+        """Runs on the writer thread, inside the group's transaction."""
+        subject_fp = fingerprint(f"{aggregate}.{command}", request.model_dump(mode="json"))
+        stored = self.store.stored_reply(request.command_id)
+        if stored is not None:
+            if stored.fingerprint != subject_fp:
+                raise ValidationFailed.of_message("command_id", "was already used for a different command")
+            return stored.reply
+        now = self.clock()
+        ctx = Context(actor_id=request.actor.id, role=Role(request.actor.role), at=now,
+                      correlation_id=request.correlation_id or request.command_id,
+                      causation_id=request.command_id)
+        kind = KINDS[aggregate]
+        fields = data.model_dump()
+        if command == "register":
+            case = kind.register(case_id_for(request.command_id), fields, ctx)
+        else:
+            case = self._load(kind.aggregate, aggregate, request)
+            getattr(case, command)(ctx, **fields)
+        pending = list(case.pending_events)
+        with self.store.transaction() as session:
+            self.store.save(case)
+            reply = orjson.dumps(OkReply(
+                aggregate_id=case.id, version=case.version,
+                events=[event_id(e.originator_id, e.originator_version) for e in pending],
+            ).model_dump(mode="json"))
+            self.store.remember_reply(session, request.command_id, subject_fp, reply, now)
+        return reply
+
+    def _load(self, aggregate_class: type[Case], aggregate: str, request: CommandRequest) -> Case:
+        try:
+            case = self.store.repository.get(request.aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"no {aggregate} {request.aggregate_id}") from None
+        if not isinstance(case, aggregate_class):
+            raise NotFound(f"no {aggregate} {request.aggregate_id}")
+        if request.expected_version is not None and case.version != request.expected_version:
+            raise Conflict(f"expected version {request.expected_version}, the {aggregate} is at {case.version}")
+        return case

@@ -1,0 +1,131 @@
+"""Feeds a projection from a JetStream durable consumer.
+
+Messages are applied in stream order, a batch per transaction, and acked only
+after that transaction commits; the projection's tracking row skips whatever
+arrives again. A database outage is retried until it ends. An event the
+projection cannot apply (a bug, a malformed message) is retried a few times,
+then parked on `ticketing.v1.deadletter.projections.<name>` with the reason,
+and the projection moves on: it is never silently dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
+from projections.base import Projection, apply_batch, create_tables, skip
+
+log = logging.getLogger(__name__)
+
+DEADLETTER_STREAM = "TICKETING_DEADLETTER"
+DEADLETTER_SUBJECTS = f"{PREFIX}.deadletter.>"
+MAX_ATTEMPTS = 5
+
+
+class ProjectionRunner:
+    def __init__(self, projection: Projection, engine: Engine, js: JetStreamContext, *,
+                 batch: int = 256) -> None:
+        self.projection = projection
+        self.engine = engine
+        self.js = js
+        self.batch = batch
+        self.applied = 0
+        self._stopping = False
+
+    @property
+    def durable(self) -> str:
+        return f"projection_{self.projection.name}"
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        await asyncio.to_thread(create_tables, self.engine, self.projection)
+        sub = await self.js.pull_subscribe(
+            EVENT_SUBJECTS, durable=self.durable, stream=EVENT_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                  ack_wait=60, max_ack_pending=4 * self.batch),
+        )
+        while not self._stopping:
+            try:
+                messages = await sub.fetch(self.batch, timeout=0.25)
+            except (NatsTimeout, TimeoutError):
+                continue
+            except Exception as error:  # noqa: BLE001 - bus outage: wait and fetch again
+                log.warning("%s: fetch failed (%s)", self.durable, error)
+                await asyncio.sleep(0.5)
+                continue
+            await self._handle(messages)
+
+    async def _handle(self, messages: list[Any]) -> None:
+        events = [_decode(m.data) for m in messages]
+        if all(e is not None for e in events):
+            try:
+                self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, events)
+                for m in messages:
+                    await m.ack()
+                return
+            except Exception as error:  # noqa: BLE001 - find the culprit one by one below
+                log.warning("%s: batch of %d failed (%s); applying one by one",
+                            self.durable, len(messages), error)
+        for message, event in zip(messages, events):
+            await self._handle_one(message, event)
+
+    async def _handle_one(self, message: Any, event: dict[str, Any] | None) -> None:
+        attempt = 0
+        while True:
+            reason = "not a v1 event envelope" if event is None else None
+            if event is not None:
+                try:
+                    self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, [event])
+                    await message.ack()
+                    return
+                except (OperationalError, DBAPIError) as error:
+                    if _is_outage(error):
+                        log.warning("%s: database unavailable (%s); retrying", self.durable, error)
+                        await message.in_progress()
+                        await asyncio.sleep(1.0)
+                        continue
+                    reason = f"{type(error).__name__}: {error}"
+                except Exception as error:  # noqa: BLE001
+                    reason = f"{type(error).__name__}: {error}"
+            attempt += 1
+            if attempt >= MAX_ATTEMPTS or event is None:
+                await self._park(message, event, reason or "unknown")
+                return
+            await message.in_progress()
+            await asyncio.sleep(0.2 * 2 ** attempt)
+
+    async def _park(self, message: Any, event: dict[str, Any] | None, reason: str) -> None:
+        log.error("%s: parking stream message %s: %s", self.durable, message.metadata.sequence.stream, reason)
+        await self.js.publish(
+            f"{PREFIX}.deadletter.projections.{self.projection.name}", message.data,
+            headers={"Ticketing-Reason": reason[:1000],
+                     "Ticketing-Stream-Sequence": str(message.metadata.sequence.stream),
+                     "Nats-Msg-Id": f"{self.durable}-{message.metadata.sequence.stream}"},
+        )
+        if event is not None and isinstance(event.get("position"), int):
+            await asyncio.to_thread(skip, self.engine, self.projection, event["position"])
+        await message.ack()
+
+
+def _decode(data: bytes) -> dict[str, Any] | None:
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("position"), int) or "type" not in event:
+        return None
+    return event
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    return bool(error.connection_invalidated) or "locked" in str(error) or "connect" in str(error).lower()

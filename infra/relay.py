@@ -1,0 +1,142 @@
+"""The relay: every recorded event, in store order, onto the JetStream stream.
+
+Exactly once on the stream, even when the process dies between publishing and
+saving its position:
+- each message's `Nats-Msg-Id` is the event id, so a copy published again within
+  the duplicate window is dropped by the stream;
+- before it starts, and after any failed publish, the relay reads the stream's
+  last message and continues after the position it carries, so a restart long
+  after the window closed does not publish a copy either;
+- `Nats-Expected-Last-Msg-Id` makes the stream refuse a message whose
+  predecessor is missing, so the stream's order is the store's order.
+
+It is woken on every commit (`wake()`, safe from any thread), so new events
+reach the bus in milliseconds; the poll is only a safety net."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+from eventsourcing.persistence import Notification
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from contracts.catalog import EVENT_STREAM
+
+log = logging.getLogger(__name__)
+
+Translate = Callable[[Notification], tuple[str, str, bytes]]
+
+
+class Log(Protocol):
+    def notifications(self, after: int, limit: int) -> list[Notification]: ...
+    def relay_position(self, name: str) -> int: ...
+    def save_relay_position(self, name: str, position: int) -> None: ...
+
+
+class Relay:
+    name = "bus"
+
+    def __init__(self, log_: Log, js: JetStreamContext, translate: Translate, *, batch: int = 500,
+                 poll_seconds: float = 1.0) -> None:
+        self.log = log_
+        self.js = js
+        self.translate = translate
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.position = 0
+        self._last_msg_id: str | None = None
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self.published = 0
+        self.caught_up = asyncio.Event()
+
+    def wake(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        backoff = 0.1
+        await self._reconcile()
+        while not self._stopping:
+            self._wake.clear()  # before reading, so a commit during the read still wakes us
+            try:
+                moved = await self.pump()
+                backoff = 0.1
+            except Exception as error:  # noqa: BLE001 - the relay must outlive bus and store outages
+                log.warning("relay: %s: %s; retrying in %.1fs", type(error).__name__, error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._safe_reconcile()
+                continue
+            if not moved:
+                self.caught_up.set()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def pump(self) -> int:
+        """Publish the next batch; returns how many events were published."""
+        pending = await asyncio.to_thread(self.log.notifications, self.position, self.batch)
+        if not pending:
+            return 0
+        self.caught_up.clear()
+        acks: list[asyncio.Future[Any]] = []
+        previous = self._last_msg_id
+        for notification in pending:
+            subject, msg_id, payload = self.translate(notification)
+            headers = {"Nats-Msg-Id": msg_id}
+            if previous is not None:
+                headers["Nats-Expected-Last-Msg-Id"] = previous
+            acks.append(await self.js.publish_async(subject, payload, headers=headers))
+            previous = msg_id
+        await asyncio.gather(*acks)
+        self.position = pending[-1].id
+        self._last_msg_id = previous
+        self.published += len(pending)
+        await asyncio.to_thread(self.log.save_relay_position, self.name, self.position)
+        return len(pending)
+
+    async def _safe_reconcile(self) -> None:
+        try:
+            await self._reconcile()
+        except Exception as error:  # noqa: BLE001
+            log.warning("relay: cannot read the stream yet (%s)", error)
+
+    async def _reconcile(self) -> None:
+        """Continue after whichever is further: our saved position or the last
+        event the stream holds."""
+        saved = await asyncio.to_thread(self.log.relay_position, self.name)
+        on_stream, msg_id = await self._stream_tail()
+        self.position = max(saved, on_stream)
+        self._last_msg_id = msg_id
+        if on_stream > saved:
+            await asyncio.to_thread(self.log.save_relay_position, self.name, on_stream)
+            log.info("relay: the stream was ahead of the saved position (%d > %d)", on_stream, saved)
+
+    async def _stream_tail(self) -> tuple[int, str | None]:
+        info = await self.js.stream_info(EVENT_STREAM)
+        if not info.state.last_seq:
+            return 0, None
+        try:
+            msg = await self.js.get_msg(EVENT_STREAM, seq=info.state.last_seq)
+        except NotFoundError:
+            return 0, None
+        headers = msg.headers or {}
+        try:
+            position = int(orjson.loads(msg.data or b"{}").get("position", 0))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            position = 0
+        return position, headers.get("Nats-Msg-Id")

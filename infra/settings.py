@@ -1,0 +1,59 @@
+"""The product's settings, all from `TICKETING_*` environment variables.
+
+The libraries' own setting names (eventsourcing's PERSISTENCE_MODULE,
+SQLALCHEMY_URL, ...) are derived here and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and use the psycopg 3 driver we ship."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TICKETING_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    """Where the embedded nats-server keeps its store and SQLite keeps its files."""
+    nats_url: str | None = None
+    """An external NATS (with JetStream) to use instead of starting one."""
+    database_url: str | None = None
+    """The event store, idempotency records and read models (e.g. a PostgreSQL URL).
+    Default: SQLite files in the data directory."""
+    readmodel_url: str | None = None
+    """Read models elsewhere than the event store (default: the database URL, or a
+    SQLite file of their own so projections never wait on the command writer)."""
+    nats_port: int = 4222
+    """Port the embedded nats-server prefers; a free one is taken when it is busy."""
+    log_level: str = "INFO"
+    relay_batch: int = 500
+    relay_poll_seconds: float = 1.0
+    """The relay is woken on every commit; this poll is only a safety net."""
+    writer_batch: int = 256
+    """Most commands committed in one transaction (group commit)."""
+
+    @property
+    def event_store_url(self) -> str:
+        if self.database_url:
+            return sqlalchemy_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'events.db').resolve()}"
+
+    @property
+    def read_model_url(self) -> str:
+        if self.readmodel_url:
+            return sqlalchemy_url(self.readmodel_url)
+        if self.database_url:
+            return sqlalchemy_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'readmodels.db').resolve()}"
+
+    @property
+    def nats_url_file(self) -> Path:
+        return self.data_dir / "nats.url"

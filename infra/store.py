@@ -1,0 +1,119 @@
+"""The event store: an eventsourcing application persisted through
+eventsourcing-sqlalchemy, plus two tables that must commit atomically with the
+events: the idempotency records (command id -> first reply) and the relay's
+position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+from eventsourcing.utils import Environment
+from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, select
+from sqlalchemy.orm import Session
+
+from infra.database import tune_sqlite
+
+metadata = MetaData()
+
+command_replies = Table(
+    "ticketing_command_replies",
+    metadata,
+    Column("command_id", String(36), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("reply", LargeBinary, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+relay_positions = Table(
+    "ticketing_relay_position",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    fingerprint: str
+    reply: bytes
+
+
+class EventStore(Application):
+    """The product's event store. Configured only from the `env` it is given,
+    never from stray environment variables of the libraries."""
+
+    name = "ticketing"
+
+    def __init__(self, url: str, cipher_key: str | None = None) -> None:
+        env = {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", "SQLALCHEMY_URL": url}
+        if cipher_key:
+            env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
+        super().__init__(env=env)
+        engine = self.recorder.datastore.engine
+        tune_sqlite(engine)
+        metadata.create_all(engine)
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        return Environment(name, dict(env or {}))
+
+    @property
+    def engine(self) -> Any:
+        return self.recorder.datastore.engine
+
+    def transaction(self) -> Any:
+        """A write transaction; nested calls (the application's own saves among
+        them) join it, so everything inside commits or rolls back together."""
+        return self.recorder.transaction(commit=True)
+
+    # ---- idempotency --------------------------------------------------------
+
+    def stored_reply(self, command_id: UUID) -> StoredReply | None:
+        with self.recorder.transaction(commit=False) as session:
+            row = session.execute(
+                select(command_replies.c.fingerprint, command_replies.c.reply)
+                .where(command_replies.c.command_id == str(command_id))
+            ).first()
+        return StoredReply(row.fingerprint, bytes(row.reply)) if row else None
+
+    def remember_reply(self, session: Session, command_id: UUID, fingerprint: str, reply: bytes,
+                       at: datetime) -> None:
+        session.execute(command_replies.insert().values(
+            command_id=str(command_id), fingerprint=fingerprint, reply=reply, recorded_at=at))
+
+    # ---- the notification log, for the relay and rebuilds --------------------
+
+    def notifications(self, after: int, limit: int) -> list[Notification]:
+        return self.recorder.select_notifications(after + 1, limit)
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def case_notifications(self, case_id: UUID) -> list[Notification]:
+        """A case's events with their positions in the total order."""
+        records = self.recorder.events_record_cls
+        with self.recorder.transaction(commit=False) as session:
+            rows = session.query(records).filter(records.originator_id == case_id)\
+                .order_by(records.originator_version).all()
+            return [Notification(id=r.id, originator_id=r.originator_id,
+                                 originator_version=r.originator_version, topic=r.topic,
+                                 state=bytes(r.state)) for r in rows]
+
+    def relay_position(self, name: str) -> int:
+        with self.recorder.transaction(commit=False) as session:
+            value = session.execute(
+                select(relay_positions.c.position).where(relay_positions.c.name == name)
+            ).scalar()
+        return int(value or 0)
+
+    def save_relay_position(self, name: str, position: int) -> None:
+        with self.recorder.transaction(commit=True) as session:
+            updated = session.execute(
+                relay_positions.update().where(relay_positions.c.name == name).values(position=position)
+            ).rowcount
+            if not updated:
+                session.execute(relay_positions.insert().values(name=name, position=position))

@@ -1,0 +1,123 @@
+"""Group commit: one thread runs every write, and the commands that queue up
+while a transaction is open are run together in the next one.
+
+eventsourcing is synchronous, so the event loop never waits on the database:
+handlers `await writer.run(work)`, and the work runs here. A domain error
+raised by one piece of work fails only that piece (it raises before writing
+anything); any other error rolls the whole group back, and each piece is then
+run again alone so that one bad command cannot take its neighbours down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    work: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] | None = None
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[Any]],
+        *,
+        expected_errors: tuple[type[BaseException], ...],
+        on_commit: Callable[[], None] = lambda: None,
+        max_batch: int = 256,
+    ) -> None:
+        self._transaction = transaction
+        self._expected = expected_errors
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="command-writer", daemon=True)
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    async def run(self, work: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        job = _Job(work, loop, loop.create_future())
+        self._queue.put(job)
+        return await job.future
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first, *self._drain()]
+            stop = batch[-1] is None
+            jobs = [j for j in batch if j is not None]
+            self._commit(jobs)
+            if stop:
+                return
+
+    def _drain(self) -> Iterator[_Job | None]:
+        for _ in range(self._max_batch - 1):
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            yield item
+            if item is None:
+                return
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            self._run_in_one_transaction(jobs)
+        except Exception as error:  # noqa: BLE001 - any failure of the group
+            if len(jobs) == 1:
+                jobs[0].outcome = (False, error)
+            else:
+                log.warning("group of %d writes failed (%s); retrying one by one", len(jobs), error)
+                for job in jobs:
+                    self._commit([job])
+                return
+        else:
+            self.batches += 1
+            self.jobs += len(jobs)
+            try:
+                self._on_commit()
+            except Exception:  # noqa: BLE001 - a wake-up must not fail the commit
+                log.exception("on_commit hook failed")
+        for job in jobs:
+            assert job.outcome is not None
+            ok, value = job.outcome
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def _run_in_one_transaction(self, jobs: list[_Job]) -> None:
+        with self._transaction():
+            for job in jobs:
+                try:
+                    job.outcome = (True, job.work())
+                except self._expected as error:
+                    job.outcome = (False, error)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
