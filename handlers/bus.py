@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
-from contracts.catalog import COMMANDS, command_subject, query_subject
+from contracts.catalog import COMMANDS, EVENTS, command_subject, event_subject, query_subject
 from handlers.commands import CommandService
 from handlers.queries import QueryService
 
@@ -45,3 +45,13 @@ def include_handlers(broker: NatsBroker, commands: CommandService, queries: Quer
     broker.subscriber(query_subject("case.history"), queue=QUEUE_GROUP, max_workers=8,
                       title="case.history",
                       description="A case's events and its state as of `at` (default now).")(case_history)
+
+
+def describe_events(broker: NatsBroker) -> None:
+    """Declare the event subjects the relay publishes, so the AsyncAPI document
+    lists every event with its `data` schema."""
+    for aggregate, models in EVENTS.items():
+        for name, model in models.items():
+            broker.publisher(event_subject(aggregate, name), title=f"{aggregate}.{name}", schema=model,
+                             description="Event envelope (contracts/schemas/envelope/event.json) whose "
+                                         "`data` is this schema; Nats-Msg-Id is the event id.")

@@ -1,0 +1,185 @@
+"""The `ticketing` command: serve the product, and client commands that talk
+to a running one over NATS (its URL from TICKETING_NATS_URL or
+<data dir>/nats.url)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import uuid
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from infra.settings import Settings
+
+console = Console()
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FastStream logs every message and every worker task at INFO: keep it to problems.
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    logging.getLogger("nats").setLevel(logging.WARNING)
+
+
+@click.group()
+def main() -> None:
+    """Event-sourced case handling for customer-service departments."""
+
+
+@main.command()
+def serve() -> None:
+    """Run everything: nats-server (unless TICKETING_NATS_URL is set), the event
+    store, command handlers, relay and projections. Ctrl-C stops it all."""
+    settings = Settings()
+    setup_logging(settings.log_level)
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from infra.bootstrap import start
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runtime = await start(settings)
+    where = "embedded nats-server" if runtime.embedded else "external NATS"
+    console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
+    console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file})")
+    console.print(f"  event store:   {_safe_url(settings.event_store_url)}")
+    console.print(f"  read models:   {_safe_url(settings.read_model_url)}")
+    console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
+                  "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
+    console.print("  Ctrl-C to stop")
+    await stop.wait()
+    console.print("stopping...")
+    await runtime.stop()
+    console.print("stopped")
+
+
+def _safe_url(url: str) -> str:
+    """A URL without its password, fit for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _nats_url(settings: Settings) -> str:
+    if settings.nats_url:
+        return settings.nats_url
+    if settings.nats_url_file.exists():
+        return settings.nats_url_file.read_text().strip()
+    raise click.ClickException(f"no NATS URL: set TICKETING_NATS_URL or run `ticketing serve` "
+                               f"(which writes {settings.nats_url_file})")
+
+
+async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    import nats
+
+    nc = await nats.connect(_nats_url(Settings()), connect_timeout=3, max_reconnect_attempts=1)
+    try:
+        reply = await nc.request(subject, orjson.dumps(body), timeout=timeout)
+    finally:
+        await nc.close()
+    return dict(orjson.loads(reply.data))
+
+
+@main.command()
+@click.argument("aggregate")
+@click.argument("command")
+@click.argument("data", default="{}")
+@click.option("--id", "aggregate_id", help="the case's id (absent on register)")
+@click.option("--expected-version", type=int)
+@click.option("--actor", default="cli", show_default=True)
+@click.option("--role", default="agent", show_default=True)
+def send(aggregate: str, command: str, data: str, aggregate_id: str | None, expected_version: int | None,
+         actor: str, role: str) -> None:
+    """Send a command, e.g. `ticketing send complaint acknowledge '{"note": "called"}' --id ID`."""
+    body: dict[str, Any] = {"command_id": str(uuid.uuid4()), "actor": {"id": actor, "role": role},
+                            "data": orjson.loads(data)}
+    if aggregate_id:
+        body["aggregate_id"] = aggregate_id
+    if expected_version is not None:
+        body["expected_version"] = expected_version
+    reply = asyncio.run(_request(f"ticketing.v1.commands.{aggregate}.{command}", body))
+    console.print_json(orjson.dumps(reply).decode())
+    sys.exit(0 if reply.get("ok") else 1)
+
+
+@main.command()
+@click.argument("case_id")
+@click.option("--at", help="RFC 3339 instant, e.g. 2026-11-25T08:00:00Z (default: now)")
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+def history(case_id: str, at: str | None, as_json: bool) -> None:
+    """A case's events and its state as it was at --at."""
+    query: dict[str, Any] = {"case_id": case_id}
+    if at:
+        query["at"] = at
+    reply = asyncio.run(_request("ticketing.v1.queries.case.history", query))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    table = Table(title=f"{reply['aggregate_type']} {reply['case_id']} as of {reply['at']}")
+    for column in ("v", "position", "occurred at", "event", "actor", "data"):
+        table.add_column(column)
+    for e in reply["events"]:
+        table.add_row(str(e["aggregate_version"]), str(e["position"]), e["occurred_at"], e["type"],
+                      f"{e['actor']['id']} ({e['actor']['role']})",
+                      orjson.dumps({k: v for k, v in e["data"].items() if v is not None}).decode())
+    console.print(table)
+    console.print(f"[bold]state at version {reply['version']}[/]")
+    console.print_json(orjson.dumps(reply["state"]).decode())
+
+
+@main.group()
+def projections() -> None:
+    """Read models fed from the bus."""
+
+
+@projections.command("rebuild")
+@click.argument("name", required=False)
+def rebuild_command(name: str | None) -> None:
+    """Rebuild a projection (default: all) from the event store."""
+    from infra.bootstrap import projections as all_projections
+    from infra.database import make_engine
+    from infra.rebuild import rebuild_projection
+    from infra.store import EventStore
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    chosen = [p for p in all_projections() if name in (None, p.name)]
+    if not chosen:
+        names = ", ".join(p.name for p in all_projections())
+        raise click.ClickException(f"no projection {name!r}; there are: {names}")
+    store = EventStore(settings.event_store_url)
+    engine = make_engine(settings.read_model_url)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        for projection in chosen:
+            task = progress.add_task(projection.name, total=store.max_position() or 1)
+            reached = rebuild_projection(
+                store, engine, projection,
+                lambda done, total, task=task: progress.update(task, completed=done, total=total))
+            progress.update(task, completed=reached or 1)
+    console.print(f"rebuilt {', '.join(p.name for p in chosen)} up to position {store.max_position()}")
+
+
+@main.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of the bus (JSON)."""
+    from infra.docs import specification
+
+    click.echo(specification().to_json())
+
+
+
+if __name__ == "__main__":
+    main()

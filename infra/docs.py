@@ -1,0 +1,34 @@
+"""The AsyncAPI document, generated from the same FastStream subscribers the
+product serves with. `faststream docs gen infra.docs:docs_app --factory` works too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+
+from handlers.bus import describe_events, include_handlers
+from handlers.commands import CommandService
+from handlers.queries import QueryService
+from infra.clock import utc_now
+
+DESCRIPTION = (
+    "Commands (request/reply) on ticketing.v1.commands.<aggregate>.<command>, queries on "
+    "ticketing.v1.queries.<name>, events on ticketing.v1.events.<aggregate>.<event> in the JetStream "
+    "stream TICKETING_EVENTS. JSON Schemas of every payload: contracts/schemas/."
+)
+
+
+def docs_app() -> FastStream:
+    broker = NatsBroker()
+    unused: Any = None
+    include_handlers(broker, CommandService(unused, unused, utc_now), QueryService(unused, utc_now))
+    describe_events(broker)
+    return FastStream(broker, specification=AsyncAPI(title="ticketing bus", version="v1",
+                                                      description=DESCRIPTION))
+
+
+def specification() -> Any:
+    return docs_app().schema.to_specification()
