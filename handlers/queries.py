@@ -31,7 +31,7 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistor
         return None
     events = [(n.id, store.mapper.to_domain_event(n)) for n in notifications]
     upto = [(position, e) for position, e in events if e.timestamp <= at]
-    aggregate_type = names(events[0][1])[0]
+    aggregate_type = names(type(events[0][1]))[0]
     if not upto:
         state: dict[str, Any] = {}
         version = 0

@@ -37,10 +37,10 @@ def case_id_for(command_id: UUID) -> UUID:
     return uuid5(CASE_ID_NAMESPACE, str(command_id))
 
 
-def names(event: Case.Event) -> tuple[str, str]:
-    """(aggregate type, event name) of a domain event, e.g. ("complaint", "registered")."""
-    aggregate, _, event_class = type(event).__qualname__.partition(".")
-    return snake(aggregate), snake(event_class)
+def names(event_class: type[Case.Event]) -> tuple[str, str]:
+    """(aggregate type, event name) of a domain event class, e.g. ("complaint", "registered")."""
+    aggregate, _, event_name = event_class.__qualname__.partition(".")
+    return snake(aggregate), snake(event_name)
 
 
 def _plain(value: Any) -> Any:
@@ -48,7 +48,7 @@ def _plain(value: Any) -> Any:
 
 
 def envelope(event: Case.Event, position: int) -> EventEnvelope:
-    aggregate, name = names(event)
+    aggregate, name = names(type(event))
     raw = {k: _plain(v) for k, v in vars(event).items() if k not in _ENVELOPE_FIELDS}
     data = EVENTS[aggregate][name].model_validate(raw).model_dump(mode="json")
     return EventEnvelope(

@@ -1,0 +1,134 @@
+"""Real parts: a nats-server on a free port with a temporary store, a
+temporary SQLite file, and PostgreSQL when TICKETING_TEST_POSTGRES_URL is set
+(a fresh schema per test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+from sqlalchemy import create_engine, text
+
+from infra.bootstrap import Runtime, start
+from infra.nats_server import EmbeddedNats
+from infra.settings import Settings
+
+POSTGRES_URL = os.environ.get("TICKETING_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class FakeClock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 25, 1, 0, 0, 123456, tzinfo=UTC))
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats.start(tmp_path / "nats", preferred_port=0)
+    yield server
+    server.stop()
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    assert POSTGRES_URL is not None
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None means the default: SQLite files in the data directory."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need TICKETING_TEST_POSTGRES_URL (CI sets it)")
+    yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: EmbeddedNats, database_url: str | None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", nats_url=nats_server.url, database_url=database_url,
+                    relay_poll_seconds=5.0)
+
+
+@pytest.fixture
+async def runtime(settings: Settings, clock: FakeClock) -> AsyncIterator[Runtime]:
+    rt = await start(settings, clock)
+    yield rt
+    await rt.stop()
+
+
+@pytest.fixture
+async def client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    nc = await nats.connect(nats_server.url)
+    yield Client(nc)
+    await nc.close()
+
+
+class Client:
+    """A plain nats-py client speaking the bus API, as another service would."""
+
+    def __init__(self, nc: Any) -> None:
+        self.nc = nc
+
+    async def raw(self, subject: str, payload: bytes) -> dict[str, Any]:
+        reply = await self.nc.request(subject, payload, timeout=10)
+        return dict(orjson.loads(reply.data))
+
+    async def command(self, aggregate: str, command: str, data: dict[str, Any], *,
+                      aggregate_id: str | None = None, expected_version: int | None = None,
+                      role: str = "agent", command_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"command_id": command_id or str(uuid.uuid4()),
+                                "actor": {"id": f"{role}-1", "role": role}, "data": data}
+        if aggregate_id is not None:
+            body["aggregate_id"] = aggregate_id
+        if expected_version is not None:
+            body["expected_version"] = expected_version
+        return await self.raw(f"ticketing.v1.commands.{aggregate}.{command}", orjson.dumps(body))
+
+    async def register_complaint(self, **overrides: Any) -> dict[str, Any]:
+        data = complaint_data() | overrides
+        reply = await self.command("complaint", "register", data)
+        assert reply["ok"], reply
+        return reply
+
+    async def query(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.raw(f"ticketing.v1.queries.{name}", orjson.dumps(body))
+
+
+def complaint_data(**overrides: Any) -> dict[str, Any]:
+    return {"customer_id": str(uuid.uuid4()), "channel": "wechat", "category": "product_quality",
+            "priority": "high", "description": "饲料结块，牛不吃 (feed caked, cattle refuse it)",
+            "product": "育肥牛饲料 A3", "region": "华东"} | overrides
