@@ -121,6 +121,9 @@ class CommandService:
         except PersistenceError as error:
             log.warning("store unavailable for %s.%s: %s", aggregate, command, type(error).__name__)
             return error_reply("unavailable", "the event store is unavailable; nothing was recorded, retry")
+        except Exception:  # noqa: BLE001 - a bug must still get an answer, and is logged without payload
+            log.exception("command %s.%s failed", aggregate, command)
+            return error_reply("unavailable", "the command could not be recorded; nothing was recorded, retry")
 
     def _execute(self, aggregate: str, command: str, request: CommandRequest, data: BaseModel) -> bytes:
         """Runs on the writer thread, inside the group's transaction."""

@@ -101,8 +101,9 @@ async def start(settings: Settings, clock: Clock = utc_now, *, run_projections: 
         nats_url = embedded.url
     settings.nats_url_file.write_text(nats_url + "\n")
     try:
-        store = await asyncio.to_thread(EventStore, settings.event_store_url)
-        readmodels = make_engine(settings.read_model_url)
+        store = await asyncio.to_thread(EventStore, settings.event_store_url, None,
+                                        settings.sqlite_busy_timeout_ms)
+        readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
         nc = await connect_nats(nats_url)
         js = nc.jetstream()
         await ensure_streams(js)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     relay_batch: int = 500
     relay_poll_seconds: float = 1.0
     """The relay is woken on every commit; this poll is only a safety net."""
+    sqlite_busy_timeout_ms: int = 10_000
+    """How long a SQLite write waits for a lock held elsewhere before `unavailable`."""
     writer_batch: int = 256
     """Most commands committed in one transaction (group commit)."""
 

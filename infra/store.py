@@ -5,14 +5,17 @@ position."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import IntegrityError, Notification, OperationalError
 from eventsourcing.utils import Environment
+import sqlalchemy.exc
 from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
@@ -49,13 +52,13 @@ class EventStore(Application):
 
     name = "ticketing"
 
-    def __init__(self, url: str, cipher_key: str | None = None) -> None:
+    def __init__(self, url: str, cipher_key: str | None = None, busy_timeout_ms: int = 10_000) -> None:
         env = {"PERSISTENCE_MODULE": "eventsourcing_sqlalchemy", "SQLALCHEMY_URL": url}
         if cipher_key:
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
         super().__init__(env=env)
         engine = self.recorder.datastore.engine
-        tune_sqlite(engine)
+        tune_sqlite(engine, busy_timeout_ms)
         metadata.create_all(engine)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
@@ -65,10 +68,19 @@ class EventStore(Application):
     def engine(self) -> Any:
         return self.recorder.datastore.engine
 
-    def transaction(self) -> Any:
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
         """A write transaction; nested calls (the application's own saves among
-        them) join it, so everything inside commits or rolls back together."""
-        return self.recorder.transaction(commit=True)
+        them) join it, so everything inside commits or rolls back together.
+        Database errors come out as eventsourcing's persistence errors, whether
+        they happen in the body or at commit."""
+        try:
+            with self.recorder.transaction(commit=True) as session:
+                yield session
+        except sqlalchemy.exc.IntegrityError as error:
+            raise IntegrityError(str(error.orig)) from error
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            raise OperationalError(str(error)) from error
 
     # ---- idempotency --------------------------------------------------------
 

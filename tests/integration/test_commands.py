@@ -1,0 +1,228 @@
+"""Complaint commands over the real bus: a plain nats-py client, a real
+nats-server, a real SQLite file (and PostgreSQL in CI)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from contracts.catalog import EVENTS
+from contracts.envelope import EventEnvelope
+from infra.bootstrap import Runtime, start
+from infra.settings import Settings
+from tests.conftest import Client, FakeClock, complaint_data
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await asyncio.to_thread(predicate) if not asyncio.iscoroutinefunction(predicate) \
+            else await predicate()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def summary(runtime: Runtime, case_id: str) -> dict[str, Any] | None:
+    from sqlalchemy import select
+
+    from projections.case_summary import case_summary
+
+    with runtime.readmodels.connect() as conn:
+        row = conn.execute(select(case_summary).where(case_summary.c.case_id == case_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def store_size(runtime: Runtime) -> int:
+    return runtime.store.max_position()
+
+
+async def test_command_is_answered_published_and_projected(runtime: Runtime, client: Client) -> None:
+    seen: list[Any] = []
+
+    async def collect(msg: Any) -> None:
+        seen.append(msg)
+
+    await client.nc.subscribe("ticketing.v1.events.>", cb=collect)
+    reply = await client.register_complaint(priority="urgent")
+    assert reply["version"] == 1 and len(reply["events"]) == 1
+    case_id = reply["aggregate_id"]
+
+    await wait_for(lambda: len(seen) == 1)
+    msg = seen[0]
+    assert msg.subject == "ticketing.v1.events.complaint.registered"
+    assert msg.headers["Nats-Msg-Id"] == reply["events"][0]
+    event = orjson.loads(msg.data)
+    EventEnvelope.model_validate(event)
+    EVENTS["complaint"]["registered"].model_validate(event["data"])
+    assert event["id"] == reply["events"][0] and event["aggregate_id"] == case_id
+    assert event["aggregate_version"] == 1 and event["position"] == 1
+    assert event["occurred_at"] == "2026-11-25T01:00:00.123456Z"
+    assert event["actor"] == {"id": "agent-1", "role": "agent"}
+    assert event["data"]["description"] == complaint_data()["description"]
+
+    row = await wait_for(lambda: summary(runtime, case_id))
+    assert row["status"] == "registered" and row["priority"] == "urgent" and row["kind"] == "complaint"
+    assert row["version"] == 1
+
+
+async def test_the_closed_loop_over_the_bus(runtime: Runtime, client: Client, clock: FakeClock) -> None:
+    case_id = (await client.register_complaint())["aggregate_id"]
+    steps = [
+        ("acknowledge", {"note": "已致电客户"}),
+        ("assign", {"assignee": "agent-2", "department": "production"}),
+        ("analyse", {"root_cause": "受潮", "responsible_party": "company", "severity": "major",
+                     "plan": "换货并检查仓储"}),
+        ("resolve", {"resolution": "exchanged 20 bags", "first_contact": False, "compensation": "120.50"}),
+        ("revisit", {"satisfied": True, "score": 92, "comment": "满意"}),
+        ("close", {}),
+    ]
+    for version, (command, data) in enumerate(steps, start=2):
+        clock.advance(minutes=20)
+        reply = await client.command("complaint", command, data, aggregate_id=case_id,
+                                     expected_version=version - 1)
+        assert reply == {"ok": True, "aggregate_id": case_id, "version": version, "events": reply["events"]}
+    row = await wait_for(lambda: (r := summary(runtime, case_id)) and r["version"] == 7 and r)
+    assert row["status"] == "closed" and row["assignee"] == "agent-2" and row["score"] == 92
+    assert row["compensation"] == "120.50" and row["first_contact"] is False
+    assert all(row[f"{s}_at"] is not None for s in ("acknowledged", "analysed", "resolved", "revisited"))
+
+
+async def test_same_command_id_returns_the_first_reply_and_records_nothing(
+        runtime: Runtime, client: Client) -> None:
+    command_id = str(uuid.uuid4())
+    data = complaint_data()
+    first = await client.command("complaint", "register", data, command_id=command_id)
+    again = await client.command("complaint", "register", data, command_id=command_id)
+    assert again == first
+    assert store_size(runtime) == 1
+
+
+async def test_command_id_reused_for_another_command_is_refused(runtime: Runtime, client: Client) -> None:
+    command_id = str(uuid.uuid4())
+    await client.command("complaint", "register", complaint_data(), command_id=command_id)
+    reply = await client.command("complaint", "register", complaint_data(priority="low"), command_id=command_id)
+    assert reply["error"]["code"] == "validation_error"
+    assert reply["error"]["details"] == [{"field": "command_id", "reason": "was already used for a different command"}]
+    assert store_size(runtime) == 1
+
+
+async def test_stale_expected_version_is_a_conflict(runtime: Runtime, client: Client) -> None:
+    case_id = (await client.register_complaint())["aggregate_id"]
+    await client.command("complaint", "acknowledge", {}, aggregate_id=case_id, expected_version=1)
+    reply = await client.command("complaint", "assign", {"assignee": "x"}, aggregate_id=case_id,
+                                 expected_version=1)
+    assert reply["error"]["code"] == "conflict"
+    assert store_size(runtime) == 2
+
+
+@pytest.mark.parametrize("payload, fields", [
+    (b"\xff not json", {"(body)"}),
+    (b"[1, 2]", {"(body)"}),
+    (orjson.dumps({"command_id": "nope", "actor": {"id": "a", "role": "boss"},
+                   "data": {"customer_id": 5, "channel": "fax", "category": "billing", "priority": "high",
+                            "description": ["not", "text"]}}),
+     {"command_id", "actor.role", "data.customer_id", "data.channel", "data.description"}),
+    (orjson.dumps({"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
+                   "data": complaint_data(priority=1, unknown_field=True)}),
+     {"data.priority", "data.unknown_field"}),
+    (orjson.dumps({"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
+                   "aggregate_id": str(uuid.uuid4()), "data": complaint_data()}),
+     {"aggregate_id"}),
+    (orjson.dumps({"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
+                   "data": complaint_data(description="   ")}),
+     {"data.description"}),
+])
+async def test_bad_register_payloads_get_validation_errors_and_write_nothing(
+        runtime: Runtime, client: Client, payload: bytes, fields: set[str]) -> None:
+    reply = await client.raw("ticketing.v1.commands.complaint.register", payload)
+    assert reply["ok"] is False and reply["error"]["code"] == "validation_error"
+    assert {d["field"] for d in reply["error"]["details"]} == fields
+    assert store_size(runtime) == 0
+
+
+async def test_wrong_types_on_a_later_command(runtime: Runtime, client: Client) -> None:
+    case_id = (await client.register_complaint())["aggregate_id"]
+    reply = await client.command("complaint", "resolve", {"resolution": "ok", "first_contact": "yes",
+                                                           "compensation": 12.5}, aggregate_id=case_id)
+    assert reply["error"]["code"] == "validation_error"
+    assert {d["field"] for d in reply["error"]["details"]} == {"data.first_contact", "data.compensation"}
+    assert store_size(runtime) == 1
+
+
+async def test_unknown_case_is_not_found(runtime: Runtime, client: Client) -> None:
+    reply = await client.command("complaint", "acknowledge", {}, aggregate_id=str(uuid.uuid4()))
+    assert reply["error"]["code"] == "not_found"
+
+
+async def test_illegal_move_is_an_invalid_transition(runtime: Runtime, client: Client) -> None:
+    case_id = (await client.register_complaint())["aggregate_id"]
+    await client.command("complaint", "withdraw", {"reason": "resolved by the courier"}, aggregate_id=case_id)
+    reply = await client.command("complaint", "resolve", {"resolution": "x", "first_contact": True},
+                                 aggregate_id=case_id)
+    assert reply["error"]["code"] == "invalid_transition"
+    assert store_size(runtime) == 2
+
+
+async def test_role_that_may_not_act_is_forbidden(runtime: Runtime, client: Client) -> None:
+    case_id = (await client.register_complaint())["aggregate_id"]
+    await client.command("complaint", "escalate", {"reason": "beyond my authority"}, aggregate_id=case_id)
+    reply = await client.command("complaint", "escalate", {"reason": "legal threat", "to": "manager"},
+                                 aggregate_id=case_id)
+    assert reply["error"]["code"] == "forbidden"
+    reply = await client.command("complaint", "acknowledge", {}, aggregate_id=case_id, role="technician")
+    assert reply["error"]["code"] == "forbidden"
+    assert store_size(runtime) == 2
+
+
+async def test_concurrent_commands_commit_together_and_all_arrive(runtime: Runtime, client: Client) -> None:
+    replies = await asyncio.gather(*(client.register_complaint() for _ in range(100)))
+    assert len({r["aggregate_id"] for r in replies}) == 100
+    assert runtime.writer.batches < 100, "concurrent commands should share transactions"
+    await wait_for(lambda: runtime.relay.position == 100)
+
+
+async def test_idempotency_survives_a_restart(settings: Settings, clock: FakeClock, client: Client) -> None:
+    command_id = str(uuid.uuid4())
+    data = complaint_data()
+    rt = await start(settings, clock)
+    try:
+        first = await client.command("complaint", "register", data, command_id=command_id)
+    finally:
+        await rt.stop()
+    rt = await start(settings, clock)
+    try:
+        again = await client.command("complaint", "register", data, command_id=command_id)
+        assert again == first and rt.store.max_position() == 1
+    finally:
+        await rt.stop()
+
+
+async def test_store_locked_is_unavailable_and_records_nothing(
+        settings: Settings, clock: FakeClock, client: Client) -> None:
+    if settings.database_url:
+        pytest.skip("SQLite: another process holds the write lock")
+    import sqlite3
+    rt = await start(settings.model_copy(update={"sqlite_busy_timeout_ms": 200}), clock)
+    try:
+        await client.register_complaint()
+        other = sqlite3.connect(settings.data_dir / "events.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            reply = await client.command("complaint", "register", complaint_data())
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert reply["error"]["code"] == "unavailable"
+        assert rt.store.max_position() == 1
+        assert (await client.register_complaint())["ok"], "the store is back"
+    finally:
+        await rt.stop()
