@@ -83,8 +83,10 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.writer.stop()
+        # close, not drain: a pending pull request makes drain wait out its
+        # timeout, and nothing here is unacknowledged work we would lose.
         with contextlib.suppress(Exception):
-            await self.nc.drain()
+            await self.nc.close()
         self.readmodels.dispose()
         self.store.engine.dispose()
         if self.embedded is not None:
@@ -96,8 +98,9 @@ async def start(settings: Settings, clock: Clock = utc_now, *, run_projections: 
     embedded = None
     nats_url = settings.nats_url
     if not nats_url:
-        embedded = await asyncio.to_thread(EmbeddedNats.start, settings.data_dir / "nats",
-                                           settings.nats_port)
+        # Started from this thread on purpose: the child's parent-death signal
+        # is tied to the thread that forks it, and a pool thread may exit first.
+        embedded = EmbeddedNats.start(settings.data_dir / "nats", settings.nats_port)
         nats_url = embedded.url
     settings.nats_url_file.write_text(nats_url + "\n")
     try:
@@ -113,7 +116,10 @@ async def start(settings: Settings, clock: Clock = utc_now, *, run_projections: 
         writer = GroupCommitWriter(store.transaction, expected_errors=(DomainError,),
                                    on_commit=relay.wake, max_batch=settings.writer_batch)
         writer.start()
-        broker = NatsBroker(nats_url, log_level=logging.DEBUG, max_reconnect_attempts=-1)
+        # Our own logger, so the CLI's levels apply: FastStream's default one
+        # sets its own level and logs every consumer task at INFO.
+        broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"),
+                            log_level=logging.DEBUG, max_reconnect_attempts=-1)
         include_handlers(broker, CommandService(store, writer, clock), QueryService(store, clock))
         runners = [ProjectionRunner(p, readmodels, js) for p in projections()] if run_projections else []
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, relay, runners,

@@ -19,14 +19,17 @@ from rich.table import Table
 
 from infra.settings import Settings
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # FastStream logs every message and every worker task at INFO: keep it to problems.
-    logging.getLogger("faststream").setLevel(logging.WARNING)
-    logging.getLogger("nats").setLevel(logging.WARNING)
+    # FastStream logs every message and every worker task at INFO: keep it to
+    # problems. (Imported first: importing it configures its own loggers.)
+    import faststream  # noqa: F401
+
+    for noisy in ("faststream", "ticketing.bus", "nats"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group()

@@ -2,7 +2,15 @@
 
 Messages are applied in stream order, a batch per transaction, and acked only
 after that transaction commits; the projection's tracking row skips whatever
-arrives again. A database outage is retried until it ends. An event the
+arrives again.
+
+A durable consumer alone does not keep order across a crash: the messages the
+dead process had fetched come back only after `ack_wait`, while newer ones
+are delivered at once, and applying a newer event first would make the older
+one look already applied. So at start the runner re-anchors its durable
+consumer on the stream sequence its tracking row says it consumed last (the
+row is written in the same transaction as the read model), dropping whatever
+a dead instance left pending; one instance runs each projection. A database outage is retried until it ends. An event the
 projection cannot apply (a bug, a malformed message) is retried a few times,
 then parked on `ticketing.v1.deadletter.projections.<name>` with the reason,
 and the projection moves on: it is never silently dropped."""
@@ -10,24 +18,27 @@ and the projection moves on: it is never silently dropped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import orjson
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
-from projections.base import Projection, apply_batch, create_tables, skip
+from projections.base import Projection, apply_batch, create_tables, marks_of, skip
 
 log = logging.getLogger(__name__)
 
 DEADLETTER_STREAM = "TICKETING_DEADLETTER"
 DEADLETTER_SUBJECTS = f"{PREFIX}.deadletter.>"
 MAX_ATTEMPTS = 5
+ACK_WAIT_SECONDS = 30
 
 
 class ProjectionRunner:
@@ -49,11 +60,7 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         await asyncio.to_thread(create_tables, self.engine, self.projection)
-        sub = await self.js.pull_subscribe(
-            EVENT_SUBJECTS, durable=self.durable, stream=EVENT_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                  ack_wait=60, max_ack_pending=4 * self.batch),
-        )
+        sub = await self._anchor()
         while not self._stopping:
             try:
                 messages = await sub.fetch(self.batch, timeout=0.25)
@@ -65,11 +72,32 @@ class ProjectionRunner:
                 continue
             await self._handle(messages)
 
+    async def _anchor(self) -> Any:
+        """(Re)create the durable consumer to start right after the last stream
+        message this projection consumed, and bind to it."""
+        _, consumed = await asyncio.to_thread(marks_of, self.engine, self.projection.name)
+        info = await self.js.stream_info(EVENT_STREAM)
+        if consumed > info.state.last_seq:
+            # Not the stream we consumed (it was recreated): read it all; the
+            # positions already applied are skipped.
+            log.warning("%s: stream %s ends at %d, before the %d consumed: reading it from the start",
+                        self.durable, EVENT_STREAM, info.state.last_seq, consumed)
+            consumed = 0
+        start = ({"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": consumed + 1}
+                 if consumed else {"deliver_policy": DeliverPolicy.ALL})
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(EVENT_STREAM, self.durable)
+        await self.js.add_consumer(EVENT_STREAM, ConsumerConfig(
+            durable_name=self.durable, filter_subject=EVENT_SUBJECTS, ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT_SECONDS, max_ack_pending=4 * self.batch, **start))
+        return await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENT_STREAM)
+
     async def _handle(self, messages: list[Any]) -> None:
         events = [_decode(m.data) for m in messages]
         if all(e is not None for e in events):
             try:
-                self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, events)
+                self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, events,
+                                                        _sequence(messages[-1]))
                 for m in messages:
                     await m.ack()
                 return
@@ -85,7 +113,8 @@ class ProjectionRunner:
             reason = "not a v1 event envelope" if event is None else None
             if event is not None:
                 try:
-                    self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, [event])
+                    self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, [event],
+                                                            _sequence(message))
                     await message.ack()
                     return
                 except (OperationalError, DBAPIError) as error:
@@ -112,9 +141,14 @@ class ProjectionRunner:
                      "Ticketing-Stream-Sequence": str(message.metadata.sequence.stream),
                      "Nats-Msg-Id": f"{self.durable}-{message.metadata.sequence.stream}"},
         )
-        if event is not None and isinstance(event.get("position"), int):
-            await asyncio.to_thread(skip, self.engine, self.projection, event["position"])
+        position = event.get("position") if event is not None else None
+        await asyncio.to_thread(skip, self.engine, self.projection,
+                                position if isinstance(position, int) else None, _sequence(message))
         await message.ack()
+
+
+def _sequence(message: Any) -> int:
+    return int(message.metadata.sequence.stream)
 
 
 def _decode(data: bytes) -> dict[str, Any] | None:

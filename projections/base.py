@@ -2,9 +2,12 @@
 same transaction as the read model, so each event is applied exactly once
 whether it arrives live, again after a redelivery, or from a rebuild.
 
-Tracking uses the envelope's `position` (the store's total order), which the
-stream carries in the same order as its own sequence; a rebuild from the
-store and the live run therefore share one notion of "how far"."""
+Tracking keeps two marks, written together with the rows they describe:
+- `position`, the envelope's place in the store's total order: what decides
+  whether an event is applied or skipped, so a rebuild from the store and the
+  live run share one notion of "how far";
+- `stream_sequence`, the last stream message the live run consumed: where the
+  live consumer resumes (a rebuild leaves it alone)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ tracking = Table(
     tracking_metadata,
     Column("name", String(64), primary_key=True),
     Column("position", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+    Column("stream_sequence", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, default=0),
 )
 
 
@@ -37,47 +41,60 @@ def create_tables(engine: Engine, projection: Projection) -> None:
     projection.metadata.create_all(engine)
 
 
-def _lock_position(conn: Connection, name: str) -> int:
-    """Read this projection's position, holding its row (and, on SQLite, the
+def _lock(conn: Connection, name: str) -> tuple[int, int]:
+    """Read this projection's marks, holding its row (and, on SQLite, the
     database's write lock) until the transaction ends."""
     updated = conn.execute(tracking.update().where(tracking.c.name == name)
                            .values(position=tracking.c.position)).rowcount
     if not updated:
-        conn.execute(tracking.insert().values(name=name, position=0))
-    return int(conn.execute(select(tracking.c.position).where(tracking.c.name == name)).scalar_one())
+        conn.execute(tracking.insert().values(name=name, position=0, stream_sequence=0))
+    row = conn.execute(select(tracking.c.position, tracking.c.stream_sequence)
+                       .where(tracking.c.name == name)).one()
+    return int(row[0]), int(row[1])
 
 
-def _set_position(conn: Connection, name: str, position: int) -> None:
-    conn.execute(tracking.update().where(tracking.c.name == name).values(position=position))
+def _advance(conn: Connection, name: str, current: tuple[int, int], position: int | None = None,
+             stream_sequence: int | None = None) -> None:
+    """Move the marks forward, never back (a redelivered message is older)."""
+    values = {}
+    if position is not None and position > current[0]:
+        values["position"] = position
+    if stream_sequence is not None and stream_sequence > current[1]:
+        values["stream_sequence"] = stream_sequence
+    if values:
+        conn.execute(tracking.update().where(tracking.c.name == name).values(**values))
 
 
-def position_of(engine: Engine, name: str) -> int:
+def marks_of(engine: Engine, name: str) -> tuple[int, int]:
+    """(position, stream_sequence) of a projection; (0, 0) before its first event."""
     with engine.connect() as conn:
-        value = conn.execute(select(tracking.c.position).where(tracking.c.name == name)).scalar()
-    return int(value or 0)
+        row = conn.execute(select(tracking.c.position, tracking.c.stream_sequence)
+                           .where(tracking.c.name == name)).first()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def apply_batch(engine: Engine, projection: Projection, events: Iterable[Envelope]) -> int:
-    """Apply the events not applied yet, in one transaction; returns how many."""
+def apply_batch(engine: Engine, projection: Projection, events: Iterable[Envelope],
+                stream_sequence: int | None = None) -> int:
+    """Apply the events not applied yet, in one transaction, and record that
+    the stream was consumed through `stream_sequence`; returns how many."""
     applied = 0
     with engine.begin() as conn:
-        position = start = _lock_position(conn, projection.name)
+        marks = _lock(conn, projection.name)
+        position = marks[0]
         for event in events:
             if event["position"] <= position:
                 continue
             projection.apply(conn, event)
             position = event["position"]
             applied += 1
-        if position != start:
-            _set_position(conn, projection.name, position)
+        _advance(conn, projection.name, marks, position, stream_sequence)
     return applied
 
 
-def skip(engine: Engine, projection: Projection, position: int) -> None:
-    """Step over one event that cannot be applied (it is parked elsewhere)."""
+def skip(engine: Engine, projection: Projection, position: int | None, stream_sequence: int) -> None:
+    """Step over one message that cannot be applied (it is parked elsewhere)."""
     with engine.begin() as conn:
-        if _lock_position(conn, projection.name) < position:
-            _set_position(conn, projection.name, position)
+        _advance(conn, projection.name, _lock(conn, projection.name), position, stream_sequence)
 
 
 def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Iterator[list[Envelope]]],
@@ -88,7 +105,7 @@ def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Ite
     waits on the tracking row meanwhile, and then skips what the rebuild
     covered. Returns the position reached."""
     with engine.begin() as conn:
-        _lock_position(conn, projection.name)
+        _lock(conn, projection.name)
         end = end_of_history()
         projection.reset(conn)
         position = 0
@@ -97,5 +114,5 @@ def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Ite
                 projection.apply(conn, event)
                 position = event["position"]
             progress(position, end)
-        _set_position(conn, projection.name, position)
+        conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
     return position

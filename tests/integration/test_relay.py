@@ -1,0 +1,156 @@
+"""The relay against a real nats-server and a real store file: killed between
+publishing and saving its position, restarted, it loses and doubles nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+from nats.js import JetStreamContext
+
+from contracts.catalog import EVENT_STREAM
+from infra.bootstrap import ensure_streams, notification_translator
+from infra.nats_server import EmbeddedNats
+from infra.relay import Relay
+from infra.store import EventStore
+from ticketing.case import Context
+from ticketing.complaint import Complaint, Registration
+from ticketing.values import Role
+
+pytestmark = pytest.mark.anyio
+
+AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+class Died(Exception):
+    """Stands for the process dying at this point."""
+
+
+class DiesBeforeSaving:
+    """The store as the relay sees it, except that saving the position kills
+    the relay: what it published is on the stream, its position is not saved."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def notifications(self, after: int, limit: int) -> list[Any]:
+        return self.store.notifications(after, limit)
+
+    def relay_position(self, name: str) -> int:
+        return self.store.relay_position(name)
+
+    def save_relay_position(self, name: str, position: int) -> None:
+        raise Died
+
+
+class ForgetsTheStream(DiesBeforeSaving):
+    """A relay that trusts only its saved position (0), as if it could not read
+    the stream's tail: only the duplicate window stands between it and copies."""
+
+    def save_relay_position(self, name: str, position: int) -> None:
+        self.store.save_relay_position(name, position)
+
+
+def record_complaints(store: EventStore, count: int) -> list[uuid.UUID]:
+    """Record `count` complaints with two events each, interleaved."""
+    cases = [Complaint.register(uuid.uuid4(), Registration(uuid.uuid4(), "phone", "billing", "low", "描述"),
+                                Context("agent-1", Role.AGENT, AT, uuid.uuid4())) for _ in range(count)]
+    store.save(*cases)
+    for case in cases:
+        case.acknowledge(Context("agent-1", Role.AGENT, AT, uuid.uuid4()))
+    store.save(*cases)
+    return [case.id for case in cases]
+
+
+async def stream_messages(js: JetStreamContext) -> list[dict[str, Any]]:
+    info = await js.stream_info(EVENT_STREAM)
+    messages = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(EVENT_STREAM, seq=seq)
+        messages.append(orjson.loads(msg.data) | {"_msg_id": msg.headers["Nats-Msg-Id"]})
+    return messages
+
+
+async def run_until_caught_up(relay: Relay) -> None:
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.caught_up.wait(), 10)
+    finally:
+        relay.stop()
+        await task
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EventStore:
+    return EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+
+
+@pytest.fixture
+async def js(nats_server: EmbeddedNats) -> Any:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    yield js
+    await nc.close()
+
+
+def assert_exactly_the_store(messages: list[dict[str, Any]], store: EventStore) -> None:
+    expected = [n.id for n in store.notifications(0, 10_000)]
+    assert [m["position"] for m in messages] == expected
+    assert len({m["_msg_id"] for m in messages}) == len(messages)
+    assert all(m["_msg_id"] == m["id"] for m in messages)
+
+
+async def test_relay_killed_before_saving_its_position_resumes_without_copies(
+        store: EventStore, js: JetStreamContext) -> None:
+    record_complaints(store, 30)  # 60 events
+    translate = notification_translator(store)
+
+    dying = Relay(DiesBeforeSaving(store), js, translate, batch=25)
+    await dying._reconcile()
+    with pytest.raises(Died):
+        await dying.pump()
+    assert len(await stream_messages(js)) == 25
+    assert store.relay_position(Relay.name) == 0
+
+    record_complaints(store, 5)
+    await run_until_caught_up(Relay(store, js, translate, batch=25))
+
+    assert_exactly_the_store(await stream_messages(js), store)
+    assert store.relay_position(Relay.name) == store.max_position() == 70
+
+
+async def test_copies_published_again_within_the_window_are_dropped(
+        store: EventStore, js: JetStreamContext) -> None:
+    record_complaints(store, 10)
+    translate = notification_translator(store)
+    await run_until_caught_up(Relay(store, js, translate, batch=7))
+    assert len(await stream_messages(js)) == 20
+
+    # A relay that publishes everything again from position 0, without looking
+    # at the stream first: every copy is refused by Nats-Msg-Id.
+    blind = Relay(ForgetsTheStream(store), js, translate, batch=7)
+    while await blind.pump():
+        pass
+    assert blind.published == 20
+
+    assert_exactly_the_store(await stream_messages(js), store)
+
+
+async def test_saved_position_ahead_of_an_emptied_stream_is_not_republished(
+        store: EventStore, js: JetStreamContext) -> None:
+    """The saved position wins when the stream was purged: the relay does not
+    replay history onto it (the store is the source of truth)."""
+    record_complaints(store, 3)
+    translate = notification_translator(store)
+    await run_until_caught_up(Relay(store, js, translate))
+    await js.purge_stream(EVENT_STREAM)
+    record_complaints(store, 1)
+    await run_until_caught_up(Relay(store, js, translate))
+    assert [m["position"] for m in await stream_messages(js)] == [7, 8]

@@ -1,0 +1,213 @@
+"""`ticketing serve` as a user runs it: a real process, its own nats-server and
+SQLite files in a data directory; stopped with Ctrl-C, or killed outright in
+the middle of a load and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+
+from contracts.catalog import EVENT_STREAM
+from infra.nats_server import EmbeddedNats
+from tests.conftest import complaint_data
+
+pytestmark = pytest.mark.anyio
+
+TICKETING = str(Path(sys.executable).parent / "ticketing")
+
+
+class Serve:
+    """One `ticketing serve` process."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd = cwd
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+        self.log = (cwd / "serve.log").open("ab")
+        self.offset = self.log.tell()  # this run's output starts here
+        self.process = subprocess.Popen([TICKETING, "serve"], cwd=cwd, env=clean | env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, data_dir: Path, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            if "Ctrl-C to stop" in self.output():
+                return (data_dir / "nats.url").read_text().strip()
+            time.sleep(0.05)
+        raise AssertionError(f"serve did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        with (self.cwd / "serve.log").open("rb") as log:
+            log.seek(self.offset)
+            return log.read().decode(errors="replace")
+
+    def interrupt(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def serves() -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for serve in started:
+        if serve.process.poll() is None:
+            serve.kill()
+        serve.log.close()
+
+
+def processes_using(path: Path) -> list[int]:
+    """Pids whose command line mentions `path` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(path).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def register(url: str, count: int = 1) -> list[dict[str, Any]]:
+    nc = await nats.connect(url)
+    try:
+        replies = []
+        for _ in range(count):
+            body = {"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
+                    "data": complaint_data()}
+            msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps(body), timeout=10)
+            replies.append(orjson.loads(msg.data))
+        return replies
+    finally:
+        await nc.close()
+
+
+async def stream_positions(url: str) -> list[int]:
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(EVENT_STREAM)
+        positions = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            positions.append(orjson.loads((await js.get_msg(EVENT_STREAM, seq=seq)).data)["position"])
+        return positions
+    finally:
+        await nc.close()
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def eventually(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
+        tmp_path: Path, serves: list[Serve]) -> None:
+    data = tmp_path / "var"
+    serves.append(serve := Serve(tmp_path, {}))
+    url = serve.wait_ready(data)
+    assert "embedded nats-server" in serve.output()
+    assert (data / "events.db").exists() and (data / "nats").is_dir()
+    [reply] = await register(url)
+    assert reply["ok"], reply
+
+    async def projected() -> bool:
+        return query(data / "readmodels.db", "select count(*) from case_summary") == [(1,)]
+    assert await eventually(projected)
+    assert processes_using(data / "nats"), "the embedded nats-server runs with its store in the data dir"
+
+    assert serve.interrupt() == 0, serve.output()
+    assert "stopped" in serve.output()
+    assert processes_using(data / "nats") == [], "the child nats-server must stop with serve"
+
+    # Started again on the same directory: resumes with what it had.
+    serves.append(again := Serve(tmp_path, {}))
+    url = again.wait_ready(data)
+    [second] = await register(url)
+    assert second["ok"]
+    assert await eventually(lambda: _positions_are(url, [1, 2]))
+
+    async def both_projected() -> bool:
+        return query(data / "readmodels.db", "select count(*) from case_summary") == [(2,)]
+    assert await eventually(both_projected)
+    assert again.interrupt() == 0
+
+
+async def _positions_are(url: str, expected: list[int]) -> bool:
+    return await stream_positions(url) == expected
+
+
+async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
+        tmp_path: Path, nats_server: EmbeddedNats, serves: list[Serve]) -> None:
+    data = tmp_path / "data"
+    env = {"TICKETING_NATS_URL": nats_server.url, "TICKETING_DATA_DIR": str(data)}
+    serves.append(first := Serve(tmp_path, env))
+    first.wait_ready(data)
+
+    nc = await nats.connect(nats_server.url)
+    answered: list[dict[str, Any]] = []
+
+    async def sender() -> None:
+        while True:
+            body = {"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
+                    "data": complaint_data()}
+            try:
+                msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps(body),
+                                       timeout=2)
+            except Exception:  # noqa: BLE001 - the server is being killed under us
+                return
+            answered.append(orjson.loads(msg.data))
+
+    senders = [asyncio.create_task(sender()) for _ in range(16)]
+    while len(answered) < 300:
+        await asyncio.sleep(0.01)
+    first.kill()
+    await asyncio.gather(*senders)
+    await nc.close()
+    assert all(reply["ok"] for reply in answered)
+
+    serves.append(second := Serve(tmp_path, env))
+    second.wait_ready(data)
+    recorded = query(data / "events.db", "select max(id) from ticketing_events")[0][0]
+    assert recorded >= len(answered)
+
+    async def relayed() -> bool:
+        return len(await stream_positions(nats_server.url)) >= recorded
+    assert await eventually(relayed)
+    positions = await stream_positions(nats_server.url)
+    assert positions == list(range(1, recorded + 1)), "every event once, in store order"
+
+    async def projected() -> bool:
+        return query(data / "readmodels.db", "select position from projection_tracking") == [(recorded,)]
+    assert await eventually(projected)
+    assert query(data / "readmodels.db", "select count(*) from case_summary") == [(recorded,)]
+    answered_ids = {reply["aggregate_id"] for reply in answered}
+    stored_ids = {row[0] for row in query(data / "readmodels.db", "select case_id from case_summary")}
+    assert answered_ids <= stored_ids
+    assert second.interrupt() == 0
