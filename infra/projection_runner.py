@@ -141,9 +141,7 @@ class ProjectionRunner:
                      "Ticketing-Stream-Sequence": str(message.metadata.sequence.stream),
                      "Nats-Msg-Id": f"{self.durable}-{message.metadata.sequence.stream}"},
         )
-        position = event.get("position") if event is not None else None
-        await asyncio.to_thread(skip, self.engine, self.projection,
-                                position if isinstance(position, int) else None, _sequence(message))
+        await asyncio.to_thread(skip, self.engine, self.projection, _sequence(message))
         await message.ack()
 
 

@@ -91,10 +91,12 @@ def apply_batch(engine: Engine, projection: Projection, events: Iterable[Envelop
     return applied
 
 
-def skip(engine: Engine, projection: Projection, position: int | None, stream_sequence: int) -> None:
-    """Step over one message that cannot be applied (it is parked elsewhere)."""
+def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
+    """Step over one stream message that cannot be applied (it is parked
+    elsewhere). Only the stream mark moves: the position a broken message
+    claims is not trusted, and a rebuild tries the event again."""
     with engine.begin() as conn:
-        _advance(conn, projection.name, _lock(conn, projection.name), position, stream_sequence)
+        _advance(conn, projection.name, _lock(conn, projection.name), stream_sequence=stream_sequence)
 
 
 def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Iterator[list[Envelope]]],

@@ -4,6 +4,7 @@ temporary SQLite file, and PostgreSQL when TICKETING_TEST_POSTGRES_URL is set
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -132,3 +133,17 @@ def complaint_data(**overrides: Any) -> dict[str, Any]:
     return {"customer_id": str(uuid.uuid4()), "channel": "wechat", "category": "product_quality",
             "priority": "high", "description": "饲料结块，牛不吃 (feed caked, cattle refuse it)",
             "product": "育肥牛饲料 A3", "region": "华东"} | overrides
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    """Poll `predicate` (sync, run in a thread, or async) until it returns
+    something truthy; fail after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await predicate() if asyncio.iscoroutinefunction(predicate) \
+            else await asyncio.to_thread(predicate)
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -14,21 +14,9 @@ from contracts.catalog import EVENTS
 from contracts.envelope import EventEnvelope
 from infra.bootstrap import Runtime, start
 from infra.settings import Settings
-from tests.conftest import Client, FakeClock, complaint_data
+from tests.conftest import Client, FakeClock, complaint_data, wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await asyncio.to_thread(predicate) if not asyncio.iscoroutinefunction(predicate) \
-            else await predicate()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def summary(runtime: Runtime, case_id: str) -> dict[str, Any] | None:

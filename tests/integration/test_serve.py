@@ -22,7 +22,7 @@ import pytest
 
 from contracts.catalog import EVENT_STREAM
 from infra.nats_server import EmbeddedNats
-from tests.conftest import complaint_data
+from tests.conftest import complaint_data, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -118,15 +118,6 @@ def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-async def eventually(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result or time.monotonic() > deadline:
-            return result
-        await asyncio.sleep(0.1)
-
-
 async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
         tmp_path: Path, serves: list[Serve]) -> None:
     data = tmp_path / "var"
@@ -139,7 +130,7 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
 
     async def projected() -> bool:
         return query(data / "readmodels.db", "select count(*) from case_summary") == [(1,)]
-    assert await eventually(projected)
+    await wait_for(projected, timeout=30)
     assert processes_using(data / "nats"), "the embedded nats-server runs with its store in the data dir"
 
     assert serve.interrupt() == 0, serve.output()
@@ -151,16 +142,15 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     url = again.wait_ready(data)
     [second] = await register(url)
     assert second["ok"]
-    assert await eventually(lambda: _positions_are(url, [1, 2]))
+    
+    async def both_relayed() -> bool:
+        return await stream_positions(url) == [1, 2]
+    await wait_for(both_relayed, timeout=30)
 
     async def both_projected() -> bool:
         return query(data / "readmodels.db", "select count(*) from case_summary") == [(2,)]
-    assert await eventually(both_projected)
+    await wait_for(both_projected, timeout=30)
     assert again.interrupt() == 0
-
-
-async def _positions_are(url: str, expected: list[int]) -> bool:
-    return await stream_positions(url) == expected
 
 
 async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
@@ -199,13 +189,13 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
 
     async def relayed() -> bool:
         return len(await stream_positions(nats_server.url)) >= recorded
-    assert await eventually(relayed)
+    await wait_for(relayed, timeout=30)
     positions = await stream_positions(nats_server.url)
     assert positions == list(range(1, recorded + 1)), "every event once, in store order"
 
     async def projected() -> bool:
         return query(data / "readmodels.db", "select position from projection_tracking") == [(recorded,)]
-    assert await eventually(projected)
+    await wait_for(projected, timeout=30)
     assert query(data / "readmodels.db", "select count(*) from case_summary") == [(recorded,)]
     answered_ids = {reply["aggregate_id"] for reply in answered}
     stored_ids = {row[0] for row in query(data / "readmodels.db", "select case_id from case_summary")}

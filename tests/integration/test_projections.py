@@ -1,0 +1,193 @@
+"""The case-summary projection fed from the real stream: rebuilt from the store
+it gives the live rows; copies, redeliveries and a dead consumer's pending
+messages neither double nor lose an event; a message it cannot apply is parked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import select, update
+
+from contracts.catalog import EVENT_STREAM
+from infra.bootstrap import Runtime
+from infra.projection_runner import DEADLETTER_STREAM, ProjectionRunner
+from infra.rebuild import rebuild_projection
+from infra.settings import Settings
+from projections.base import marks_of
+from projections.case_summary import CaseSummary, case_summary
+from tests.conftest import Client, FakeClock, wait_for
+
+pytestmark = pytest.mark.anyio
+
+PATHS: list[list[tuple[str, dict[str, Any]]]] = [
+    [],
+    [("acknowledge", {})],
+    [("acknowledge", {}), ("assign", {"assignee": "li.wei", "department": "technical"})],
+    [("acknowledge", {}), ("await_customer", {"reason": "需要照片"}), ("resume", {})],
+    [("acknowledge", {}), ("analyse", {"root_cause": "受潮", "plan": "换货", "responsible_party": "company",
+                                       "severity": "major"}),
+     ("resolve", {"resolution": "换货", "first_contact": False, "compensation": "80.00"})],
+    [("acknowledge", {}), ("resolve", {"resolution": "解释说明", "first_contact": True}),
+     ("revisit", {"satisfied": False, "score": 40}), ("reopen", {"reason": "仍不满意"})],
+    [("resolve", {"resolution": "退款", "first_contact": True}), ("revisit", {"satisfied": True, "score": 95}),
+     ("close", {})],
+    [("withdraw", {})],
+    [("escalate", {"reason": "媒体曝光风险", "to": "supervisor"})],
+]
+
+
+async def drive(client: Client, clock: FakeClock, rounds: int = 2) -> list[str]:
+    """Cases down every path, their steps interleaved in time."""
+    cases: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = []
+    for _ in range(rounds):
+        for path in PATHS:
+            clock.advance(minutes=3)
+            cases.append(((await client.register_complaint())["aggregate_id"], list(path)))
+    for step in range(max(len(p) for p in PATHS)):
+        for case_id, path in cases:
+            if step < len(path):
+                clock.advance(minutes=11)
+                command, data = path[step]
+                reply = await client.command("complaint", command, data, aggregate_id=case_id,
+                                             role="supervisor")
+                assert reply["ok"], (command, reply)
+    return [case_id for case_id, _ in cases]
+
+
+def rows(runtime: Runtime) -> list[dict[str, Any]]:
+    with runtime.readmodels.connect() as conn:
+        result = conn.execute(select(case_summary).order_by(case_summary.c.case_id)).mappings()
+        return [dict(r) for r in result]
+
+
+def caught_up(runtime: Runtime) -> bool:
+    return marks_of(runtime.readmodels, CaseSummary.name)[0] == runtime.store.max_position()
+
+
+async def stop_runner(runtime: Runtime) -> None:
+    [runner] = runtime.runners
+    runner.stop()
+    await asyncio.gather(*(t for t in runtime.tasks if t.get_name() == runner.durable))
+
+
+async def test_rebuild_gives_the_same_rows_as_the_live_run(runtime: Runtime, client: Client,
+                                                           clock: FakeClock) -> None:
+    cases = await drive(client, clock)
+    await wait_for(lambda: caught_up(runtime))
+    live = rows(runtime)
+    assert len(live) == len(cases)
+    assert {r["status"] for r in live} >= {"registered", "acknowledged", "resolved", "reopened", "closed",
+                                          "withdrawn"}
+
+    reached = await asyncio.to_thread(rebuild_projection, runtime.store, runtime.readmodels, CaseSummary())
+    assert reached == runtime.store.max_position()
+    assert rows(runtime) == live
+
+    # The live consumer carries on after a rebuild, neither re-applying nor missing.
+    clock.advance(hours=1)
+    reply = await client.command("complaint", "acknowledge", {}, aggregate_id=cases[0])
+    assert reply["ok"]
+    await wait_for(lambda: caught_up(runtime))
+    after = {r["case_id"]: r for r in rows(runtime)}
+    assert after[cases[0]]["status"] == "acknowledged" and after[cases[0]]["version"] == 2
+    assert [r for r in rows(runtime) if r["case_id"] != cases[0]] == \
+        [r for r in live if r["case_id"] != cases[0]]
+
+
+async def test_cli_rebuild_repairs_a_damaged_read_model(runtime: Runtime, client: Client, clock: FakeClock,
+                                                        settings: Settings) -> None:
+    await drive(client, clock, rounds=1)
+    await wait_for(lambda: caught_up(runtime))
+    live = rows(runtime)
+    with runtime.readmodels.begin() as conn:
+        conn.execute(update(case_summary).values(status="closed", assignee="nobody"))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env["TICKETING_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        env["TICKETING_DATABASE_URL"] = settings.database_url
+    done = await asyncio.to_thread(
+        subprocess.run, [str(Path(sys.executable).parent / "ticketing"), "projections", "rebuild"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"rebuilt case_summary up to position {runtime.store.max_position()}" in done.stdout
+    assert rows(runtime) == live
+
+
+async def test_copies_and_stale_redeliveries_are_not_applied(runtime: Runtime, client: Client,
+                                                             clock: FakeClock) -> None:
+    case_id = (await client.register_complaint())["aggregate_id"]
+    for command, data in PATHS[4]:
+        clock.advance(minutes=5)
+        assert (await client.command("complaint", command, data, aggregate_id=case_id))["ok"]
+    await wait_for(lambda: caught_up(runtime))
+    before = rows(runtime)
+    [runner] = runtime.runners
+    applied = runner.applied
+
+    # The `acknowledged` message again, as a different message (so the stream
+    # keeps it): applying it would put the resolved case back to acknowledged.
+    acknowledged = await runtime.js.get_msg(EVENT_STREAM, seq=2)
+    ack = await runtime.js.publish(acknowledged.subject, acknowledged.data,
+                                   headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    await wait_for(lambda: marks_of(runtime.readmodels, CaseSummary.name)[1] == ack.seq)
+    assert rows(runtime) == before
+    assert runner.applied == applied
+
+
+async def test_a_consumer_that_died_holding_messages_loses_none(runtime: Runtime, client: Client,
+                                                                clock: FakeClock) -> None:
+    await drive(client, clock, rounds=1)
+    await wait_for(lambda: caught_up(runtime))
+    await stop_runner(runtime)
+
+    first = await drive(client, clock, rounds=1)
+    # A dead instance: it fetched the next messages and will never ack them.
+    dead = await runtime.js.pull_subscribe_bind(durable="projection_case_summary", stream=EVENT_STREAM)
+    held = await dead.fetch(5, timeout=2)
+    assert len(held) == 5
+    second = await drive(client, clock, rounds=1)
+
+    # Well within ack_wait, so only re-anchoring can bring the held ones back.
+    runner = ProjectionRunner(CaseSummary(), runtime.readmodels, runtime.js)
+    task = asyncio.create_task(runner.run())
+    try:
+        await wait_for(lambda: caught_up(runtime), timeout=10)
+        live = rows(runtime)
+        reached = await asyncio.to_thread(rebuild_projection, runtime.store, runtime.readmodels, CaseSummary())
+        assert reached == runtime.store.max_position()
+        assert rows(runtime) == live
+        assert {r["case_id"] for r in live} >= set(first) | set(second)
+    finally:
+        runner.stop()
+        await task
+
+
+async def test_a_message_that_cannot_be_applied_is_parked_and_the_rest_goes_on(
+        runtime: Runtime, client: Client) -> None:
+    parked = await runtime.nc.subscribe("ticketing.v1.deadletter.projections.case_summary")
+    await runtime.js.publish("ticketing.v1.events.complaint.registered", b"not json",
+                             headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    bogus = {"id": str(uuid.uuid4()), "type": "complaint.acknowledged", "position": 10_000,
+             "aggregate_id": str(uuid.uuid4()), "aggregate_version": 2, "occurred_at": "nonsense",
+             "data": {}}
+    await runtime.js.publish("ticketing.v1.events.complaint.acknowledged", orjson.dumps(bogus),
+                             headers={"Nats-Msg-Id": str(uuid.uuid4())})
+
+    first = await parked.next_msg(timeout=10)
+    assert first.data == b"not json" and first.headers["Ticketing-Reason"] == "not a v1 event envelope"
+    second = await parked.next_msg(timeout=30)
+    assert orjson.loads(second.data) == bogus and "Invalid isoformat" in second.headers["Ticketing-Reason"]
+    info = await runtime.js.stream_info(DEADLETTER_STREAM)
+    assert info.state.messages == 2
+
+    case_id = (await client.register_complaint())["aggregate_id"]
+    await wait_for(lambda: any(r["case_id"] == case_id for r in rows(runtime)))
