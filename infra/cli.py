@@ -131,8 +131,9 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(0 if reply.get("ok") else 1)
     table = Table(title=f"{reply['aggregate_type']} {reply['case_id']} as of {reply['at']}")
-    for column in ("v", "position", "occurred at", "event", "actor", "data"):
-        table.add_column(column)
+    for column in ("v", "position", "occurred at", "event", "actor"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("data", overflow="fold")
     for e in reply["events"]:
         table.add_row(str(e["aggregate_version"]), str(e["position"]), e["occurred_at"], e["type"],
                       f"{e['actor']['id']} ({e['actor']['role']})",
