@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -30,6 +33,16 @@ log = logging.getLogger(__name__)
 REQUEST_FIELDS = set(CommandRequest.model_fields)
 
 
+@dataclass(frozen=True)
+class StoredReply:
+    """The first reply to a command, kept so a repeat gets it again."""
+
+    command_id: UUID
+    fingerprint: str
+    reply: bytes
+    recorded_at: datetime
+
+
 class Store(Protocol):
     """What command handling needs of the event store."""
 
@@ -37,13 +50,84 @@ class Store(Protocol):
 
     def transaction(self) -> Any: ...
     def save(self, *aggregates: Any) -> Any: ...
-    def stored_reply(self, command_id: UUID) -> Any: ...
-    def remember_reply(self, session: Any, command_id: UUID, fingerprint: str, reply: bytes,
-                       at: datetime) -> None: ...
+    def stored_replies(self, command_ids: list[UUID]) -> dict[UUID, StoredReply]: ...
+    def remember_replies(self, session: Any, replies: list[StoredReply]) -> None: ...
+
+
+class CaseCache:
+    """Cases as last committed, least recently used first; only the command
+    writer's thread touches it. A batch takes a case out and gives it back
+    only once its transaction has committed, so a case changed by a group that
+    rolled back is read again from the store. It assumes one serving process
+    per event store (as the relay does): a case changed by another process is
+    caught by the store's version check (`conflict`), not refreshed."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._cases: OrderedDict[UUID, Case] = OrderedDict()
+
+    def take(self, case_id: UUID) -> Case | None:
+        return self._cases.pop(case_id, None)
+
+    def give_back(self, cases: Iterable[Case]) -> None:
+        for case in cases:
+            self._cases[case.id] = case
+        while len(self._cases) > self.size:
+            self._cases.popitem(last=False)
+
+
+class CommandBatch:
+    """The commands of one group-commit transaction. A later command sees what
+    an earlier one did (same case, same command id), and everything is written
+    at the end: every changed case in one save, every reply in one insert."""
+
+    def __init__(self, store: Store, cache: CaseCache, earlier: dict[UUID, StoredReply]) -> None:
+        self.store = store
+        self.cache = cache
+        self.cases: dict[UUID, Case] = {}
+        self.earlier = earlier
+        self.replies: dict[UUID, StoredReply] = {}
+
+    def stored_reply(self, command_id: UUID) -> StoredReply | None:
+        return self.replies.get(command_id) or self.earlier.get(command_id)
+
+    def get(self, case_id: UUID) -> Case:
+        """Raises AggregateNotFoundError."""
+        if case_id not in self.cases:
+            self.cases[case_id] = self.cache.take(case_id) or self.store.repository.get(case_id)
+        return self.cases[case_id]
+
+    def record(self, case: Case, reply: StoredReply) -> None:
+        self.cases[case.id] = case
+        self.replies[reply.command_id] = reply
+
+    def write(self, session: Any) -> None:
+        changed = [case for case in self.cases.values() if case.pending_events]
+        if changed:
+            self.store.save(*changed)
+        if self.replies:
+            self.store.remember_replies(session, list(self.replies.values()))
+
+
+class CommandBatches:
+    """What the command writer runs each group in: one transaction, the
+    group's earlier replies read in one query, the cache of cases."""
+
+    def __init__(self, store: Store, cache_size: int = 10_000) -> None:
+        self.store = store
+        self.cache = CaseCache(cache_size)
+
+    @contextmanager
+    def __call__(self, command_ids: list[UUID]) -> Iterator[CommandBatch]:
+        with self.store.transaction() as session:
+            batch = CommandBatch(self.store, self.cache, self.store.stored_replies(command_ids))
+            yield batch
+            batch.write(session)
+        self.cache.give_back(batch.cases.values())
 
 
 class Writer(Protocol):
-    async def run(self, work: Callable[[], Any]) -> Any: ...
+    async def run(self, work: Callable[[CommandBatch], Any], key: Any = None) -> Any: ...
 
 
 def error_reply(code: str, message: str, details: list[ErrorDetail] | None = None) -> bytes:
@@ -111,7 +195,8 @@ class CommandService:
         except _Invalid as invalid:
             return error_reply("validation_error", invalid.message, invalid.details)
         try:
-            return await self.writer.run(lambda: self._execute(aggregate, command, request, data))
+            return await self.writer.run(lambda batch: self._execute(batch, aggregate, command, request, data),
+                                         request.command_id)
         except DomainError as error:
             details = [ErrorDetail(field=p.field if p.field in REQUEST_FIELDS else f"data.{p.field}",
                                    reason=p.reason) for p in error.problems]
@@ -125,10 +210,12 @@ class CommandService:
             log.exception("command %s.%s failed", aggregate, command)
             return error_reply("unavailable", "the command could not be recorded; nothing was recorded, retry")
 
-    def _execute(self, aggregate: str, command: str, request: CommandRequest, data: BaseModel) -> bytes:
-        """Runs on the writer thread, inside the group's transaction."""
+    def _execute(self, batch: CommandBatch, aggregate: str, command: str, request: CommandRequest,
+                 data: BaseModel) -> bytes:
+        """Runs on the writer thread, inside the group's transaction. Raises
+        before changing anything when the command cannot be carried out."""
         subject_fp = fingerprint(f"{aggregate}.{command}", request.model_dump(mode="json"))
-        stored = self.store.stored_reply(request.command_id)
+        stored = batch.stored_reply(request.command_id)
         if stored is not None:
             if stored.fingerprint != subject_fp:
                 raise ValidationFailed.of_message("command_id", "was already used for a different command")
@@ -141,22 +228,23 @@ class CommandService:
         fields = data.model_dump()
         if command == "register":
             case = kind.register(case_id_for(request.command_id), fields, ctx)
+            new_events = list(case.pending_events)
         else:
-            case = self._load(kind.aggregate, aggregate, request)
+            case = self._load(batch, kind.aggregate, aggregate, request)
+            already = len(case.pending_events)
             getattr(case, command)(ctx, **fields)
-        pending = list(case.pending_events)
-        with self.store.transaction() as session:
-            self.store.save(case)
-            reply = orjson.dumps(OkReply(
-                aggregate_id=case.id, version=case.version,
-                events=[event_id(e.originator_id, e.originator_version) for e in pending],
-            ).model_dump(mode="json"))
-            self.store.remember_reply(session, request.command_id, subject_fp, reply, now)
+            new_events = case.pending_events[already:]
+        reply = orjson.dumps(OkReply(
+            aggregate_id=case.id, version=case.version,
+            events=[event_id(e.originator_id, e.originator_version) for e in new_events],
+        ).model_dump(mode="json"))
+        batch.record(case, StoredReply(request.command_id, subject_fp, reply, now))
         return reply
 
-    def _load(self, aggregate_class: type[Case], aggregate: str, request: CommandRequest) -> Case:
+    @staticmethod
+    def _load(batch: CommandBatch, aggregate_class: type[Case], aggregate: str, request: CommandRequest) -> Case:
         try:
-            case = self.store.repository.get(request.aggregate_id)
+            case = batch.get(request.aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(f"no {aggregate} {request.aggregate_id}") from None
         if not isinstance(case, aggregate_class):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import nats
 from eventsourcing.persistence import Notification
@@ -19,12 +22,13 @@ from nats.js.errors import BadRequestError
 from sqlalchemy import Engine
 
 from handlers.bus import include_handlers
-from handlers.commands import CommandService
+from handlers.commands import CommandBatches, CommandService
 from handlers.queries import QueryService
 from handlers.translate import message
 from infra.clock import Clock, utc_now
 from infra.database import make_engine
 from infra.nats_server import EmbeddedNats
+from infra.processes import spawn, terminate
 from infra.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.relay import Relay
 from infra.settings import Settings
@@ -73,6 +77,18 @@ class Runtime:
     runners: list[ProjectionRunner]
     embedded: EmbeddedNats | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    projections_process: subprocess.Popen[bytes] | None = None
+
+    async def supervise_projections(self) -> None:
+        """Run `ticketing projections run` as a child, started again if it dies."""
+        args = [sys.executable, "-m", "infra.cli", "projections", "run"]
+        env = os.environ | self.settings.as_env(nats_url=self.nats_url)
+        while True:
+            self.projections_process = spawn(args, env=env)
+            while (code := self.projections_process.poll()) is None:
+                await asyncio.sleep(0.5)
+            log.warning("the projections process exited with %s; starting it again", code)
+            await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         self.relay.stop()
@@ -89,11 +105,21 @@ class Runtime:
             await self.nc.close()
         self.readmodels.dispose()
         self.store.engine.dispose()
+        await asyncio.to_thread(terminate, self.projections_process)
         if self.embedded is not None:
             self.embedded.stop()
 
 
-async def start(settings: Settings, clock: Clock = utc_now, *, run_projections: bool = True) -> Runtime:
+Projections = Literal["inline", "process", "off"]
+
+
+async def start(settings: Settings, clock: Clock = utc_now, *, projections_in: Projections = "inline",
+                ) -> Runtime:
+    """Everything but (with `projections_in="process"`) the projections, which
+    then run in a child process of their own (`ticketing projections run`):
+    they share no state with the command side but the bus and their database,
+    and on a multi-core machine they no longer compete with command handling
+    for one interpreter."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded = None
     nats_url = settings.nats_url
@@ -113,24 +139,53 @@ async def start(settings: Settings, clock: Clock = utc_now, *, run_projections: 
 
         relay = Relay(store, js, notification_translator(store), batch=settings.relay_batch,
                       poll_seconds=settings.relay_poll_seconds)
-        writer = GroupCommitWriter(store.transaction, expected_errors=(DomainError,),
+        writer = GroupCommitWriter(CommandBatches(store), expected_errors=(DomainError,),
                                    on_commit=relay.wake, max_batch=settings.writer_batch)
         writer.start()
         # Our own logger, so the CLI's levels apply: FastStream's default one
         # sets its own level and logs every consumer task at INFO.
-        broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"),
+        # apply_types=False: handlers take the raw body and parse it themselves
+        # (a `validation_error` detail per field), so FastStream's argument
+        # injection would only cost time on every message.
+        broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1)
         include_handlers(broker, CommandService(store, writer, clock), QueryService(store, clock))
-        runners = [ProjectionRunner(p, readmodels, js) for p in projections()] if run_projections else []
+        runners = [ProjectionRunner(p, readmodels, js) for p in projections()] \
+            if projections_in == "inline" else []
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, relay, runners,
                           embedded)
         runtime.tasks.append(asyncio.create_task(relay.run(), name="relay"))
-        for runner in runners:
-            runtime.tasks.append(asyncio.create_task(runner.run(), name=runner.durable))
+        runtime.tasks.extend(start_runners(runners))
+        if projections_in == "process":
+            runtime.tasks.append(asyncio.create_task(runtime.supervise_projections(), name="projections"))
         await broker.start()
     except BaseException:
         if embedded is not None:
             embedded.stop()
         raise
     return runtime
+
+
+def start_runners(runners: list[ProjectionRunner]) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(runner.run(), name=runner.durable) for runner in runners]
+
+
+async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
+    """The projections alone, until `stop` is set: `ticketing projections run`."""
+    nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
+    readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
+    nc = await connect_nats(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        runners = [ProjectionRunner(p, readmodels, js) for p in projections()]
+        tasks = start_runners(runners)
+        await stop.wait()
+        for runner in runners:
+            runner.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        readmodels.dispose()
 

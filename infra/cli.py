@@ -49,16 +49,13 @@ def serve() -> None:
 async def _serve(settings: Settings) -> None:
     from infra.bootstrap import start
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runtime = await start(settings)
+    stop = _stop_on_signals()
+    runtime = await start(settings, projections_in="process")
     where = "embedded nats-server" if runtime.embedded else "external NATS"
     console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
     console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file})")
     console.print(f"  event store:   {_safe_url(settings.event_store_url)}")
-    console.print(f"  read models:   {_safe_url(settings.read_model_url)}")
+    console.print(f"  read models:   {_safe_url(settings.read_model_url)} (projections in a child process)")
     console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
                   "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
     console.print("  Ctrl-C to stop")
@@ -66,6 +63,15 @@ async def _serve(settings: Settings) -> None:
     console.print("stopping...")
     await runtime.stop()
     console.print("stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def _safe_url(url: str) -> str:
@@ -146,6 +152,21 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
 @main.group()
 def projections() -> None:
     """Read models fed from the bus."""
+
+
+@projections.command("run")
+def run_command() -> None:
+    """Keep the read models up to date from the stream until stopped (what
+    `serve` runs as its child process)."""
+    from infra.bootstrap import run_projections
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+
+    async def run() -> None:
+        await run_projections(settings, _stop_on_signals())
+
+    asyncio.run(run())
 
 
 @projections.command("rebuild")

@@ -6,27 +6,30 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
-SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    # Durable against a process dying (what the relay and the idempotency
-    # records must survive); only an OS crash can lose the last commits.
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-)
+def sqlite_pragmas(durable: bool) -> list[str]:
+    """WAL, so readers (relay, queries) never block the writer. `durable`: a
+    commit is on disk before it returns, even if the machine loses power;
+    what the event store needs (a reply says ok only once its events are
+    safe; group commit pays one fsync per group, not per command). Read
+    models do without: they survive a process dying either way, and after a
+    power loss their tracking row rolls back with their rows, so the
+    consumer reads the lost part again."""
+    return ["PRAGMA journal_mode=WAL", f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
+            "PRAGMA foreign_keys=ON"]
 
 
-def tune_sqlite(engine: Engine, busy_timeout_ms: int = 10_000) -> Engine:
+def tune_sqlite(engine: Engine, *, durable: bool, busy_timeout_ms: int = 10_000) -> Engine:
     """Apply the pragmas to every connection of a SQLite engine, including ones
     opened before this call (they are dropped from the pool)."""
     if engine.dialect.name != "sqlite":
         return engine
+    pragmas = [*sqlite_pragmas(durable), f"PRAGMA busy_timeout={int(busy_timeout_ms)}"]
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
+        for pragma in pragmas:
             cursor.execute(pragma)
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     engine.dispose()
@@ -34,7 +37,8 @@ def tune_sqlite(engine: Engine, busy_timeout_ms: int = 10_000) -> Engine:
 
 
 def make_engine(url: str, busy_timeout_ms: int = 10_000) -> Engine:
+    """An engine for read models."""
     kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-    return tune_sqlite(create_engine(url, **kwargs), busy_timeout_ms)
+    return tune_sqlite(create_engine(url, **kwargs), durable=False, busy_timeout_ms=busy_timeout_ms)

@@ -3,16 +3,16 @@ JetStream on 127.0.0.1, its store in the data directory, and stopped with us."""
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra.processes import spawn, terminate
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if we are killed, so no server is orphaned."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 @dataclass
 class EmbeddedNats:
     store_dir: Path
@@ -74,10 +66,7 @@ class EmbeddedNats:
         log_file = self.store_dir / "nats-server.log"
         args = [binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir.resolve()),
                 "-l", str(log_file)]
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-        )
+        self.process = spawn(args, log_file=self.store_dir / "nats-server.out")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -92,14 +81,7 @@ class EmbeddedNats:
         raise RuntimeError(f"nats-server did not start on port {self.port} within {timeout}s")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout)
 
     def kill(self) -> None:
         """For tests: die as a crash would."""

@@ -11,12 +11,16 @@ saving its position:
   predecessor is missing, so the stream's order is the store's order.
 
 It is woken on every commit (`wake()`, safe from any thread), so new events
-reach the bus in milliseconds; the poll is only a safety net."""
+reach the bus in milliseconds; the poll is only a safety net. Its saved
+position is a hint (the stream's tail is the truth), so it is written at most
+once a second and when the relay stops, not after every batch: each save is a
+write on the event store that commands would queue behind."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -42,13 +46,16 @@ class Relay:
     name = "bus"
 
     def __init__(self, log_: Log, js: JetStreamContext, translate: Translate, *, batch: int = 500,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, save_every_seconds: float = 1.0) -> None:
         self.log = log_
         self.js = js
         self.translate = translate
         self.batch = batch
         self.poll_seconds = poll_seconds
+        self.save_every_seconds = save_every_seconds
         self.position = 0
+        self._saved = 0
+        self._saved_at = float("-inf")
         self._last_msg_id: str | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,10 +89,12 @@ class Relay:
                 continue
             if not moved:
                 self.caught_up.set()
+                await self._safe_save()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                 except TimeoutError:
                     pass
+        await self._safe_save(now=True)
 
     async def pump(self) -> int:
         """Publish the next batch; returns how many events were published."""
@@ -106,8 +115,22 @@ class Relay:
         self.position = pending[-1].id
         self._last_msg_id = previous
         self.published += len(pending)
-        await asyncio.to_thread(self.log.save_relay_position, self.name, self.position)
+        await self._save()
         return len(pending)
+
+    async def _save(self, *, now: bool = False) -> None:
+        if not now and time.monotonic() - self._saved_at < self.save_every_seconds:
+            return
+        if self.position != self._saved:
+            await asyncio.to_thread(self.log.save_relay_position, self.name, self.position)
+            self._saved = self.position
+        self._saved_at = time.monotonic()
+
+    async def _safe_save(self, *, now: bool = False) -> None:
+        try:
+            await self._save(now=now)
+        except Exception as error:  # noqa: BLE001 - the position is a hint; the next save will do
+            log.warning("relay: cannot save the position yet (%s)", error)
 
     async def _safe_reconcile(self) -> None:
         try:
@@ -121,9 +144,9 @@ class Relay:
         saved = await asyncio.to_thread(self.log.relay_position, self.name)
         on_stream, msg_id = await self._stream_tail()
         self.position = max(saved, on_stream)
+        self._saved = saved
         self._last_msg_id = msg_id
         if on_stream > saved:
-            await asyncio.to_thread(self.log.save_relay_position, self.name, on_stream)
             log.info("relay: the stream was ahead of the saved position (%d > %d)", on_stream, saved)
 
     async def _stream_tail(self) -> tuple[int, str | None]:

@@ -59,3 +59,10 @@ class Settings(BaseSettings):
     @property
     def nats_url_file(self) -> Path:
         return self.data_dir / "nats.url"
+
+    def as_env(self, **overrides: object) -> dict[str, str]:
+        """These settings as the environment of a child process."""
+        values = self.model_dump() | overrides
+        if isinstance(values["data_dir"], Path):
+            values["data_dir"] = values["data_dir"].resolve()
+        return {f"TICKETING_{name.upper()}": str(value) for name, value in values.items() if value is not None}

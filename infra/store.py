@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +18,7 @@ import sqlalchemy.exc
 from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
+from handlers.commands import StoredReply
 from infra.database import tune_sqlite
 
 metadata = MetaData()
@@ -40,12 +40,6 @@ relay_positions = Table(
 )
 
 
-@dataclass(frozen=True)
-class StoredReply:
-    fingerprint: str
-    reply: bytes
-
-
 class EventStore(Application):
     """The product's event store. Configured only from the `env` it is given,
     never from stray environment variables of the libraries."""
@@ -58,7 +52,7 @@ class EventStore(Application):
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
         super().__init__(env=env)
         engine = self.recorder.datastore.engine
-        tune_sqlite(engine, busy_timeout_ms)
+        tune_sqlite(engine, durable=True, busy_timeout_ms=busy_timeout_ms)
         metadata.create_all(engine)
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
@@ -84,18 +78,19 @@ class EventStore(Application):
 
     # ---- idempotency --------------------------------------------------------
 
-    def stored_reply(self, command_id: UUID) -> StoredReply | None:
+    def stored_replies(self, command_ids: list[UUID]) -> dict[UUID, StoredReply]:
+        """The replies already given to any of these commands."""
         with self.recorder.transaction(commit=False) as session:
-            row = session.execute(
-                select(command_replies.c.fingerprint, command_replies.c.reply)
-                .where(command_replies.c.command_id == str(command_id))
-            ).first()
-        return StoredReply(row.fingerprint, bytes(row.reply)) if row else None
+            rows = session.connection().execute(
+                select(command_replies).where(command_replies.c.command_id.in_([str(i) for i in command_ids]))
+            ).all()
+        return {UUID(row.command_id): StoredReply(UUID(row.command_id), row.fingerprint, bytes(row.reply),
+                                                  row.recorded_at) for row in rows}
 
-    def remember_reply(self, session: Session, command_id: UUID, fingerprint: str, reply: bytes,
-                       at: datetime) -> None:
-        session.execute(command_replies.insert().values(
-            command_id=str(command_id), fingerprint=fingerprint, reply=reply, recorded_at=at))
+    def remember_replies(self, session: Session, replies: list[StoredReply]) -> None:
+        session.connection().execute(command_replies.insert(), [
+            {"command_id": str(r.command_id), "fingerprint": r.fingerprint, "reply": r.reply,
+             "recorded_at": r.recorded_at} for r in replies])
 
     # ---- the notification log, for the relay and rebuilds --------------------
 

@@ -2,9 +2,12 @@
 while a transaction is open are run together in the next one.
 
 eventsourcing is synchronous, so the event loop never waits on the database:
-handlers `await writer.run(work)`, and the work runs here. A domain error
-raised by one piece of work fails only that piece (it raises before writing
-anything); any other error rolls the whole group back, and each piece is then
+handlers `await writer.run(work, key)`, and the work runs here, given the
+group's batch: whatever `begin(keys)` yields for the keys of the group's
+pieces (the transaction, what it can read ahead for all of them at once,
+and what the group writes at its end). An expected error raised by one piece of work fails only that
+piece (it raises before changing anything); any other error, in a piece or
+when the batch is written, rolls the whole group back, and each piece is then
 run again alone so that one bad command cannot take its neighbours down."""
 
 from __future__ import annotations
@@ -16,33 +19,37 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 
+Batch = TypeVar("Batch")
+
+
 @dataclass
-class _Job:
-    work: Callable[[], Any]
+class _Job(Generic[Batch]):
+    work: Callable[[Batch], Any]
+    key: Any
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     outcome: tuple[bool, Any] | None = None
 
 
-class GroupCommitWriter:
+class GroupCommitWriter(Generic[Batch]):
     def __init__(
         self,
-        transaction: Callable[[], AbstractContextManager[Any]],
+        begin: Callable[[list[Any]], AbstractContextManager[Batch]],
         *,
         expected_errors: tuple[type[BaseException], ...],
         on_commit: Callable[[], None] = lambda: None,
         max_batch: int = 256,
     ) -> None:
-        self._transaction = transaction
+        self._begin = begin
         self._expected = expected_errors
         self._on_commit = on_commit
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job[Batch] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="command-writer", daemon=True)
         self.batches = 0
         self.jobs = 0
@@ -54,9 +61,9 @@ class GroupCommitWriter:
         self._queue.put(None)
         self._thread.join()
 
-    async def run(self, work: Callable[[], Any]) -> Any:
+    async def run(self, work: Callable[[Batch], Any], key: Any = None) -> Any:
         loop = asyncio.get_running_loop()
-        job = _Job(work, loop, loop.create_future())
+        job = _Job(work, key, loop, loop.create_future())
         self._queue.put(job)
         return await job.future
 
@@ -105,11 +112,11 @@ class GroupCommitWriter:
             ok, value = job.outcome
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
 
-    def _run_in_one_transaction(self, jobs: list[_Job]) -> None:
-        with self._transaction():
+    def _run_in_one_transaction(self, jobs: list[_Job[Batch]]) -> None:
+        with self._begin([job.key for job in jobs]) as batch:
             for job in jobs:
                 try:
-                    job.outcome = (True, job.work())
+                    job.outcome = (True, job.work(batch))
                 except self._expected as error:
                     job.outcome = (False, error)
 

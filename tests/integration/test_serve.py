@@ -86,6 +86,27 @@ def processes_using(path: Path) -> list[int]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 async def register(url: str, count: int = 1) -> list[dict[str, Any]]:
     nc = await nats.connect(url)
     try:
@@ -114,8 +135,14 @@ async def stream_positions(url: str) -> list[int]:
 
 
 def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute(sql).fetchall()
+    """Rows, or none while the projections process has not created its tables."""
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return []
+        raise
 
 
 async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
@@ -132,10 +159,13 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
         return query(data / "readmodels.db", "select count(*) from case_summary") == [(1,)]
     await wait_for(projected, timeout=30)
     assert processes_using(data / "nats"), "the embedded nats-server runs with its store in the data dir"
+    children = children_of(serve.process.pid)
+    assert len(children) == 2, "nats-server and the projections process"
 
     assert serve.interrupt() == 0, serve.output()
     assert "stopped" in serve.output()
     assert processes_using(data / "nats") == [], "the child nats-server must stop with serve"
+    assert not [pid for pid in children if alive(pid)], "every child stops with serve"
 
     # Started again on the same directory: resumes with what it had.
     serves.append(again := Serve(tmp_path, {}))

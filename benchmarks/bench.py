@@ -1,0 +1,238 @@
+"""Benchmark: prints figures, asserts nothing. `make bench`.
+
+In one run, on this machine:
+1. raw JetStream publish rate: envelope-sized messages published pipelined
+   (as the relay does) to a file stream on the benchmark's own nats-server;
+2. raw SQLite append rate: one row inserted and committed per event, WAL and
+   the event store's pragmas (synchronous=FULL: on disk when committed), one
+   writer;
+3. the product end to end: `ticketing serve` (a separate process, as deployed,
+   on the same nats-server, SQLite files in a temporary data directory) driven
+   by N concurrent senders speaking the bus API with plain nats-py. Each sender
+   registers a complaint, then acknowledges it (a command that loads the case),
+   and so on. Measured: commands/s from first request to last event on the bus
+   and to last projection row, and latency p50/p99 from request to reply and
+   from request to its event arriving at a plain subscriber.
+
+End-to-end figures are also given as ratios to the raw rates of the same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+from nats.js.api import StorageType, StreamConfig
+
+from infra.database import sqlite_pragmas
+from infra.nats_server import EmbeddedNats
+
+SAMPLE_EVENT = orjson.dumps({
+    "id": str(uuid.uuid4()), "type": "complaint.registered", "aggregate_type": "complaint",
+    "aggregate_id": str(uuid.uuid4()), "aggregate_version": 1, "position": 1,
+    "occurred_at": "2026-11-25T01:00:00.123456Z", "recorded_at": "2026-11-25T01:00:00.123456Z",
+    "actor": {"id": "agent-1", "role": "agent"}, "correlation_id": str(uuid.uuid4()), "causation_id": None,
+    "data": {"customer_id": str(uuid.uuid4()), "channel": "wechat", "category": "product_quality",
+             "priority": "high", "description": "饲料结块，牛不吃 (feed caked, cattle refuse it)",
+             "product": "育肥牛饲料 A3", "region": "华东", "occurred_at": None, "follows_case_id": None},
+})
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def raw_jetstream_publish(url: str, count: int) -> float:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="BENCH_RAW", subjects=["bench.raw.>"], storage=StorageType.FILE,
+                                     duplicate_window=600))
+    started = time.perf_counter()
+    window = 500  # in flight at once, like a relay batch
+    for first in range(0, count, window):
+        acks = [await js.publish_async("bench.raw.event", SAMPLE_EVENT, headers={"Nats-Msg-Id": f"m{i}"})
+                for i in range(first, min(count, first + window))]
+        await asyncio.gather(*acks)
+    elapsed = time.perf_counter() - started
+    await js.delete_stream("BENCH_RAW")
+    await nc.close()
+    return count / elapsed
+
+
+def raw_sqlite_append(path: Path, count: int) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in sqlite_pragmas(durable=True):
+        conn.execute(pragma)
+    conn.execute("create table events (id integer primary key, originator_id text, version integer, "
+                 "topic text, state blob, unique (originator_id, version))")
+    started = time.perf_counter()
+    for _ in range(count):
+        conn.execute("begin")
+        conn.execute("insert into events (originator_id, version, topic, state) values (?, 1, ?, ?)",
+                     (str(uuid.uuid4()), "ticketing.complaint:Complaint.Registered", SAMPLE_EVENT))
+        conn.execute("commit")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return count / elapsed
+
+
+class Serve:
+    def __init__(self, data_dir: Path, nats_url: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+        env |= {"TICKETING_DATA_DIR": str(data_dir), "TICKETING_NATS_URL": nats_url,
+                "TICKETING_LOG_LEVEL": "WARNING"}
+        self.log = (data_dir.parent / "serve.log").open("wb")
+        self.process = subprocess.Popen([str(Path(sys.executable).parent / "ticketing"), "serve"], env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        self.path = data_dir.parent / "serve.log"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C to stop" not in self.path.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"serve did not start:\n{self.path.read_text(errors='replace')}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def projection_position(readmodels: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{readmodels}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute("select position from projection_tracking where name='case_summary'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> dict[str, Any]:
+    nc = await nats.connect(url)
+    event_seen: dict[str, float] = {}
+
+    async def on_event(msg: Any) -> None:
+        event_seen[msg.headers["Nats-Msg-Id"]] = time.perf_counter()
+
+    await nc.subscribe("ticketing.v1.events.>", cb=on_event)
+    sent: list[tuple[float, float, list[str]]] = []  # request time, reply time, event ids
+    errors: list[dict[str, Any]] = []
+    per_sender = commands // senders
+
+    async def request(subject: str, body: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        msg = await nc.request(subject, orjson.dumps(body), timeout=30)
+        reply = orjson.loads(msg.data)
+        if reply.get("ok"):
+            sent.append((started, time.perf_counter(), reply["events"]))
+        else:
+            errors.append(reply)
+        return dict(reply)
+
+    async def sender(n: int) -> None:
+        case_id = None
+        for i in range(per_sender):
+            actor = {"id": f"agent-{n}", "role": "agent"}
+            if i % 2 == 0:
+                reply = await request("ticketing.v1.commands.complaint.register", {
+                    "command_id": str(uuid.uuid4()), "actor": actor,
+                    "data": {"customer_id": str(uuid.uuid4()), "channel": "phone", "category": "delivery",
+                             "priority": "normal", "description": "送货延迟三天 (delivery three days late)"}})
+                case_id = reply.get("aggregate_id")
+            else:
+                await request("ticketing.v1.commands.complaint.acknowledge", {
+                    "command_id": str(uuid.uuid4()), "actor": actor, "aggregate_id": case_id,
+                    "expected_version": 1, "data": {"note": "已回电"}})
+
+    # Warm up: connections, prepared tables, first case loads.
+    await asyncio.gather(*(request("ticketing.v1.commands.complaint.register", {
+        "command_id": str(uuid.uuid4()), "actor": {"id": "warm", "role": "agent"},
+        "data": {"customer_id": str(uuid.uuid4()), "channel": "phone", "category": "other", "priority": "low",
+                 "description": "warm-up"}}) for _ in range(senders)))
+    await asyncio.sleep(0.5)
+    sent.clear()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender(n) for n in range(senders)))
+    replied = time.perf_counter()
+    expected = {event_id for _, _, ids in sent for event_id in ids}
+    while not expected <= event_seen.keys():
+        if time.perf_counter() - replied > 60:
+            raise SystemExit(f"{len(expected - event_seen.keys())} events never reached the bus")
+        await asyncio.sleep(0.005)
+    on_bus = max(event_seen[e] for e in expected)
+    total_events = senders + len(expected)  # with the warm-up
+    while projection_position(data_dir / "readmodels.db") < total_events:
+        if time.perf_counter() - replied > 60:
+            raise SystemExit("the projection did not catch up")
+        await asyncio.sleep(0.01)
+    projected = time.perf_counter()
+    await nc.close()
+
+    done = len(sent)
+    return {
+        "commands": done, "errors": len(errors),
+        "to_bus_per_s": done / (on_bus - started),
+        "to_projection_per_s": done / (projected - started),
+        "reply_ms": [1000 * (r - s) for s, r, _ in sent],
+        "bus_ms": [1000 * (max(event_seen[e] for e in ids) - s) for s, _, ids in sent],
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--commands", type=int, default=8000, help="end-to-end commands in all")
+    parser.add_argument("--raw", type=int, default=8000, help="messages / rows for the raw baselines")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ticketing-bench-") as tmp:
+        root = Path(tmp)
+        server = EmbeddedNats.start(root / "nats", preferred_port=0)
+        try:
+            js_rate = await raw_jetstream_publish(server.url, args.raw)
+            sqlite_rate = raw_sqlite_append(root / "raw.db", args.raw)
+            serve = Serve(root / "data", server.url)
+            try:
+                serve.wait_ready()
+                e2e = await end_to_end(server.url, root / "data", args.senders, args.commands)
+            finally:
+                serve.stop()
+        finally:
+            server.stop()
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"{time.strftime('%Y-%m-%d')}")
+    print(f"raw JetStream publish (pipelined, file stream):   {js_rate:9,.0f} msg/s")
+    print(f"raw SQLite append (1 row per commit, WAL):         {sqlite_rate:9,.0f} rows/s")
+    print(f"end to end, {args.senders} senders, {e2e['commands']} commands (register + acknowledge), "
+          f"{e2e['errors']} errors:")
+    for label, key in (("request -> event on the bus", "to_bus_per_s"),
+                       ("request -> projection row", "to_projection_per_s")):
+        rate = e2e[key]
+        print(f"  {label:28s} {rate:9,.0f} commands/s  = {rate / sqlite_rate:5.0%} of raw SQLite append,"
+              f" {rate / js_rate:5.0%} of raw JetStream publish")
+    for label, key in (("request -> reply", "reply_ms"), ("request -> event on the bus", "bus_ms")):
+        values = e2e[key]
+        print(f"  {label:28s} p50 {statistics.median(values):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
