@@ -63,6 +63,67 @@ def notification_translator(store: EventStore) -> Callable[[Notification], tuple
     return translate
 
 
+WAKE_SUBJECT = "ticketing.internal.committed"
+"""Published (empty, core NATS) after each group commit, to wake the relay
+wherever it runs; not part of the public v1 interface."""
+
+
+@dataclass
+class Worker:
+    """The relay and the projections: everything that reads the store or the
+    stream after commands have committed."""
+
+    relay: Relay
+    runners: list[ProjectionRunner]
+    tasks: list[asyncio.Task[None]]
+    wake: Any
+
+    async def stop(self) -> None:
+        self.relay.stop()
+        for runner in self.runners:
+            runner.stop()
+        with contextlib.suppress(Exception):
+            await self.wake.unsubscribe()
+        done, pending = await asyncio.wait(self.tasks, timeout=5)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
+                       js: JetStreamContext) -> Worker:
+    relay = Relay(store, js, notification_translator(store), batch=settings.relay_batch,
+                  poll_seconds=settings.relay_poll_seconds)
+
+    async def wake(_msg: Any) -> None:
+        relay.wake()
+
+    subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
+    runners = [ProjectionRunner(p, readmodels, js) for p in projections()]
+    tasks = [asyncio.create_task(relay.run(), name="relay"),
+             *(asyncio.create_task(runner.run(), name=runner.durable) for runner in runners)]
+    return Worker(relay, runners, tasks, subscription)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """The worker alone, until `stop` is set: `ticketing worker`."""
+    nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
+    store = await asyncio.to_thread(EventStore, settings.event_store_url, None, settings.sqlite_busy_timeout_ms)
+    readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
+    nc = await connect_nats(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        worker = await start_worker(settings, store, readmodels, nc, js)
+        await stop.wait()
+        await worker.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        readmodels.dispose()
+        store.engine.dispose()
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -72,54 +133,61 @@ class Runtime:
     nc: Nats
     js: JetStreamContext
     broker: NatsBroker
-    writer: GroupCommitWriter
-    relay: Relay
-    runners: list[ProjectionRunner]
+    writer: GroupCommitWriter[Any]
     embedded: EmbeddedNats | None = None
+    worker: Worker | None = None
+    """The relay and projections when they run in this process."""
+    worker_process: subprocess.Popen[bytes] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    projections_process: subprocess.Popen[bytes] | None = None
 
-    async def supervise_projections(self) -> None:
-        """Run `ticketing projections run` as a child, started again if it dies."""
-        args = [sys.executable, "-m", "infra.cli", "projections", "run"]
+    @property
+    def relay(self) -> Relay:
+        assert self.worker is not None, "the relay runs in the worker process"
+        return self.worker.relay
+
+    @property
+    def runners(self) -> list[ProjectionRunner]:
+        return self.worker.runners if self.worker else []
+
+    async def supervise_worker(self) -> None:
+        """Run `ticketing worker` as a child, started again if it dies."""
+        args = [sys.executable, "-m", "infra.cli", "worker"]
         env = os.environ | self.settings.as_env(nats_url=self.nats_url)
         while True:
-            self.projections_process = spawn(args, env=env)
-            while (code := self.projections_process.poll()) is None:
+            self.worker_process = spawn(args, env=env)
+            while (code := self.worker_process.poll()) is None:
                 await asyncio.sleep(0.5)
-            log.warning("the projections process exited with %s; starting it again", code)
+            log.warning("the worker process exited with %s; starting it again", code)
             await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
-        self.relay.stop()
-        for runner in self.runners:
-            runner.stop()
         await self.broker.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.writer.stop()
+        if self.worker is not None:
+            await self.worker.stop()
         # close, not drain: a pending pull request makes drain wait out its
         # timeout, and nothing here is unacknowledged work we would lose.
         with contextlib.suppress(Exception):
             await self.nc.close()
         self.readmodels.dispose()
         self.store.engine.dispose()
-        await asyncio.to_thread(terminate, self.projections_process)
+        await asyncio.to_thread(terminate, self.worker_process)
         if self.embedded is not None:
             self.embedded.stop()
 
 
-Projections = Literal["inline", "process", "off"]
-
-
-async def start(settings: Settings, clock: Clock = utc_now, *, projections_in: Projections = "inline",
+async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["inline", "process"] = "inline",
                 ) -> Runtime:
-    """Everything but (with `projections_in="process"`) the projections, which
-    then run in a child process of their own (`ticketing projections run`):
-    they share no state with the command side but the bus and their database,
-    and on a multi-core machine they no longer compete with command handling
-    for one interpreter."""
+    """Start the product. The command side (handlers and the group-commit
+    writer) runs here; the worker (relay and projections) runs here too, or,
+    with `worker="process"` as `serve` does, in a child process of its own
+    (`ticketing worker`). They share nothing but the store, the bus and the
+    read model database, so on a multi-core machine the worker no longer
+    competes with command handling for one interpreter; a commit wakes the
+    relay over the bus either way."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded = None
     nats_url = settings.nats_url
@@ -136,11 +204,14 @@ async def start(settings: Settings, clock: Clock = utc_now, *, projections_in: P
         nc = await connect_nats(nats_url)
         js = nc.jetstream()
         await ensure_streams(js)
+        loop = asyncio.get_running_loop()
 
-        relay = Relay(store, js, notification_translator(store), batch=settings.relay_batch,
-                      poll_seconds=settings.relay_poll_seconds)
-        writer = GroupCommitWriter(CommandBatches(store), expected_errors=(DomainError,),
-                                   on_commit=relay.wake, max_batch=settings.writer_batch)
+        def committed() -> None:  # on the writer's thread
+            loop.call_soon_threadsafe(lambda: loop.create_task(_publish_quietly(nc, WAKE_SUBJECT)))
+
+        writer: GroupCommitWriter[Any] = GroupCommitWriter(
+            CommandBatches(store), expected_errors=(DomainError,), on_commit=committed,
+            max_batch=settings.writer_batch)
         writer.start()
         # Our own logger, so the CLI's levels apply: FastStream's default one
         # sets its own level and logs every consumer task at INFO.
@@ -150,14 +221,11 @@ async def start(settings: Settings, clock: Clock = utc_now, *, projections_in: P
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1)
         include_handlers(broker, CommandService(store, writer, clock), QueryService(store, clock))
-        runners = [ProjectionRunner(p, readmodels, js) for p in projections()] \
-            if projections_in == "inline" else []
-        runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, relay, runners,
-                          embedded)
-        runtime.tasks.append(asyncio.create_task(relay.run(), name="relay"))
-        runtime.tasks.extend(start_runners(runners))
-        if projections_in == "process":
-            runtime.tasks.append(asyncio.create_task(runtime.supervise_projections(), name="projections"))
+        runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, embedded)
+        if worker == "inline":
+            runtime.worker = await start_worker(settings, store, readmodels, nc, js)
+        else:
+            runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
         await broker.start()
     except BaseException:
         if embedded is not None:
@@ -166,26 +234,6 @@ async def start(settings: Settings, clock: Clock = utc_now, *, projections_in: P
     return runtime
 
 
-def start_runners(runners: list[ProjectionRunner]) -> list[asyncio.Task[None]]:
-    return [asyncio.create_task(runner.run(), name=runner.durable) for runner in runners]
-
-
-async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
-    """The projections alone, until `stop` is set: `ticketing projections run`."""
-    nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
-    readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
-    nc = await connect_nats(nats_url)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        runners = [ProjectionRunner(p, readmodels, js) for p in projections()]
-        tasks = start_runners(runners)
-        await stop.wait()
-        for runner in runners:
-            runner.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-        readmodels.dispose()
-
+async def _publish_quietly(nc: Nats, subject: str) -> None:
+    with contextlib.suppress(Exception):  # a lost wake-up costs at most the relay's poll
+        await nc.publish(subject, b"")

@@ -50,12 +50,13 @@ async def _serve(settings: Settings) -> None:
     from infra.bootstrap import start
 
     stop = _stop_on_signals()
-    runtime = await start(settings, projections_in="process")
+    runtime = await start(settings, worker="process")
     where = "embedded nats-server" if runtime.embedded else "external NATS"
     console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
     console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file})")
     console.print(f"  event store:   {_safe_url(settings.event_store_url)}")
-    console.print(f"  read models:   {_safe_url(settings.read_model_url)} (projections in a child process)")
+    console.print(f"  read models:   {_safe_url(settings.read_model_url)}")
+    console.print("  relay and projections in a child process (`ticketing worker`)")
     console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
                   "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
     console.print("  Ctrl-C to stop")
@@ -149,24 +150,24 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
     console.print_json(orjson.dumps(reply["state"]).decode())
 
 
-@main.group()
-def projections() -> None:
-    """Read models fed from the bus."""
-
-
-@projections.command("run")
-def run_command() -> None:
-    """Keep the read models up to date from the stream until stopped (what
-    `serve` runs as its child process)."""
-    from infra.bootstrap import run_projections
+@main.command()
+def worker() -> None:
+    """Run the relay and the projections until stopped (what `serve` runs as
+    its child process)."""
+    from infra.bootstrap import run_worker
 
     settings = Settings()
     setup_logging(settings.log_level)
 
     async def run() -> None:
-        await run_projections(settings, _stop_on_signals())
+        await run_worker(settings, _stop_on_signals())
 
     asyncio.run(run())
+
+
+@main.group()
+def projections() -> None:
+    """Read models fed from the bus."""
 
 
 @projections.command("rebuild")

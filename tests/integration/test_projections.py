@@ -75,7 +75,8 @@ def caught_up(runtime: Runtime) -> bool:
 async def stop_runner(runtime: Runtime) -> None:
     [runner] = runtime.runners
     runner.stop()
-    await asyncio.gather(*(t for t in runtime.tasks if t.get_name() == runner.durable))
+    assert runtime.worker is not None
+    await asyncio.gather(*(t for t in runtime.worker.tasks if t.get_name() == runner.durable))
 
 
 async def test_rebuild_gives_the_same_rows_as_the_live_run(runtime: Runtime, client: Client,

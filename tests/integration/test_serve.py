@@ -126,6 +126,8 @@ async def stream_positions(url: str) -> list[int]:
     try:
         js = nc.jetstream()
         info = await js.stream_info(EVENT_STREAM)
+        if not info.state.messages:
+            return []
         positions = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             positions.append(orjson.loads((await js.get_msg(EVENT_STREAM, seq=seq)).data)["position"])
@@ -160,7 +162,7 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     await wait_for(projected, timeout=30)
     assert processes_using(data / "nats"), "the embedded nats-server runs with its store in the data dir"
     children = children_of(serve.process.pid)
-    assert len(children) == 2, "nats-server and the projections process"
+    assert len(children) == 2, "nats-server and the worker process"
 
     assert serve.interrupt() == 0, serve.output()
     assert "stopped" in serve.output()
