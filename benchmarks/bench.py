@@ -93,9 +93,10 @@ class Serve:
     def __init__(self, data_dir: Path, nats_url: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
         env |= {"TICKETING_DATA_DIR": str(data_dir), "TICKETING_NATS_URL": nats_url,
-                "TICKETING_LOG_LEVEL": "WARNING"}
+                "TICKETING_LOG_LEVEL": "INFO"}
         self.log = (data_dir.parent / "serve.log").open("wb")
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "ticketing"), "serve"], env=env,
+                                        cwd=data_dir.parent,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         self.path = data_dir.parent / "serve.log"
 
@@ -113,6 +114,8 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+        self.summary = [line for line in self.path.read_text(errors="replace").splitlines()
+                        if "command writer:" in line]
 
 
 def projection_position(readmodels: Path) -> int:
@@ -215,6 +218,7 @@ async def main() -> None:
                 e2e = await end_to_end(server.url, root / "data", args.senders, args.commands)
             finally:
                 serve.stop()
+            writer = serve.summary[-1].split("command writer: ")[-1] if serve.summary else "?"
         finally:
             server.stop()
 
@@ -229,6 +233,7 @@ async def main() -> None:
         rate = e2e[key]
         print(f"  {label:28s} {rate:9,.0f} commands/s  = {rate / sqlite_rate:5.0%} of raw SQLite append,"
               f" {rate / js_rate:5.0%} of raw JetStream publish")
+    print(f"  group commit: {writer} (warm-up included)")
     for label, key in (("request -> reply", "reply_ms"), ("request -> event on the bus", "bus_ms")):
         values = e2e[key]
         print(f"  {label:28s} p50 {statistics.median(values):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms")

@@ -166,6 +166,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.writer.stop()
+        log.info("command writer: %d commands in %d transactions", self.writer.jobs, self.writer.batches)
         if self.worker is not None:
             await self.worker.stop()
         # close, not drain: a pending pull request makes drain wait out its

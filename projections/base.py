@@ -32,7 +32,8 @@ class Projection(Protocol):
     name: str
     metadata: MetaData
 
-    def apply(self, conn: Connection, event: Envelope) -> None: ...
+    def apply(self, conn: Connection, events: list[Envelope]) -> None:
+        """Apply events, in order, none of them applied before."""
     def reset(self, conn: Connection) -> None: ...
 
 
@@ -77,18 +78,18 @@ def apply_batch(engine: Engine, projection: Projection, events: Iterable[Envelop
                 stream_sequence: int | None = None) -> int:
     """Apply the events not applied yet, in one transaction, and record that
     the stream was consumed through `stream_sequence`; returns how many."""
-    applied = 0
     with engine.begin() as conn:
         marks = _lock(conn, projection.name)
         position = marks[0]
+        fresh = []
         for event in events:
-            if event["position"] <= position:
-                continue
-            projection.apply(conn, event)
-            position = event["position"]
-            applied += 1
+            if event["position"] > position:
+                fresh.append(event)
+                position = event["position"]
+        if fresh:
+            projection.apply(conn, fresh)
         _advance(conn, projection.name, marks, position, stream_sequence)
-    return applied
+    return len(fresh)
 
 
 def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
@@ -112,9 +113,9 @@ def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Ite
         projection.reset(conn)
         position = 0
         for batch in history(end):
-            for event in batch:
-                projection.apply(conn, event)
-                position = event["position"]
+            if batch:
+                projection.apply(conn, batch)
+                position = batch[-1]["position"]
             progress(position, end)
         conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
     return position

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Connection, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Boolean, Column, Connection, DateTime, Integer, MetaData, String, Table, bindparam, select
 
 from projections.base import Envelope
 
@@ -46,56 +46,74 @@ case_summary = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+COLUMNS = [column.name for column in case_summary.columns]
+
 # Events whose name is the status the case is in afterwards.
 STATUS_EVENTS = {"acknowledged", "analysed", "resolved", "revisited", "reopened", "withdrawn", "closed"}
 
 
-def _changes(name: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    c = case_summary.c
-    changes: dict[str, Any] = {}
+def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
+    """The row of a case after one more of its events (None before the first)."""
+    kind, name = event["type"].split(".", 1)
+    at = datetime.fromisoformat(event["occurred_at"])
+    data = event["data"]
+    if row is None:
+        row = dict.fromkeys(COLUMNS)
+        row.update(case_id=event["aggregate_id"], kind=kind, customer_id=data["customer_id"],
+                   status="registered", priority=data.get("priority"), category=data.get("category"),
+                   channel=data.get("channel"), region=data.get("region"), product=data.get("product"),
+                   follows_case_id=data.get("follows_case_id"), waiting_on_customer=False, cycle=1,
+                   registered_at=at)
+    else:
+        row = dict(row)
+    row.update(version=event["aggregate_version"], updated_at=at)
     if name in STATUS_EVENTS:
-        changes["status"] = name
-        changes[f"{name}_at"] = at
+        row["status"] = name
+        row[f"{name}_at"] = at
     if name == "assigned":
-        changes["assignee"] = data["assignee"]
+        row["assignee"] = data["assignee"]
     if name in ("assigned", "analysed") and data.get("department"):
-        changes["department"] = data["department"]
+        row["department"] = data["department"]
     if name == "escalated":
-        changes["escalation"] = data["level"]
+        row["escalation"] = data["level"]
     if name in ("customer_awaited", "resumed", "withdrawn"):
-        changes["waiting_on_customer"] = name == "customer_awaited"
+        row["waiting_on_customer"] = name == "customer_awaited"
     if name == "resolved":
-        changes.update(first_contact=data["first_contact"], compensation=data.get("compensation"))
+        row.update(first_contact=data["first_contact"], compensation=data.get("compensation"))
     if name == "revisited":
-        changes.update(satisfied=data["satisfied"], score=data["score"])
+        row.update(satisfied=data["satisfied"], score=data["score"])
     if name == "reopened":
-        changes.update(cycle=c.cycle + 1, resolved_at=None, revisited_at=None, closed_at=None,
-                       first_contact=None, compensation=None, satisfied=None, score=None)
-    return changes
+        row.update(cycle=row["cycle"] + 1, resolved_at=None, revisited_at=None, closed_at=None,
+                   first_contact=None, compensation=None, satisfied=None, score=None)
+    return row
+
+
+_update = (case_summary.update().where(case_summary.c.case_id == bindparam("_case_id"))
+           .values({name: bindparam(name) for name in COLUMNS if name != "case_id"}))
 
 
 class CaseSummary:
     name = "case_summary"
     metadata = metadata
 
-    def apply(self, conn: Connection, event: Envelope) -> None:
-        kind, name = event["type"].split(".", 1)
-        at = datetime.fromisoformat(event["occurred_at"])
-        data = event["data"]
-        if name == "registered":
-            conn.execute(case_summary.insert().values(
-                case_id=event["aggregate_id"], kind=kind, customer_id=data["customer_id"],
-                status="registered", priority=data.get("priority"), category=data.get("category"),
-                channel=data.get("channel"), region=data.get("region"), product=data.get("product"),
-                follows_case_id=data.get("follows_case_id"), waiting_on_customer=False, cycle=1,
-                registered_at=at, version=event["aggregate_version"], updated_at=at,
-            ))
-            return
-        conn.execute(
-            case_summary.update()
-            .where(case_summary.c.case_id == event["aggregate_id"])
-            .values(version=event["aggregate_version"], updated_at=at, **_changes(name, data, at))
-        )
+    def apply(self, conn: Connection, events: list[Envelope]) -> None:
+        """Read the batch's cases once, evolve them in memory, write each
+        changed row once (one insert and one update statement in all)."""
+        ids = list({event["aggregate_id"] for event in events})
+        rows: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            query = select(case_summary).where(case_summary.c.case_id.in_(chunk))
+            rows.update((row["case_id"], dict(row)) for row in conn.execute(query).mappings())
+        existing = set(rows)
+        for event in events:
+            rows[event["aggregate_id"]] = evolve(rows.get(event["aggregate_id"]), event)
+        inserts = [row for case_id, row in rows.items() if case_id not in existing]
+        updates = [row | {"_case_id": case_id} for case_id, row in rows.items() if case_id in existing]
+        if inserts:
+            conn.execute(case_summary.insert(), inserts)
+        if updates:
+            conn.execute(_update, updates)
 
     def reset(self, conn: Connection) -> None:
         conn.execute(case_summary.delete())
