@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from contracts import complaint
 from contracts.envelope import CommandRequest, ErrorReply, EventEnvelope, OkReply
@@ -52,3 +52,20 @@ def schemas() -> dict[str, dict[str, Any]]:
         put(f"queries/{name}.json", query)
         put(f"queries/{name}.reply.json", reply)
     return out
+
+
+def command_request(aggregate: str, command: str) -> type[CommandRequest]:
+    """The whole request of one command: the envelope with its `data` typed."""
+    return create_model(f"{aggregate}.{command}.request", __base__=CommandRequest,
+                        data=(COMMANDS[aggregate][command], ...))
+
+
+def bus_payloads() -> dict[str, tuple[type[BaseModel], type[BaseModel] | None]]:
+    """Request and reply models by subscriber title (`aggregate.command`, or
+    the query name), for the AsyncAPI document."""
+    payloads: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
+        f"{aggregate}.{command}": (command_request(aggregate, command), None)
+        for aggregate, commands in COMMANDS.items() for command in commands
+    }
+    payloads.update({name: (query, reply) for name, (query, reply) in QUERIES.items()})
+    return payloads

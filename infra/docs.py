@@ -9,6 +9,7 @@ from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
+from contracts.catalog import bus_payloads
 from handlers.bus import describe_events, include_handlers
 from handlers.commands import CommandService
 from handlers.queries import QueryService
@@ -31,4 +32,16 @@ def docs_app() -> FastStream:
 
 
 def specification() -> Any:
-    return docs_app().schema.to_specification()
+    """The document, with each command's and query's request schema in place
+    of the raw bytes its handler takes (handlers parse requests themselves,
+    to answer `validation_error` with a detail per field)."""
+    spec = docs_app().schema.to_specification()
+    schemas = spec.components.schemas
+    template = "#/components/schemas/{model}"
+    for title, (request, _reply) in bus_payloads().items():
+        schema = request.model_json_schema(ref_template=template)
+        for name, definition in schema.pop("$defs", {}).items():
+            if schemas.setdefault(name, definition) != definition:
+                raise ValueError(f"two different schemas named {name!r}: rename one of the models")
+        schemas[f"{title}:Message:Payload"] = schema
+    return spec
