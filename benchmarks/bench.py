@@ -231,8 +231,8 @@ async def main() -> None:
     for label, key in (("request -> event on the bus", "to_bus_per_s"),
                        ("request -> projection row", "to_projection_per_s")):
         rate = e2e[key]
-        print(f"  {label:28s} {rate:9,.0f} commands/s  = {rate / sqlite_rate:5.0%} of raw SQLite append,"
-              f" {rate / js_rate:5.0%} of raw JetStream publish")
+        print(f"  {label:28s} {rate:9,.0f} commands/s  = {rate / sqlite_rate:6.1%} of raw SQLite append,"
+              f" {rate / js_rate:6.1%} of raw JetStream publish")
     print(f"  group commit: {writer} (warm-up included)")
     for label, key in (("request -> reply", "reply_ms"), ("request -> event on the bus", "bus_ms")):
         values = e2e[key]

@@ -79,9 +79,16 @@ class CaseCache:
 class CommandBatch:
     """The commands of one group-commit transaction. A later command sees what
     an earlier one did (same case, same command id), and everything is written
-    at the end: every changed case in one save, every reply in one insert."""
+    at the end: every changed case in one save, every reply in one insert.
 
-    def __init__(self, store: Store, cache: CaseCache, earlier: dict[UUID, StoredReply]) -> None:
+    Repeated commands: a batch of one command reads its earlier reply first.
+    A batch of many reads nothing ahead (repeats are rare, and the read would
+    cost every group): a command that fails looks its earlier reply up then,
+    and a repeat that succeeds again collides with its earlier reply's key
+    when the batch is written, so the group rolls back and the writer runs
+    each command again alone, reading first."""
+
+    def __init__(self, store: Store, cache: CaseCache, earlier: dict[UUID, StoredReply] | None) -> None:
         self.store = store
         self.cache = cache
         self.cases: dict[UUID, Case] = {}
@@ -89,7 +96,14 @@ class CommandBatch:
         self.replies: dict[UUID, StoredReply] = {}
 
     def stored_reply(self, command_id: UUID) -> StoredReply | None:
-        return self.replies.get(command_id) or self.earlier.get(command_id)
+        """The reply already given to this command, as far as known before running it."""
+        return self.replies.get(command_id) or (self.earlier or {}).get(command_id)
+
+    def look_up(self, command_id: UUID) -> StoredReply | None:
+        """The reply already given to this command, from the store if need be."""
+        if self.earlier is None:
+            return self.store.stored_replies([command_id]).get(command_id)
+        return self.stored_reply(command_id)
 
     def get(self, case_id: UUID) -> Case:
         """Raises AggregateNotFoundError."""
@@ -120,7 +134,8 @@ class CommandBatches:
     @contextmanager
     def __call__(self, command_ids: list[UUID]) -> Iterator[CommandBatch]:
         with self.store.transaction() as session:
-            batch = CommandBatch(self.store, self.cache, self.store.stored_replies(command_ids))
+            earlier = self.store.stored_replies(command_ids) if len(command_ids) == 1 else None
+            batch = CommandBatch(self.store, self.cache, earlier)
             yield batch
             batch.write(session)
         self.cache.give_back(batch.cases.values())
@@ -217,9 +232,17 @@ class CommandService:
         subject_fp = fingerprint(f"{aggregate}.{command}", request.model_dump(mode="json"))
         stored = batch.stored_reply(request.command_id)
         if stored is not None:
-            if stored.fingerprint != subject_fp:
-                raise ValidationFailed.of_message("command_id", "was already used for a different command")
-            return stored.reply
+            return _repeat(stored, subject_fp)
+        try:
+            return self._carry_out(batch, aggregate, command, request, data, subject_fp)
+        except DomainError:
+            stored = batch.look_up(request.command_id)
+            if stored is not None:  # done before: it fails now only because it was
+                return _repeat(stored, subject_fp)
+            raise
+
+    def _carry_out(self, batch: CommandBatch, aggregate: str, command: str, request: CommandRequest,
+                   data: BaseModel, subject_fp: str) -> bytes:
         now = self.clock()
         ctx = Context(actor_id=request.actor.id, role=Role(request.actor.role), at=now,
                       correlation_id=request.correlation_id or request.command_id,
@@ -252,3 +275,10 @@ class CommandService:
         if request.expected_version is not None and case.version != request.expected_version:
             raise Conflict(f"expected version {request.expected_version}, the {aggregate} is at {case.version}")
         return case
+
+
+def _repeat(stored: StoredReply, subject_fp: str) -> bytes:
+    """The first reply again, if this is the same command."""
+    if stored.fingerprint != subject_fp:
+        raise ValidationFailed.of_message("command_id", "was already used for a different command")
+    return stored.reply

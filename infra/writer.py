@@ -52,7 +52,10 @@ class GroupCommitWriter(Generic[Batch]):
         self._queue: queue.SimpleQueue[_Job[Batch] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="command-writer", daemon=True)
         self.batches = 0
+        """Transactions committed."""
         self.jobs = 0
+        self.split = 0
+        """Groups that failed together and were run again one by one."""
 
     def start(self) -> None:
         self._thread.start()
@@ -96,7 +99,9 @@ class GroupCommitWriter(Generic[Batch]):
             if len(jobs) == 1:
                 jobs[0].outcome = (False, error)
             else:
-                log.warning("group of %d writes failed (%s); retrying one by one", len(jobs), error)
+                # A repeated command does this too (see CommandBatch), so it is no alarm.
+                self.split += 1
+                log.info("group of %d writes failed (%s); running them one by one", len(jobs), error)
                 for job in jobs:
                     self._commit([job])
                 return

@@ -178,6 +178,36 @@ async def test_concurrent_commands_commit_together_and_all_arrive(runtime: Runti
     await wait_for(lambda: runtime.relay.position == 100)
 
 
+async def test_repeats_among_concurrent_commands_get_their_first_replies(runtime: Runtime,
+                                                                          client: Client) -> None:
+    """Groups of many commands read no earlier replies ahead: repeats must
+    still get their first reply and record nothing, whether they would now
+    succeed again (a register, an assign) or fail (a second acknowledge)."""
+    registers = [(str(uuid.uuid4()), complaint_data()) for _ in range(20)]
+    first = [await client.command("complaint", "register", data, command_id=cid) for cid, data in registers]
+    cases = [reply["aggregate_id"] for reply in first]
+    acks = [(str(uuid.uuid4()), case) for case in cases[:10]]
+    assigns = [(str(uuid.uuid4()), case) for case in cases[10:]]
+    first_acks = [await client.command("complaint", "acknowledge", {}, aggregate_id=case, command_id=cid)
+                  for cid, case in acks]
+    first_assigns = [await client.command("complaint", "assign", {"assignee": "li"}, aggregate_id=case,
+                                          command_id=cid) for cid, case in assigns]
+    recorded = store_size(runtime)
+
+    fresh = [client.command("complaint", "escalate", {"reason": "媒体"}, aggregate_id=case) for case in cases]
+    repeats = ([client.command("complaint", "register", data, command_id=cid) for cid, data in registers]
+               + [client.command("complaint", "acknowledge", {}, aggregate_id=case, command_id=cid)
+                  for cid, case in acks]
+               + [client.command("complaint", "assign", {"assignee": "li"}, aggregate_id=case, command_id=cid)
+                  for cid, case in assigns])
+    replies = await asyncio.gather(*fresh, *repeats)
+
+    assert all(reply["ok"] for reply in replies[:20]), replies[:20]
+    assert replies[20:] == first + first_acks + first_assigns
+    assert runtime.writer.split >= 1, "a repeat that succeeds again splits its group"
+    assert store_size(runtime) == recorded + 20
+
+
 async def test_idempotency_survives_a_restart(settings: Settings, clock: FakeClock, client: Client) -> None:
     command_id = str(uuid.uuid4())
     data = complaint_data()
