@@ -228,6 +228,13 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         else:
             runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
         await broker.start()
+        # A round trip, so the server has every subscription before we say we
+        # are ready (a request sent right after would otherwise get "no
+        # responders"). Twice: measured here, nats-py's first flush on a new
+        # connection sometimes returns before the server has read what
+        # preceded it (about 1 start in 10); the second never did.
+        for _ in range(2):
+            await broker.connection.flush(timeout=10)
     except BaseException:
         if embedded is not None:
             embedded.stop()
