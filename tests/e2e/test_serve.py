@@ -1,6 +1,6 @@
-"""`ticketing serve` as a user runs it: a real process, its own nats-server and
-SQLite files in a data directory; stopped with Ctrl-C, or killed outright in
-the middle of a load and started again."""
+"""`ticketing serve` (what `make run` runs) as a user runs it: a real
+process, its own nats-server and SQLite files in a data directory; stopped
+with Ctrl-C, or killed outright in the middle of a load and started again."""
 
 from __future__ import annotations
 
