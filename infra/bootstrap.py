@@ -22,7 +22,8 @@ from nats.js.errors import BadRequestError
 from sqlalchemy import Engine
 
 from handlers.bus import include_handlers
-from handlers.commands import CommandBatches, CommandService
+from handlers.batch import CommandBatches
+from handlers.commands import CommandService
 from handlers.queries import QueryService
 from handlers.translate import message
 from infra.clock import Clock, utc_now

@@ -20,7 +20,7 @@ import sqlalchemy.exc
 from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from handlers.commands import StoredReply
+from handlers.batch import StoredReply
 from infra.database import tune_sqlite
 
 metadata = MetaData()
