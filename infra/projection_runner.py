@@ -93,6 +93,8 @@ class ProjectionRunner:
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENT_STREAM)
 
     async def _handle(self, messages: list[Any]) -> None:
+        if not messages:
+            return
         events = [_decode(m.data) for m in messages]
         if all(e is not None for e in events):
             try:

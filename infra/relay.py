@@ -33,6 +33,10 @@ from contracts.catalog import EVENT_STREAM
 
 log = logging.getLogger(__name__)
 
+ACK_TIMEOUT_SECONDS = 5.0
+SCAN_BACK = 1000
+"""How far back from the stream's tail to look for the relay's own last event."""
+
 Translate = Callable[[Notification], tuple[str, str, bytes]]
 
 
@@ -111,7 +115,7 @@ class Relay:
                 headers["Nats-Expected-Last-Msg-Id"] = previous
             acks.append(await self.js.publish_async(subject, payload, headers=headers))
             previous = msg_id
-        await asyncio.gather(*acks)
+        await self._all_acked(acks)
         self.position = pending[-1].id
         self._last_msg_id = previous
         self.published += len(pending)
@@ -125,6 +129,19 @@ class Relay:
             await asyncio.to_thread(self.log.save_relay_position, self.name, self.position)
             self._saved = self.position
         self._saved_at = time.monotonic()
+
+    async def _all_acked(self, acks: list[asyncio.Future[Any]]) -> None:
+        """Wait for every ack. A rejected publish never completes its future in
+        nats-py 2.16 (its error handler raises instead of setting the
+        exception), so a batch not acked in time counts as failed, and its
+        futures are cancelled to give back their in-flight slots."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_SECONDS)
+        except TimeoutError:
+            for ack in acks:
+                ack.cancel()
+            raise TimeoutError(f"{sum(not a.done() or a.cancelled() for a in acks)} publishes not acknowledged "
+                               f"in {ACK_TIMEOUT_SECONDS}s (rejected, or the server is away)") from None
 
     async def _safe_save(self, *, now: bool = False) -> None:
         try:
@@ -150,16 +167,39 @@ class Relay:
             log.info("relay: the stream was ahead of the saved position (%d > %d)", on_stream, saved)
 
     async def _stream_tail(self) -> tuple[int, str | None]:
+        """(position of the last event this relay published that the stream
+        holds, Nats-Msg-Id of the stream's last message). They differ when
+        someone else published into the stream's subjects after us: the next
+        publish must expect that stranger as its predecessor, and must not
+        republish what we had published before it."""
         info = await self.js.stream_info(EVENT_STREAM)
-        if not info.state.last_seq:
+        if not info.state.messages:
             return 0, None
-        try:
-            msg = await self.js.get_msg(EVENT_STREAM, seq=info.state.last_seq)
-        except NotFoundError:
-            return 0, None
-        headers = msg.headers or {}
-        try:
-            position = int(orjson.loads(msg.data or b"{}").get("position", 0))
-        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-            position = 0
-        return position, headers.get("Nats-Msg-Id")
+        tail_id: str | None = None
+        for seq in range(info.state.last_seq, max(info.state.first_seq, info.state.last_seq - SCAN_BACK) - 1, -1):
+            try:
+                msg = await self.js.get_msg(EVENT_STREAM, seq=seq)
+            except NotFoundError:
+                continue
+            msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+            if seq == info.state.last_seq:
+                tail_id = msg_id
+            position = _own_position(msg.data, msg_id)
+            if position is not None:
+                if seq != info.state.last_seq:
+                    log.warning("relay: %d message(s) in %s after our last event were not published by us",
+                                info.state.last_seq - seq, EVENT_STREAM)
+                return position, tail_id
+        return 0, tail_id
+
+
+def _own_position(data: bytes | None, msg_id: str | None) -> int | None:
+    """The position of a message the relay published (an envelope whose id
+    is its Nats-Msg-Id), else None."""
+    try:
+        event = orjson.loads(data or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or event.get("id") != msg_id or not isinstance(event.get("position"), int):
+        return None
+    return int(event["position"])

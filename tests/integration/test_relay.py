@@ -22,6 +22,7 @@ from infra.store import EventStore
 from ticketing.case import Context
 from ticketing.complaint import Complaint, Registration
 from ticketing.values import Role
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +155,32 @@ async def test_saved_position_ahead_of_an_emptied_stream_is_not_republished(
     record_complaints(store, 1)
     await run_until_caught_up(Relay(store, js, translate))
     assert [m["position"] for m in await stream_messages(js)] == [7, 8]
+
+
+async def test_a_strangers_message_in_the_stream_does_not_stop_the_relay(
+        store: EventStore, js: JetStreamContext) -> None:
+    """Anyone may publish on ticketing.v1.events.>, and the stream keeps it:
+    the relay's next publish is then refused (its expected predecessor is not
+    the last message), and it must carry on after it, copying nothing."""
+    record_complaints(store, 2)
+    translate = notification_translator(store)
+    relay = Relay(store, js, translate)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.caught_up.wait(), 10)
+        await js.publish("ticketing.v1.events.complaint.registered", b'{"not": "ours"}',
+                         headers={"Nats-Msg-Id": "stranger-1"})
+        record_complaints(store, 2)
+        relay.wake()
+
+        async def all_there() -> bool:
+            return len(await stream_messages(js)) == 9
+        await wait_for(all_there, timeout=20)
+    finally:
+        relay.stop()
+        await task
+    messages = await stream_messages(js)
+    ours = [m for m in messages if m.get("_msg_id") != "stranger-1"]
+    assert_exactly_the_store(ours, store)
+    assert messages[4] == {"not": "ours", "_msg_id": "stranger-1"}
+
