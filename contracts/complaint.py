@@ -22,6 +22,8 @@ class Register(Command):
     product: ShortText | None = None
     region: ShortText | None = None
     occurred_at: Time | None = None
+    follows_case_id: UUID | None = None
+    """Set on a follow-up case: the case it follows."""
 
 
 class Acknowledge(Command):
@@ -78,6 +80,10 @@ class Close(Command):
     note: Text | None = None
 
 
+class LinkFollowUp(Command):
+    follow_up_case_id: UUID
+
+
 COMMANDS: dict[str, type[Command]] = {
     "register": Register,
     "acknowledge": Acknowledge,
@@ -91,6 +97,7 @@ COMMANDS: dict[str, type[Command]] = {
     "reopen": Reopen,
     "withdraw": Withdraw,
     "close": Close,
+    "link_follow_up": LinkFollowUp,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -162,6 +169,10 @@ class Closed(EventData):
     note: str | None = None
 
 
+class FollowUpOpened(EventData):
+    follow_up_case_id: UUID
+
+
 EVENTS: dict[str, type[EventData]] = {
     "registered": Registered,
     "acknowledged": Acknowledged,
@@ -175,4 +186,5 @@ EVENTS: dict[str, type[EventData]] = {
     "reopened": Reopened,
     "withdrawn": Withdrawn,
     "closed": Closed,
+    "follow_up_opened": FollowUpOpened,
 }

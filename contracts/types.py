@@ -30,6 +30,8 @@ ResponsibleParty = Literal["company", "customer", "third_party"]
 Severity = Literal["minor", "major", "critical"]
 Department = Literal["production", "technical", "logistics", "sales"]
 EscalationLevel = Literal["supervisor", "manager"]
+AttemptOutcome = Literal["no_answer", "busy", "wrong_number", "call_later"]
+CaseType = Literal["complaint", "repair_job"]
 
 
 class Command(BaseModel):

@@ -66,10 +66,11 @@ def parse(aggregate: str, command: str, raw: bytes) -> tuple[CommandRequest, Bas
             details += problems_of(e, "data.")
     if details or request is None or data is None:
         raise _Invalid(f"invalid {aggregate}.{command} command", details)
-    if command == "register" and request.aggregate_id is not None:
-        raise _Invalid("aggregate_id must be absent on register; the reply gives it",
-                       [ErrorDetail(field="aggregate_id", reason="must be absent on register")])
-    if command != "register" and request.aggregate_id is None:
+    creates = KINDS[aggregate].creates
+    if command == creates and request.aggregate_id is not None:
+        raise _Invalid(f"aggregate_id must be absent on {creates}; the reply gives it",
+                       [ErrorDetail(field="aggregate_id", reason=f"must be absent on {creates}")])
+    if command != creates and request.aggregate_id is None:
         raise _Invalid("aggregate_id is required", [ErrorDetail(field="aggregate_id", reason="is required")])
     return request, data
 
@@ -135,11 +136,11 @@ class CommandService:
         now = self.clock()
         ctx = Context(actor_id=request.actor.id, role=Role(request.actor.role), at=now,
                       correlation_id=request.correlation_id or request.command_id,
-                      causation_id=request.command_id)
+                      causation_id=request.causation_id or request.command_id)
         kind = KINDS[aggregate]
         fields = data.model_dump()
-        if command == "register":
-            case = kind.register(case_id_for(request.command_id), fields, ctx)
+        if command == kind.creates:
+            case = kind.create(case_id_for(request.command_id), fields, ctx)
             new_events = list(case.pending_events)
         else:
             case = self._load(batch, kind.aggregate, aggregate, request)

@@ -1,6 +1,7 @@
-"""The case kinds the bus serves: for each, its aggregate and how a register
-command's data becomes a new case. Every other command calls the aggregate
-method of the same name with the command's data as keyword arguments."""
+"""The case kinds the bus serves: for each, its aggregate, the command that
+creates one, and how that command's data becomes a new case. Every other
+command calls the aggregate method of the same name with the command's data
+as keyword arguments."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from ticketing.callback import Callback
 from ticketing.case import Case, Context
 from ticketing.complaint import Complaint, Registration
 
@@ -16,11 +18,17 @@ from ticketing.complaint import Complaint, Registration
 @dataclass(frozen=True)
 class CaseKind:
     aggregate: type[Case]
-    register: Callable[[UUID, dict[str, Any], Context], Case]
+    creates: str
+    """The command that creates a case of this kind (its id comes from the command id)."""
+    create: Callable[[UUID, dict[str, Any], Context], Case]
 
 
 KINDS: dict[str, CaseKind] = {
     "complaint": CaseKind(
-        Complaint, lambda case_id, data, ctx: Complaint.register(case_id, Registration(**data), ctx)
+        Complaint, "register",
+        lambda case_id, data, ctx: Complaint.register(case_id, Registration(**data), ctx),
+    ),
+    "callback": CaseKind(
+        Callback, "schedule", lambda callback_id, data, ctx: Callback.schedule(callback_id, ctx, **data),
     ),
 }

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import nats
@@ -24,13 +25,16 @@ from sqlalchemy import Engine
 from handlers.bus import include_handlers
 from handlers.batch import CommandBatches
 from handlers.commands import CommandService
+from handlers.policies import CallbackPolicy
 from handlers.queries import QueryService
 from handlers.translate import message
 from infra.clock import Clock, utc_now
 from infra.database import make_engine
 from infra.nats_server import EmbeddedNats
 from infra.processes import spawn, terminate
+from infra.policy_runner import PolicyRunner
 from infra.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
+from infra.rebuild import ensure_current
 from infra.relay import Relay
 from infra.settings import Settings
 from infra.store import EventStore
@@ -76,12 +80,13 @@ class Worker:
 
     relay: Relay
     runners: list[ProjectionRunner]
+    policies: list[PolicyRunner]
     tasks: list[asyncio.Task[None]]
     wake: Any
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in self.runners:
+        for runner in [*self.runners, *self.policies]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -100,10 +105,19 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         relay.wake()
 
     subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
-    runners = [ProjectionRunner(p, readmodels, js) for p in projections()]
+    chosen = projections()
+    for projection in chosen:
+        await asyncio.to_thread(ensure_current, store, readmodels, projection)
+    runners = [ProjectionRunner(p, readmodels, js) for p in chosen]
+    policies = [PolicyRunner(policy, nc, js) for policy in policies_for(settings, store)]
     tasks = [asyncio.create_task(relay.run(), name="relay"),
-             *(asyncio.create_task(runner.run(), name=runner.durable) for runner in runners)]
-    return Worker(relay, runners, tasks, subscription)
+             *(asyncio.create_task(runner.run(), name=runner.durable) for runner in [*runners, *policies])]
+    return Worker(relay, runners, policies, tasks, subscription)
+
+
+def policies_for(settings: Settings, store: EventStore) -> list[Any]:
+    return [CallbackPolicy(store.repository.get, delay=timedelta(hours=settings.callback_delay_hours),
+                           max_attempts=settings.callback_max_attempts)]
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import logging
+
+from sqlalchemy import Engine, inspect
+
 from handlers.translate import envelope
 from infra.store import EventStore
 from projections.base import Envelope, Projection, create_tables, rebuild
-from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
 
 BATCH = 1000
 
@@ -30,3 +35,18 @@ def rebuild_projection(store: EventStore, engine: Engine, projection: Projection
                        progress: Callable[[int, int], None] = lambda done, total: None) -> int:
     create_tables(engine, projection)
     return rebuild(engine, projection, history(store), store.max_position, progress)
+
+
+def ensure_current(store: EventStore, engine: Engine, projection: Projection) -> None:
+    """Rebuild a projection from the store when its tables on disk are not the
+    ones the code defines (a new version added columns): read models are
+    derived data, so they are replaced, never migrated."""
+    existing = inspect(engine)
+    stale = [table for table in projection.metadata.sorted_tables if existing.has_table(table.name)
+             and {c["name"] for c in existing.get_columns(table.name)} != set(table.columns.keys())]
+    if not stale:
+        return
+    log.warning("%s: tables %s changed; rebuilding from the event store", projection.name,
+                ", ".join(t.name for t in stale))
+    projection.metadata.drop_all(engine, tables=stale)
+    rebuild_projection(store, engine, projection)

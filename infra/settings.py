@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     """How long a SQLite write waits for a lock held elsewhere before `unavailable`."""
     writer_batch: int = 256
     """Most commands committed in one transaction (group commit)."""
+    callback_delay_hours: float = 24.0
+    """A resolved case's callback is due this long after the resolution (回访: within the day)."""
+    callback_max_attempts: int = 3
+    """Failed attempts after which a callback is missed."""
 
     @property
     def event_store_url(self) -> str:

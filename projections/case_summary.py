@@ -1,5 +1,6 @@
-"""Case summary: one row per case with its kind, customer, status, priority,
-category, assignee, the time of each loop step, and its version."""
+"""Case summary: one row per case (complaints and callbacks) with its kind,
+customer, status, priority, category, assignee, the time of each loop step,
+the cases it follows and was followed by, and its version."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ case_summary = Table(
     Column("escalation", String(20)),
     Column("waiting_on_customer", Boolean, nullable=False, default=False),
     Column("cycle", Integer, nullable=False, default=1),
-    Column("follows_case_id", String(36)),
+    Column("follows_case_id", String(36), index=True),
+    Column("follow_up_case_id", String(36)),
+    Column("due_at", DateTime(timezone=True)),
+    Column("attempts", Integer),
     Column("first_contact", Boolean),
     Column("compensation", String(20)),
     Column("satisfied", Boolean),
@@ -42,6 +46,8 @@ case_summary = Table(
     Column("reopened_at", DateTime(timezone=True)),
     Column("closed_at", DateTime(timezone=True)),
     Column("withdrawn_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("missed_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -49,7 +55,9 @@ case_summary = Table(
 COLUMNS = [column.name for column in case_summary.columns]
 
 # Events whose name is the status the case is in afterwards.
-STATUS_EVENTS = {"acknowledged", "analysed", "resolved", "revisited", "reopened", "withdrawn", "closed"}
+STATUS_EVENTS = {"acknowledged", "analysed", "resolved", "revisited", "reopened", "withdrawn", "closed",
+                 "missed", "completed"}
+CREATED = {"registered": "registered", "scheduled": "scheduled"}
 
 
 def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
@@ -60,10 +68,10 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
     if row is None:
         row = dict.fromkeys(COLUMNS)
         row.update(case_id=event["aggregate_id"], kind=kind, customer_id=data["customer_id"],
-                   status="registered", priority=data.get("priority"), category=data.get("category"),
+                   status=CREATED[name], priority=data.get("priority"), category=data.get("category"),
                    channel=data.get("channel"), region=data.get("region"), product=data.get("product"),
-                   follows_case_id=data.get("follows_case_id"), waiting_on_customer=False, cycle=1,
-                   registered_at=at)
+                   follows_case_id=data.get("follows_case_id") or data.get("case_id"),
+                   due_at=_time(data.get("due_at")), waiting_on_customer=False, cycle=1, registered_at=at)
     else:
         row = dict(row)
     row.update(version=event["aggregate_version"], updated_at=at)
@@ -80,12 +88,20 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
         row["waiting_on_customer"] = name == "customer_awaited"
     if name == "resolved":
         row.update(first_contact=data["first_contact"], compensation=data.get("compensation"))
-    if name == "revisited":
+    if name in ("revisited", "completed"):
         row.update(satisfied=data["satisfied"], score=data["score"])
+    if name == "attempted":
+        row["attempts"] = data["attempt"]
+    if name == "follow_up_opened":
+        row["follow_up_case_id"] = data["follow_up_case_id"]
     if name == "reopened":
         row.update(cycle=row["cycle"] + 1, resolved_at=None, revisited_at=None, closed_at=None,
                    first_contact=None, compensation=None, satisfied=None, score=None)
     return row
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 _update = (case_summary.update().where(case_summary.c.case_id == bindparam("_case_id"))

@@ -52,6 +52,7 @@ LIFECYCLE = Lifecycle(
         "reopen": Step(frozenset({RESOLVED, REVISITED, CLOSED}), REOPENED),
         "withdraw": Step(OPEN, WITHDRAWN, waiting=None),
         "close": Step(frozenset({RESOLVED, REVISITED}), CLOSED),
+        "link_follow_up": Step(OPEN | {RESOLVED, REVISITED, CLOSED, WITHDRAWN}, None, waiting=None),
     },
 )
 
@@ -88,6 +89,7 @@ class Complaint(Case):
         self.analysis: dict[str, Any] | None = None
         self.resolution: dict[str, Any] | None = None
         self.revisit_outcome: dict[str, Any] | None = None
+        self.follow_up_case_ids: list[UUID] = []
 
     # ---- events -------------------------------------------------------------
 
@@ -216,6 +218,16 @@ class Complaint(Case):
 
         def evolve(self, aggregate: Any) -> None:
             aggregate.closed_at = self.timestamp
+
+    class FollowUpOpened(Case.Event):
+        """A follow-up case was opened on this one (在原有个案基础上建立跟进个案);
+        this case stays as it was."""
+
+        step = "link_follow_up"
+        follow_up_case_id: UUID
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.follow_up_case_ids = [*aggregate.follow_up_case_ids, self.follow_up_case_id]
 
     # ---- commands -----------------------------------------------------------
 
@@ -346,3 +358,11 @@ class Complaint(Case):
         if self.escalation is not None and ctx.role not in LEADS:
             raise Forbidden("only a supervisor or above may close an escalated complaint")
         self._record(self.Closed, ctx, note=note)
+
+    def link_follow_up(self, ctx: Context, follow_up_case_id: UUID) -> None:
+        self._step("link_follow_up", ctx)
+        if follow_up_case_id == self.id:
+            raise InvalidTransition("a complaint cannot follow itself")
+        if follow_up_case_id in self.follow_up_case_ids:
+            raise InvalidTransition(f"follow-up {follow_up_case_id} is already linked")
+        self._record(self.FollowUpOpened, ctx, follow_up_case_id=follow_up_case_id)

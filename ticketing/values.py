@@ -68,6 +68,22 @@ class EscalationLevel(StrEnum):
     MANAGER = "manager"
 
 
+class AttemptOutcome(StrEnum):
+    """Why a callback attempt did not reach the customer."""
+
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    WRONG_NUMBER = "wrong_number"
+    CALL_LATER = "call_later"
+
+
+class CaseType(StrEnum):
+    """The case kinds a callback follows."""
+
+    COMPLAINT = "complaint"
+    REPAIR_JOB = "repair_job"
+
+
 class Checks:
     """Collects every field problem of one command so the sender learns all of
     them at once, then raises them together."""

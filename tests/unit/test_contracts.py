@@ -15,10 +15,11 @@ from contracts import types as contract_types
 from contracts.catalog import COMMANDS, EVENTS
 from contracts.envelope import EventEnvelope
 from contracts.generate import drift
+from handlers.kinds import KINDS
 from handlers.translate import envelope, names
 from ticketing import values
 from ticketing.case import Case, Context
-from ticketing.complaint import LIFECYCLE, Complaint, Registration
+from ticketing.complaint import Complaint, Registration
 
 
 def test_json_schemas_on_disk_match_the_models() -> None:
@@ -35,11 +36,14 @@ def test_contract_vocabulary_is_the_domain_vocabulary(contract: typing.Any, doma
     assert set(typing.get_args(contract)) == {v.value for v in domain}
 
 
-def test_every_complaint_command_is_an_aggregate_method_and_a_state_table_row() -> None:
-    for command in COMMANDS["complaint"]:
-        if command != "register":
-            assert callable(getattr(Complaint, command))
-            assert command in LIFECYCLE.steps
+@pytest.mark.parametrize("aggregate", sorted(KINDS))
+def test_every_command_is_an_aggregate_method_and_a_state_table_row(aggregate: str) -> None:
+    kind = KINDS[aggregate]
+    assert kind.creates in COMMANDS[aggregate]
+    for command in COMMANDS[aggregate]:
+        if command != kind.creates:
+            assert callable(getattr(kind.aggregate, command))
+            assert command in kind.aggregate.lifecycle.steps
 
 
 def _domain_event_classes(aggregate: type[Case]) -> list[type]:
@@ -48,10 +52,10 @@ def _domain_event_classes(aggregate: type[Case]) -> list[type]:
             and k not in ("Event", "Created")]
 
 
-def test_every_domain_event_has_a_published_contract() -> None:
-    published = {f"complaint.{name}" for name in EVENTS["complaint"]}
-    classes = _domain_event_classes(Complaint)
-    mapped = {".".join(names(c)) for c in classes}
+@pytest.mark.parametrize("aggregate", sorted(KINDS))
+def test_every_domain_event_has_a_published_contract(aggregate: str) -> None:
+    published = {f"{aggregate}.{name}" for name in EVENTS[aggregate]}
+    mapped = {".".join(names(c)) for c in _domain_event_classes(KINDS[aggregate].aggregate)}
     assert mapped == published
 
 

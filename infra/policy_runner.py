@@ -1,0 +1,107 @@
+"""Runs a policy: a JetStream durable consumer of the events it reacts to;
+for each event, the policy's commands are sent over the bus one after the
+other, and the event is acknowledged only when every one is answered. A
+command the domain refuses (say, the case was revisited by hand meanwhile)
+is logged and passed over; when the command side does not answer, the event
+is delivered again later, and the commands' ids make the repeat harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+import orjson
+from nats.aio.client import Client as Nats
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError
+
+from contracts.catalog import EVENT_STREAM
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 2.0
+
+
+class Policy(Protocol):
+    name: str
+    subjects: list[str]
+
+    def react(self, event: dict[str, Any]) -> list[Any]: ...
+
+
+class CommandSideAway(Exception):
+    """No answer from the command side: try the event again later."""
+
+
+class PolicyRunner:
+    def __init__(self, policy: Policy, nc: Nats, js: JetStreamContext, *, timeout: float = 10.0) -> None:
+        self.policy = policy
+        self.nc = nc
+        self.js = js
+        self.timeout = timeout
+        self.handled = 0
+        self._stopping = False
+
+    @property
+    def durable(self) -> str:
+        return f"policy_{self.policy.name}"
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        sub = await self.js.pull_subscribe_bind(durable=await self._consumer(), stream=EVENT_STREAM)
+        while not self._stopping:
+            try:
+                messages = await sub.fetch(16, timeout=0.25)
+            except (NatsTimeout, TimeoutError):
+                continue
+            except Exception as error:  # noqa: BLE001 - bus outage: wait and fetch again
+                log.warning("%s: fetch failed (%s)", self.durable, error)
+                await asyncio.sleep(0.5)
+                continue
+            for index, message in enumerate(messages):
+                try:
+                    await self._handle(message)
+                except CommandSideAway as away:
+                    log.warning("%s: %s; trying again in %.0fs", self.durable, away, RETRY_SECONDS)
+                    for later in messages[index:]:  # keep the order: the rest comes back after it
+                        await later.nak(delay=RETRY_SECONDS)
+                    break
+                await message.ack()
+                self.handled += 1
+
+    async def _consumer(self) -> str:
+        config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,
+                                deliver_policy=DeliverPolicy.ALL, filter_subjects=self.policy.subjects,
+                                ack_wait=60, max_ack_pending=64)
+        try:
+            await self.js.add_consumer(EVENT_STREAM, config)
+        except BadRequestError:  # it exists with another configuration (the policy changed)
+            await self.js.update_consumer(EVENT_STREAM, config)
+        return self.durable
+
+    async def _handle(self, message: Any) -> None:
+        try:
+            event = orjson.loads(message.data)
+        except orjson.JSONDecodeError:
+            log.error("%s: stream message %s is not JSON; passed over", self.durable,
+                      message.metadata.sequence.stream)
+            return
+        for send in await asyncio.to_thread(self.policy.react, event):
+            try:
+                reply = await self.nc.request(send.subject, orjson.dumps(send.body), timeout=self.timeout)
+            except (NatsTimeout, TimeoutError, NoRespondersError) as error:
+                raise CommandSideAway(f"{send.subject}: {type(error).__name__}") from error
+            answer = orjson.loads(reply.data)
+            if answer.get("ok"):
+                continue
+            code = answer.get("error", {}).get("code")
+            if code == "unavailable":
+                raise CommandSideAway(f"{send.subject}: the store is unavailable")
+            log.warning("%s: %s for event %s refused: %s (%s)", self.durable, send.subject, event.get("id"),
+                        code, answer.get("error", {}).get("message"))
