@@ -156,7 +156,7 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> d
             if i % 2 == 0:
                 reply = await request("ticketing.v1.commands.complaint.register", {
                     "command_id": str(uuid.uuid4()), "actor": actor,
-                    "data": {"customer_id": str(uuid.uuid4()), "channel": "phone", "category": "delivery",
+                    "data": {"customer_id": customer, "channel": "phone", "category": "delivery",
                              "priority": "normal", "description": "送货延迟三天 (delivery three days late)"}})
                 case_id = reply.get("aggregate_id")
             else:
@@ -164,10 +164,13 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> d
                     "command_id": str(uuid.uuid4()), "actor": actor, "aggregate_id": case_id,
                     "expected_version": 1, "data": {"note": "已回电"}})
 
-    # Warm up: connections, prepared tables, first case loads.
+    # Warm up: connections, prepared tables, first case loads; the customer.
+    customer = (await request("ticketing.v1.commands.customer.register", {
+        "command_id": str(uuid.uuid4()), "actor": {"id": "warm", "role": "agent"},
+        "data": {"name": "李雷", "phone": "+86 139 0000 0000", "tier": "vip", "region": "华南"}}))["aggregate_id"]
     await asyncio.gather(*(request("ticketing.v1.commands.complaint.register", {
         "command_id": str(uuid.uuid4()), "actor": {"id": "warm", "role": "agent"},
-        "data": {"customer_id": str(uuid.uuid4()), "channel": "phone", "category": "other", "priority": "low",
+        "data": {"customer_id": customer, "channel": "phone", "category": "other", "priority": "low",
                  "description": "warm-up"}}) for _ in range(senders)))
     await asyncio.sleep(0.5)
     sent.clear()
@@ -181,7 +184,7 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> d
             raise SystemExit(f"{len(expected - event_seen.keys())} events never reached the bus")
         await asyncio.sleep(0.005)
     on_bus = max(event_seen[e] for e in expected)
-    total_events = senders + len(expected)  # with the warm-up
+    total_events = 1 + senders + len(expected)  # with the warm-up
     while projection_position(data_dir / "readmodels.db") < total_events:
         if time.perf_counter() - replied > 60:
             raise SystemExit("the projection did not catch up")

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, create_model
 
-from contracts import callback, complaint
+from contracts import callback, complaint, customer
 from contracts.envelope import CommandRequest, ErrorReply, EventEnvelope, OkReply
 from contracts.queries import QUERIES
 from contracts.types import Command, EventData
@@ -15,8 +15,10 @@ PREFIX = "ticketing.v1"
 EVENT_STREAM = "TICKETING_EVENTS"
 EVENT_SUBJECTS = f"{PREFIX}.events.>"
 
-COMMANDS: dict[str, dict[str, type[Command]]] = {"complaint": complaint.COMMANDS, "callback": callback.COMMANDS}
-EVENTS: dict[str, dict[str, type[EventData]]] = {"complaint": complaint.EVENTS, "callback": callback.EVENTS}
+COMMANDS: dict[str, dict[str, type[Command]]] = {
+    "complaint": complaint.COMMANDS, "callback": callback.COMMANDS, "customer": customer.COMMANDS}
+EVENTS: dict[str, dict[str, type[EventData]]] = {
+    "complaint": complaint.EVENTS, "callback": callback.EVENTS, "customer": customer.EVENTS}
 
 
 def command_subject(aggregate: str, command: str) -> str:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts.envelope import EventEnvelope
+from contracts.envelope import Actor, EventEnvelope
 from contracts.types import Time
 
 
@@ -28,6 +28,21 @@ class CaseHistoryReply(BaseModel):
     events: list[EventEnvelope]
 
 
+class CustomerGet(BaseModel):
+    """Contact data is in the reply only for the roles that may read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: UUID
+    actor: Actor
+
+
+class CustomerGetReply(BaseModel):
+    ok: Literal[True] = True
+    customer: dict[str, Any]
+
+
 QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "case.history": (CaseHistory, CaseHistoryReply),
+    "customer.get": (CustomerGet, CustomerGetReply),
 }

@@ -32,6 +32,8 @@ Department = Literal["production", "technical", "logistics", "sales"]
 EscalationLevel = Literal["supervisor", "manager"]
 AttemptOutcome = Literal["no_answer", "busy", "wrong_number", "call_later"]
 CaseType = Literal["complaint", "repair_job"]
+Tier = Literal["basic", "vip", "strategic"]
+Mark = Literal["malicious", "extortion"]
 
 
 class Command(BaseModel):

@@ -50,6 +50,12 @@ def include_handlers(broker: NatsBroker, commands: CommandService, queries: Quer
     async def case_history(body: bytes) -> bytes:
         return await queries.history(body)
 
+    async def customer_get(body: bytes) -> bytes:
+        return await queries.customer(body)
+
+    broker.subscriber(query_subject("customer.get"), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body,
+                      title="customer.get",
+                      description="A customer; contact data only for the roles that may read it.")(customer_get)
     broker.subscriber(query_subject("case.history"), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body,
                       title="case.history",
                       description="A case's events and its state as of `at` (default now).")(case_history)

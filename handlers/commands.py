@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError
@@ -22,7 +23,8 @@ from handlers.batch import CommandBatch, StoredReply
 from handlers.kinds import KINDS
 from handlers.translate import case_id_for, event_id
 from ticketing.case import Case, Context
-from ticketing.errors import Conflict, DomainError, NotFound, ValidationFailed
+from ticketing.customer import Customer
+from ticketing.errors import Conflict, DomainError, FieldProblem, NotFound, ValidationFailed
 from ticketing.values import Role
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,8 @@ class CommandService:
         fields = data.model_dump()
         if command == kind.creates:
             case = kind.create(case_id_for(request.command_id), fields, ctx)
+            if "customer_id" in fields and aggregate != "customer":
+                self._customer(batch, fields["customer_id"])
             new_events = list(case.pending_events)
         else:
             case = self._load(batch, kind.aggregate, aggregate, request)
@@ -153,6 +157,16 @@ class CommandService:
         ).model_dump(mode="json"))
         batch.record(case, StoredReply(request.command_id, subject_fp, reply, now))
         return reply
+
+    @staticmethod
+    def _customer(batch: CommandBatch, customer_id: UUID) -> None:
+        """A case is registered only for a customer the department knows."""
+        try:
+            found = batch.get(customer_id)
+        except AggregateNotFoundError:
+            found = None
+        if not isinstance(found, Customer):
+            raise NotFound(f"no customer {customer_id}", (FieldProblem("customer_id", "no such customer"),))
 
     @staticmethod
     def _load(batch: CommandBatch, aggregate_class: type[Case], aggregate: str, request: CommandRequest) -> Case:

@@ -13,6 +13,7 @@ from uuid import UUID
 from ticketing.callback import Callback
 from ticketing.case import Case, Context
 from ticketing.complaint import Complaint, Registration
+from ticketing.customer import Customer
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ KINDS: dict[str, CaseKind] = {
     "complaint": CaseKind(
         Complaint, "register",
         lambda case_id, data, ctx: Complaint.register(case_id, Registration(**data), ctx),
+    ),
+    "customer": CaseKind(
+        Customer, "register", lambda customer_id, data, ctx: Customer.register(customer_id, ctx, **data),
     ),
     "callback": CaseKind(
         Callback, "schedule", lambda callback_id, data, ctx: Callback.schedule(callback_id, ctx, **data),

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import orjson
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from contracts.queries import CaseHistory, CaseHistoryReply
+from contracts.queries import CaseHistory, CaseHistoryReply, CustomerGet, CustomerGetReply
 from handlers.commands import error_reply, problems_of
 from handlers.translate import envelope, names, state_json
+from ticketing.customer import Customer
+from ticketing.values import Role
+
+
+Query = TypeVar("Query", bound=BaseModel)
 
 
 class HistoryStore(Protocol):
@@ -50,14 +56,39 @@ class QueryService:
         self.clock = clock
 
     async def history(self, raw: bytes) -> bytes:
-        try:
-            query = CaseHistory.model_validate(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            return error_reply("validation_error", "payload is not JSON")
-        except ValidationError as e:
-            return error_reply("validation_error", "invalid case.history query", problems_of(e))
+        query = _parse(CaseHistory, raw, "case.history")
+        if isinstance(query, bytes):
+            return query
         at = query.at or self.clock()
         reply = await asyncio.to_thread(case_history, self.store, query.case_id, at)
         if reply is None:
             return error_reply("not_found", f"no case {query.case_id}")
         return orjson.dumps(reply.model_dump(mode="json"))
+
+    async def customer(self, raw: bytes) -> bytes:
+        query = _parse(CustomerGet, raw, "customer.get")
+        if isinstance(query, bytes):
+            return query
+        found = await asyncio.to_thread(_customer, self.store, query.customer_id)
+        if found is None:
+            return error_reply("not_found", f"no customer {query.customer_id}")
+        view = state_json(found.view(Role(query.actor.role)))
+        return orjson.dumps(CustomerGetReply(customer=view).model_dump(mode="json"))
+
+
+def _parse(model: type[Query], raw: bytes, name: str) -> Query | bytes:
+    """The query, or the error reply to send instead."""
+    try:
+        return model.model_validate(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return error_reply("validation_error", "payload is not JSON")
+    except ValidationError as e:
+        return error_reply("validation_error", f"invalid {name} query", problems_of(e))
+
+
+def _customer(store: HistoryStore, customer_id: UUID) -> Customer | None:
+    try:
+        found = store.repository.get(customer_id)
+    except AggregateNotFoundError:
+        return None
+    return found if isinstance(found, Customer) else None

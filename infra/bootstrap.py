@@ -35,6 +35,7 @@ from infra.processes import spawn, terminate
 from infra.policy_runner import PolicyRunner
 from infra.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.rebuild import ensure_current
+from infra.secrets import cipher_key
 from infra.relay import Relay
 from infra.settings import Settings
 from infra.store import EventStore
@@ -123,7 +124,8 @@ def policies_for(settings: Settings, store: EventStore) -> list[Any]:
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """The worker alone, until `stop` is set: `ticketing worker`."""
     nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
-    store = await asyncio.to_thread(EventStore, settings.event_store_url, None, settings.sqlite_busy_timeout_ms)
+    store = await asyncio.to_thread(EventStore, settings.event_store_url, cipher_key(settings),
+                                    settings.sqlite_busy_timeout_ms)
     readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
     nc = await connect_nats(nats_url)
     try:
@@ -214,8 +216,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         nats_url = embedded.url
     settings.nats_url_file.write_text(nats_url + "\n")
     try:
-        store = await asyncio.to_thread(EventStore, settings.event_store_url, None,
-                                        settings.sqlite_busy_timeout_ms)
+        key = await asyncio.to_thread(cipher_key, settings, create=True)
+        store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
         readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
         nc = await connect_nats(nats_url)
         js = nc.jetstream()

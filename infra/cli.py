@@ -177,6 +177,7 @@ def rebuild_command(name: str | None) -> None:
     from infra.bootstrap import projections as all_projections
     from infra.database import make_engine
     from infra.rebuild import rebuild_projection
+    from infra.secrets import cipher_key
     from infra.store import EventStore
 
     settings = Settings()
@@ -185,7 +186,7 @@ def rebuild_command(name: str | None) -> None:
     if not chosen:
         names = ", ".join(p.name for p in all_projections())
         raise click.ClickException(f"no projection {name!r}; there are: {names}")
-    store = EventStore(settings.event_store_url)
+    store = EventStore(settings.event_store_url, cipher_key(settings))
     engine = make_engine(settings.read_model_url)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     readmodel_url: str | None = None
     """Read models elsewhere than the event store (default: the database URL, or a
     SQLite file of their own so projections never wait on the command writer)."""
+    cipher_key: str | None = None
+    """AES key (base64 of 32 bytes) the event store is encrypted with. Default: the
+    key in <data dir>/cipher.key, generated on the first run."""
     nats_port: int = 4222
     """Port the embedded nats-server prefers; a free one is taken when it is busy."""
     log_level: str = "INFO"
@@ -63,6 +66,10 @@ class Settings(BaseSettings):
     @property
     def nats_url_file(self) -> Path:
         return self.data_dir / "nats.url"
+
+    @property
+    def cipher_key_file(self) -> Path:
+        return self.data_dir / "cipher.key"
 
     def as_env(self, **overrides: object) -> dict[str, str]:
         """These settings as the environment of a child process."""

@@ -1,6 +1,8 @@
 """Case summary: one row per case (complaints and callbacks) with its kind,
-customer, status, priority, category, assignee, the time of each loop step,
-the cases it follows and was followed by, and its version."""
+customer and the customer's tier, status, priority, category, assignee, the
+time of each loop step, the cases it follows and was followed by, and its
+version; and one row per customer with tier, region and marks (never
+contact data)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ case_summary = Table(
     Column("case_id", String(36), primary_key=True),
     Column("kind", String(20), nullable=False, index=True),
     Column("customer_id", String(36), nullable=False, index=True),
+    Column("tier", String(20), index=True),
     Column("status", String(20), nullable=False, index=True),
     Column("priority", String(10)),
     Column("category", String(30)),
@@ -52,12 +55,44 @@ case_summary = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+customers = Table(
+    "customer_summary",
+    metadata,
+    Column("customer_id", String(36), primary_key=True),
+    Column("tier", String(20), nullable=False, index=True),
+    Column("region", String(200)),
+    Column("malicious", Boolean, nullable=False),
+    Column("extortion", Boolean, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 COLUMNS = [column.name for column in case_summary.columns]
+CUSTOMER_COLUMNS = [column.name for column in customers.columns]
 
 # Events whose name is the status the case is in afterwards.
 STATUS_EVENTS = {"acknowledged", "analysed", "resolved", "revisited", "reopened", "withdrawn", "closed",
                  "missed", "completed"}
 CREATED = {"registered": "registered", "scheduled": "scheduled"}
+
+
+def evolve_customer(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
+    """The row of a customer after one more of its events (None before the first)."""
+    name, data = event["type"].split(".", 1)[1], event["data"]
+    at = datetime.fromisoformat(event["occurred_at"])
+    if row is None:
+        row = dict.fromkeys(CUSTOMER_COLUMNS)
+        row.update(customer_id=event["aggregate_id"], tier=data["tier"], region=data["region"],
+                   malicious=False, extortion=False, registered_at=at)
+    else:
+        row = dict(row)
+    row.update(version=event["aggregate_version"], updated_at=at)
+    if name == "tier_changed":
+        row["tier"] = data["tier"]
+    if name in ("flagged", "unflagged"):
+        row[data["mark"]] = name == "flagged"
+    return row
 
 
 def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
@@ -104,32 +139,67 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-_update = (case_summary.update().where(case_summary.c.case_id == bindparam("_case_id"))
-           .values({name: bindparam(name) for name in COLUMNS if name != "case_id"}))
-
-
 class CaseSummary:
     name = "case_summary"
     metadata = metadata
 
     def apply(self, conn: Connection, events: list[Envelope]) -> None:
-        """Read the batch's cases once, evolve them in memory, write each
-        changed row once (one insert and one update statement in all)."""
-        ids = list({event["aggregate_id"] for event in events})
-        rows: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            query = select(case_summary).where(case_summary.c.case_id.in_(chunk))
-            rows.update((row["case_id"], dict(row)) for row in conn.execute(query).mappings())
-        existing = set(rows)
+        """Read the batch's rows once, evolve them in memory, write each
+        changed row once (an insert and an update statement per table)."""
+        customer_events = [e for e in events if e["aggregate_type"] == "customer"]
+        case_events = [e for e in events if e["aggregate_type"] != "customer"]
+        customer_ids = {e["aggregate_id"] for e in customer_events}
+        customer_ids |= {e["data"]["customer_id"] for e in case_events if "customer_id" in e["data"]}
+        people = _Rows(conn, customers, customers.c.customer_id, customer_ids)
+        cases = _Rows(conn, case_summary, case_summary.c.case_id, {e["aggregate_id"] for e in case_events})
         for event in events:
-            rows[event["aggregate_id"]] = evolve(rows.get(event["aggregate_id"]), event)
-        inserts = [row for case_id, row in rows.items() if case_id not in existing]
-        updates = [row | {"_case_id": case_id} for case_id, row in rows.items() if case_id in existing]
-        if inserts:
-            conn.execute(case_summary.insert(), inserts)
-        if updates:
-            conn.execute(_update, updates)
+            if event["aggregate_type"] == "customer":
+                people.put(event["aggregate_id"], evolve_customer(people.get(event["aggregate_id"]), event))
+                continue
+            row = evolve(cases.get(event["aggregate_id"]), event)
+            if row["tier"] is None and (customer := people.get(row["customer_id"])):
+                row["tier"] = customer["tier"]
+            cases.put(event["aggregate_id"], row)
+        people.write()
+        cases.write()
+        for event in customer_events:  # cases follow their customer's tier
+            if event["type"] == "customer.tier_changed":
+                conn.execute(case_summary.update().where(case_summary.c.customer_id == event["aggregate_id"])
+                             .values(tier=event["data"]["tier"]))
 
     def reset(self, conn: Connection) -> None:
         conn.execute(case_summary.delete())
+        conn.execute(customers.delete())
+
+
+class _Rows:
+    """The rows of one table that a batch touches, read at once and written
+    at once."""
+
+    def __init__(self, conn: Connection, table: Table, key: Any, keys: set[str]) -> None:
+        self.conn, self.table, self.key = conn, table, key
+        self.rows: dict[str, dict[str, Any]] = {}
+        ordered = list(keys)
+        for start in range(0, len(ordered), 500):
+            query = select(table).where(key.in_(ordered[start:start + 500]))
+            self.rows.update((row[key.name], dict(row)) for row in conn.execute(query).mappings())
+        self.existing = set(self.rows)
+        self.changed: set[str] = set()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.rows.get(key)
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        self.rows[key] = row
+        self.changed.add(key)
+
+    def write(self) -> None:
+        inserts = [self.rows[k] for k in self.changed if k not in self.existing]
+        updates = [self.rows[k] | {"_key": k} for k in self.changed if k in self.existing]
+        if inserts:
+            self.conn.execute(self.table.insert(), inserts)
+        if updates:
+            columns = [c.name for c in self.table.columns if c.name != self.key.name]
+            statement = (self.table.update().where(self.key == bindparam("_key"))
+                         .values({name: bindparam(name) for name in columns}))
+            self.conn.execute(statement, updates)

@@ -103,6 +103,17 @@ class Client:
 
     def __init__(self, nc: Any) -> None:
         self.nc = nc
+        self._customer: str | None = None
+        self._registering = asyncio.Lock()
+
+    async def known_customer(self) -> str:
+        """A customer registered once for this client (cases need one)."""
+        async with self._registering:
+            if self._customer is None:
+                reply = await self.command("customer", "register", customer_data())
+                assert reply["ok"], reply
+                self._customer = reply["aggregate_id"]
+        return self._customer
 
     async def raw(self, subject: str, payload: bytes) -> dict[str, Any]:
         reply = await self.nc.request(subject, payload, timeout=10)
@@ -111,6 +122,8 @@ class Client:
     async def command(self, aggregate: str, command: str, data: dict[str, Any], *,
                       aggregate_id: str | None = None, expected_version: int | None = None,
                       role: str = "agent", command_id: str | None = None) -> dict[str, Any]:
+        if (aggregate, command) == ("complaint", "register") and "customer_id" not in data:
+            data = data | {"customer_id": await self.known_customer()}
         body: dict[str, Any] = {"command_id": command_id or str(uuid.uuid4()),
                                 "actor": {"id": f"{role}-1", "role": role}, "data": data}
         if aggregate_id is not None:
@@ -129,8 +142,14 @@ class Client:
         return await self.raw(f"ticketing.v1.queries.{name}", orjson.dumps(body))
 
 
+def customer_data(**overrides: Any) -> dict[str, Any]:
+    return {"name": "王小明", "phone": "+86 138 0013 8000", "tier": "basic", "region": "华东",
+            "address": "上海市浦东新区世纪大道 100 号"} | overrides
+
+
 def complaint_data(**overrides: Any) -> dict[str, Any]:
-    return {"customer_id": str(uuid.uuid4()), "channel": "wechat", "category": "product_quality",
+    """A complaint's data; without `customer_id`, the test client adds its customer's."""
+    return {"channel": "wechat", "category": "product_quality",
             "priority": "high", "description": "饲料结块，牛不吃 (feed caked, cattle refuse it)",
             "product": "育肥牛饲料 A3", "region": "华东"} | overrides
 

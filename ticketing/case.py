@@ -93,6 +93,8 @@ class Case(Aggregate):
 
         step: ClassVar[str] = ""
         """The command of the state table whose target status this event sets."""
+        confidential: ClassVar[bool] = False
+        """Holds customer contact data: stored encrypted, never published as is."""
 
         def apply(self, aggregate: Any) -> None:
             self.evolve(aggregate)

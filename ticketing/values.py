@@ -68,6 +68,19 @@ class EscalationLevel(StrEnum):
     MANAGER = "manager"
 
 
+class Tier(StrEnum):
+    BASIC = "basic"
+    VIP = "vip"
+    STRATEGIC = "strategic"
+
+
+class Mark(StrEnum):
+    """What a supervisor can mark a customer as."""
+
+    MALICIOUS = "malicious"  # 恶意投诉
+    EXTORTION = "extortion"  # 敲诈、勒索
+
+
 class AttemptOutcome(StrEnum):
     """Why a callback attempt did not reach the customer."""
 

@@ -22,7 +22,7 @@ import pytest
 
 from contracts.catalog import EVENT_STREAM
 from infra.nats_server import EmbeddedNats
-from tests.conftest import complaint_data, wait_for
+from tests.conftest import complaint_data, customer_data, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -107,16 +107,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def register(url: str, count: int = 1) -> list[dict[str, Any]]:
+async def send(nc: Any, subject: str, data: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+    body = {"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"}, "data": data}
+    return dict(orjson.loads((await nc.request(subject, orjson.dumps(body), timeout=timeout)).data))
+
+
+async def register(url: str) -> dict[str, Any]:
+    """A customer, then a complaint of theirs; the complaint's reply."""
     nc = await nats.connect(url)
     try:
-        replies = []
-        for _ in range(count):
-            body = {"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
-                    "data": complaint_data()}
-            msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps(body), timeout=10)
-            replies.append(orjson.loads(msg.data))
-        return replies
+        customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
+        assert customer["ok"], customer
+        return await send(nc, "ticketing.v1.commands.complaint.register",
+                          complaint_data(customer_id=customer["aggregate_id"]))
     finally:
         await nc.close()
 
@@ -154,7 +157,7 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     url = serve.wait_ready(data)
     assert "embedded nats-server" in serve.output()
     assert (data / "events.db").exists() and (data / "nats").is_dir()
-    [reply] = await register(url)
+    reply = await register(url)
     assert reply["ok"], reply
 
     async def projected() -> bool:
@@ -172,11 +175,11 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     # Started again on the same directory: resumes with what it had.
     serves.append(again := Serve(tmp_path, {}))
     url = again.wait_ready(data)
-    [second] = await register(url)
+    second = await register(url)
     assert second["ok"]
     
     async def both_relayed() -> bool:
-        return await stream_positions(url) == [1, 2]
+        return await stream_positions(url) == [1, 2, 3, 4]
     await wait_for(both_relayed, timeout=30)
 
     async def both_projected() -> bool:
@@ -193,18 +196,17 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
     first.wait_ready(data)
 
     nc = await nats.connect(nats_server.url)
+    customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
     answered: list[dict[str, Any]] = []
 
     async def sender() -> None:
         while True:
-            body = {"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
-                    "data": complaint_data()}
             try:
-                msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps(body),
-                                       timeout=2)
+                reply = await send(nc, "ticketing.v1.commands.complaint.register",
+                                   complaint_data(customer_id=customer["aggregate_id"]), timeout=2)
             except Exception:  # noqa: BLE001 - the server is being killed under us
                 return
-            answered.append(orjson.loads(msg.data))
+            answered.append(reply)
 
     senders = [asyncio.create_task(sender()) for _ in range(16)]
     while len(answered) < 300:
@@ -228,7 +230,8 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
     async def projected() -> bool:
         return query(data / "readmodels.db", "select position from projection_tracking") == [(recorded,)]
     await wait_for(projected, timeout=30)
-    assert query(data / "readmodels.db", "select count(*) from case_summary") == [(recorded,)]
+    assert query(data / "readmodels.db", "select count(*) from case_summary") == [(recorded - 1,)]
+    assert query(data / "readmodels.db", "select count(*) from customer_summary") == [(1,)]
     answered_ids = {reply["aggregate_id"] for reply in answered}
     stored_ids = {row[0] for row in query(data / "readmodels.db", "select case_id from case_summary")}
     assert answered_ids <= stored_ids

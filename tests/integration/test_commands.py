@@ -30,7 +30,8 @@ def summary(runtime: Runtime, case_id: str) -> dict[str, Any] | None:
 
 
 def store_size(runtime: Runtime) -> int:
-    return runtime.store.max_position()
+    """Events recorded on cases (the test client's customer's own aside)."""
+    return sum("Customer" not in n.topic for n in runtime.store.notifications(0, 100_000))
 
 
 async def test_command_is_answered_published_and_projected(runtime: Runtime, client: Client) -> None:
@@ -39,7 +40,8 @@ async def test_command_is_answered_published_and_projected(runtime: Runtime, cli
     async def collect(msg: Any) -> None:
         seen.append(msg)
 
-    await client.nc.subscribe("ticketing.v1.events.>", cb=collect)
+    await client.known_customer()
+    await client.nc.subscribe("ticketing.v1.events.complaint.>", cb=collect)
     reply = await client.register_complaint(priority="urgent")
     assert reply["version"] == 1 and len(reply["events"]) == 1
     case_id = reply["aggregate_id"]
@@ -52,7 +54,7 @@ async def test_command_is_answered_published_and_projected(runtime: Runtime, cli
     EventEnvelope.model_validate(event)
     EVENTS["complaint"]["registered"].model_validate(event["data"])
     assert event["id"] == reply["events"][0] and event["aggregate_id"] == case_id
-    assert event["aggregate_version"] == 1 and event["position"] == 1
+    assert event["aggregate_version"] == 1 and event["position"] == 2, "after the customer's registration"
     assert event["occurred_at"] == "2026-11-25T01:00:00.123456Z"
     assert event["actor"] == {"id": "agent-1", "role": "agent"}
     assert event["data"]["description"] == complaint_data()["description"]
@@ -120,13 +122,13 @@ async def test_stale_expected_version_is_a_conflict(runtime: Runtime, client: Cl
                             "description": ["not", "text"]}}),
      {"command_id", "actor.role", "data.customer_id", "data.channel", "data.description"}),
     (orjson.dumps({"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
-                   "data": complaint_data(priority=1, unknown_field=True)}),
+                   "data": complaint_data(customer_id=str(uuid.uuid4()), priority=1, unknown_field=True)}),
      {"data.priority", "data.unknown_field"}),
     (orjson.dumps({"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
-                   "aggregate_id": str(uuid.uuid4()), "data": complaint_data()}),
+                   "aggregate_id": str(uuid.uuid4()), "data": complaint_data(customer_id=str(uuid.uuid4()))}),
      {"aggregate_id"}),
     (orjson.dumps({"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"},
-                   "data": complaint_data(description="   ")}),
+                   "data": complaint_data(customer_id=str(uuid.uuid4()), description="   ")}),
      {"data.description"}),
 ])
 async def test_bad_register_payloads_get_validation_errors_and_write_nothing(
@@ -175,7 +177,7 @@ async def test_concurrent_commands_commit_together_and_all_arrive(runtime: Runti
     replies = await asyncio.gather(*(client.register_complaint() for _ in range(100)))
     assert len({r["aggregate_id"] for r in replies}) == 100
     assert runtime.writer.batches < 100, "concurrent commands should share transactions"
-    await wait_for(lambda: runtime.relay.position == 100)
+    await wait_for(lambda: runtime.relay.position == 101)
 
 
 async def test_repeats_among_concurrent_commands_get_their_first_replies(runtime: Runtime,
@@ -219,7 +221,7 @@ async def test_idempotency_survives_a_restart(settings: Settings, clock: FakeClo
     rt = await start(settings, clock)
     try:
         again = await client.command("complaint", "register", data, command_id=command_id)
-        assert again == first and rt.store.max_position() == 1
+        assert again == first and rt.store.max_position() == 2, "the customer and the complaint"
     finally:
         await rt.stop()
 
@@ -240,7 +242,7 @@ async def test_store_locked_is_unavailable_and_records_nothing(
             other.execute("ROLLBACK")
             other.close()
         assert reply["error"]["code"] == "unavailable"
-        assert rt.store.max_position() == 1
+        assert rt.store.max_position() == 2, "the customer and the first complaint"
         assert (await client.register_complaint())["ok"], "the store is back"
     finally:
         await rt.stop()

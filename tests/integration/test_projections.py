@@ -197,7 +197,8 @@ async def test_a_message_that_cannot_be_applied_is_parked_and_the_rest_goes_on(
     parked = await runtime.nc.subscribe("ticketing.v1.deadletter.projections.case_summary")
     await runtime.js.publish("ticketing.v1.events.complaint.registered", b"not json",
                              headers={"Nats-Msg-Id": str(uuid.uuid4())})
-    bogus = {"id": str(uuid.uuid4()), "type": "complaint.acknowledged", "position": 10_000,
+    bogus = {"id": str(uuid.uuid4()), "type": "complaint.acknowledged", "aggregate_type": "complaint",
+             "position": 10_000,
              "aggregate_id": str(uuid.uuid4()), "aggregate_version": 2, "occurred_at": "nonsense",
              "data": {}}
     await runtime.js.publish("ticketing.v1.events.complaint.acknowledged", orjson.dumps(bogus),
