@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
 from contracts.catalog import EVENT_STREAM
+from infra.consuming import batches
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,7 @@ class PolicyRunner:
 
     async def run(self) -> None:
         sub = await self.js.pull_subscribe_bind(durable=await self._consumer(), stream=EVENT_STREAM)
-        while not self._stopping:
-            try:
-                messages = await sub.fetch(16, timeout=0.25)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except Exception as error:  # noqa: BLE001 - bus outage: wait and fetch again
-                log.warning("%s: fetch failed (%s)", self.durable, error)
-                await asyncio.sleep(0.5)
-                continue
+        async for messages in batches(sub, 16, lambda: not self._stopping, self.durable):
             for index, message in enumerate(messages):
                 try:
                     await self._handle(message)

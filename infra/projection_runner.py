@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 import orjson
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -31,6 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
+from infra.consuming import batches
 from projections.base import Projection, apply_batch, create_tables, marks_of, skip
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,7 @@ class ProjectionRunner:
     async def run(self) -> None:
         await asyncio.to_thread(create_tables, self.engine, self.projection)
         sub = await self._anchor()
-        while not self._stopping:
-            try:
-                messages = await sub.fetch(self.batch, timeout=0.25)
-            except (NatsTimeout, TimeoutError):
-                continue
-            except Exception as error:  # noqa: BLE001 - bus outage: wait and fetch again
-                log.warning("%s: fetch failed (%s)", self.durable, error)
-                await asyncio.sleep(0.5)
-                continue
+        async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable):
             await self._handle(messages)
 
     async def _anchor(self) -> Any:
@@ -93,8 +85,6 @@ class ProjectionRunner:
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENT_STREAM)
 
     async def _handle(self, messages: list[Any]) -> None:
-        if not messages:
-            return
         events = [_decode(m.data) for m in messages]
         if all(e is not None for e in events):
             try:
