@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, create_model
 
-from contracts import callback, complaint, customer
+from contracts import callback, complaint, customer, repair_job
 from contracts.envelope import CommandRequest, ErrorReply, EventEnvelope, OkReply
 from contracts.queries import QUERIES
 from contracts.types import Command, EventData
@@ -16,9 +16,11 @@ EVENT_STREAM = "TICKETING_EVENTS"
 EVENT_SUBJECTS = f"{PREFIX}.events.>"
 
 COMMANDS: dict[str, dict[str, type[Command]]] = {
-    "complaint": complaint.COMMANDS, "callback": callback.COMMANDS, "customer": customer.COMMANDS}
+    "complaint": complaint.COMMANDS, "repair_job": repair_job.COMMANDS, "callback": callback.COMMANDS,
+    "customer": customer.COMMANDS}
 EVENTS: dict[str, dict[str, type[EventData]]] = {
-    "complaint": complaint.EVENTS, "callback": callback.EVENTS, "customer": customer.EVENTS}
+    "complaint": complaint.EVENTS, "repair_job": repair_job.EVENTS, "callback": callback.EVENTS,
+    "customer": customer.EVENTS}
 
 
 def command_subject(aggregate: str, command: str) -> str:

@@ -13,7 +13,7 @@ def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-Time = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str)]
+Time = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
 Text = Annotated[StrictStr, Field(max_length=4000)]
 ShortText = Annotated[StrictStr, Field(max_length=200)]
 Money = Annotated[StrictStr, Field(pattern=r"^\d{1,12}(\.\d{1,2})?$", examples=["120.50"])]
@@ -33,6 +33,7 @@ EscalationLevel = Literal["supervisor", "manager"]
 AttemptOutcome = Literal["no_answer", "busy", "wrong_number", "call_later"]
 CaseType = Literal["complaint", "repair_job"]
 Tier = Literal["basic", "vip", "strategic"]
+JobKind = Literal["install", "repair", "maintenance"]
 Mark = Literal["malicious", "extortion"]
 
 

@@ -9,6 +9,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -91,10 +92,12 @@ def fingerprint(subject: str, raw_request: dict[str, Any]) -> str:
 
 
 class CommandService:
-    def __init__(self, store: Store, writer: Writer, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: Store, writer: Writer, clock: Callable[[], datetime], *,
+                 compensation_limit: Decimal | None = None) -> None:
         self.store = store
         self.writer = writer
         self.clock = clock
+        self.compensation_limit = compensation_limit
 
     async def handle(self, aggregate: str, command: str, raw: bytes) -> bytes:
         try:
@@ -138,7 +141,8 @@ class CommandService:
         now = self.clock()
         ctx = Context(actor_id=request.actor.id, role=Role(request.actor.role), at=now,
                       correlation_id=request.correlation_id or request.command_id,
-                      causation_id=request.causation_id or request.command_id)
+                      causation_id=request.causation_id or request.command_id,
+                      compensation_limit=self.compensation_limit)
         kind = KINDS[aggregate]
         fields = data.model_dump()
         if command == kind.creates:

@@ -14,6 +14,7 @@ from ticketing.callback import Callback
 from ticketing.case import Case, Context
 from ticketing.complaint import Complaint, Registration
 from ticketing.customer import Customer
+from ticketing.repair_job import JobRegistration, RepairJob
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ KINDS: dict[str, CaseKind] = {
     "complaint": CaseKind(
         Complaint, "register",
         lambda case_id, data, ctx: Complaint.register(case_id, Registration(**data), ctx),
+    ),
+    "repair_job": CaseKind(
+        RepairJob, "register",
+        lambda job_id, data, ctx: RepairJob.register(job_id, JobRegistration(**data), ctx),
     ),
     "customer": CaseKind(
         Customer, "register", lambda customer_id, data, ctx: Customer.register(customer_id, ctx, **data),

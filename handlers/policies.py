@@ -59,7 +59,8 @@ class CallbackPolicy:
 
     name = "callbacks"
     actor = "policy:callbacks"
-    subjects = ["ticketing.v1.events.complaint.resolved", "ticketing.v1.events.callback.completed"]
+    subjects = ["ticketing.v1.events.complaint.resolved", "ticketing.v1.events.repair_job.resolved",
+                "ticketing.v1.events.callback.completed"]
 
     def __init__(self, case: Callable[[UUID], Any], *, delay: timedelta, max_attempts: int) -> None:
         self.case = case
@@ -67,7 +68,7 @@ class CallbackPolicy:
         self.max_attempts = max_attempts
 
     def react(self, event: Envelope) -> list[Send]:
-        if event["type"] == "complaint.resolved":
+        if event["type"] in ("complaint.resolved", "repair_job.resolved"):
             return self._schedule(event)
         if event["type"] == "callback.completed":
             return self._follow(event)
@@ -91,18 +92,23 @@ class CallbackPolicy:
         if outcome["satisfied"] and not outcome["new_request"]:
             return sends
         original = self.case(UUID(case_id))
-        register = request(event, "follow_up", self.actor, {
-            "customer_id": str(original.customer_id),
-            "channel": "phone",
-            "category": original.category,
-            "priority": original.priority,
-            "description": outcome["new_request"] or outcome["comment"] or "回访不满意 (not satisfied at the callback)",
-            "product": original.product,
-            "region": original.region,
-            "follows_case_id": case_id,
-        })
+        what = outcome["new_request"] or outcome["comment"] or "回访不满意 (not satisfied at the callback)"
+        register = request(event, "follow_up", self.actor, FOLLOW_UPS[kind](original, what) | {
+            "customer_id": str(original.customer_id), "priority": original.priority, "follows_case_id": case_id})
         follow_up_id = case_id_for(UUID(register["command_id"]))
         return [*sends,
                 Send(kind, "register", register),
                 Send(kind, "link_follow_up", request(event, "link_follow_up", self.actor,
                                                      {"follow_up_case_id": str(follow_up_id)}, case_id))]
+
+
+FOLLOW_UPS: dict[str, Callable[[Any, str], dict[str, Any]]] = {
+    # What a follow-up takes over from the case it follows, by kind.
+    "complaint": lambda original, what: {
+        "channel": "phone", "category": original.category, "description": what,
+        "product": original.product, "region": original.region},
+    "repair_job": lambda original, what: {
+        "kind": "repair", "product_model": original.product_model, "fault_description": what,
+        "in_warranty": original.in_warranty, "site_address": original.site_address,
+        "serial_number": original.serial_number},
+}

@@ -238,7 +238,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         # injection would only cost time on every message.
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1)
-        include_handlers(broker, CommandService(store, writer, clock), QueryService(store, clock))
+        commands = CommandService(store, writer, clock, compensation_limit=settings.compensation_limit)
+        include_handlers(broker, commands, QueryService(store, clock))
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, embedded)
         if worker == "inline":
             runtime.worker = await start_worker(settings, store, readmodels, nc, js)

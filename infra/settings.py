@@ -5,6 +5,7 @@ SQLALCHEMY_URL, ...) are derived here and nowhere else."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,8 @@ class Settings(BaseSettings):
     """How long a SQLite write waits for a lock held elsewhere before `unavailable`."""
     writer_batch: int = 256
     """Most commands committed in one transaction (group commit)."""
+    compensation_limit: Decimal = Decimal("500.00")
+    """The most compensation an agent may grant; above it a supervisor resolves."""
     callback_delay_hours: float = 24.0
     """A resolved case's callback is due this long after the resolution (回访: within the day)."""
     callback_max_attempts: int = 3

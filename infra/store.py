@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ from eventsourcing.application import Application
 from eventsourcing.cipher import Cipher
 from eventsourcing.compressor import Compressor
 from eventsourcing.persistence import (
-    IntegrityError, Mapper, Notification, OperationalError, StoredEvent, Transcoder,
+    IntegrityError, JSONTranscoder, Mapper, Notification, OperationalError, StoredEvent, Transcoder, Transcoding,
 )
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
@@ -99,6 +99,19 @@ class Factory(SQLAlchemyFactory):
     application_recorder_class = GroupInsertRecorder
 
 
+class DateAsISO(Transcoding):
+    """Dates (a purchase date) as ISO strings; eventsourcing has datetimes only."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
 class EventStore(Application):
     """The product's event store. Configured only from the `env` it is given,
     never from stray environment variables of the libraries."""
@@ -114,6 +127,10 @@ class EventStore(Application):
         engine = self.recorder.datastore.engine
         tune_sqlite(engine, durable=True, busy_timeout_ms=busy_timeout_ms)
         metadata.create_all(engine)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         return Environment(name, dict(env or {}))

@@ -50,6 +50,8 @@ case_summary = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("withdrawn_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
+    Column("dispatched_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
     Column("missed_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -73,7 +75,7 @@ CUSTOMER_COLUMNS = [column.name for column in customers.columns]
 
 # Events whose name is the status the case is in afterwards.
 STATUS_EVENTS = {"acknowledged", "analysed", "resolved", "revisited", "reopened", "withdrawn", "closed",
-                 "missed", "completed"}
+                 "missed", "completed", "dispatched", "cancelled"}
 CREATED = {"registered": "registered", "scheduled": "scheduled"}
 
 
@@ -104,7 +106,8 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
         row = dict.fromkeys(COLUMNS)
         row.update(case_id=event["aggregate_id"], kind=kind, customer_id=data["customer_id"],
                    status=CREATED[name], priority=data.get("priority"), category=data.get("category"),
-                   channel=data.get("channel"), region=data.get("region"), product=data.get("product"),
+                   channel=data.get("channel"), region=data.get("region"),
+                   product=data.get("product") or data.get("product_model"),
                    follows_case_id=data.get("follows_case_id") or data.get("case_id"),
                    due_at=_time(data.get("due_at")), waiting_on_customer=False, cycle=1, registered_at=at)
     else:
@@ -115,6 +118,10 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
         row[f"{name}_at"] = at
     if name == "assigned":
         row["assignee"] = data["assignee"]
+    if name in ("dispatch_requested", "dispatched"):
+        row["assignee"] = data["technician"]
+    if name == "dispatch_requested":
+        row["status"] = name
     if name in ("assigned", "analysed") and data.get("department"):
         row["department"] = data["department"]
     if name == "escalated":
@@ -122,7 +129,8 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
     if name in ("customer_awaited", "resumed", "withdrawn"):
         row["waiting_on_customer"] = name == "customer_awaited"
     if name == "resolved":
-        row.update(first_contact=data["first_contact"], compensation=data.get("compensation"))
+        row.update(first_contact=data.get("first_contact"),
+                   compensation=data.get("compensation") or data.get("charge"))
     if name in ("revisited", "completed"):
         row.update(satisfied=data["satisfied"], score=data["score"])
     if name == "attempted":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -25,6 +26,8 @@ class Context:
     at: datetime
     correlation_id: UUID
     causation_id: UUID | None = None
+    compensation_limit: Decimal | None = None
+    """The most compensation below a supervisor (None: no limit)."""
 
     def event_fields(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,8 @@ class Case(Aggregate):
     lifecycle: Lifecycle
     status: str
     waiting_on_customer: bool
+    follow_up_case_ids: list[UUID]
+    FollowUpOpened: type[Case.Event]
 
     class Event(Aggregate.Event):
         actor: dict[str, str]
@@ -117,3 +122,22 @@ class Case(Aggregate):
         public = {k: v for k, v in vars(self).items() if not k.startswith("_")}
         return {"id": self.id, "version": self.version, "created_on": self.created_on,
                 "modified_on": self.modified_on, **public}
+
+    def link_follow_up(self, ctx: Context, follow_up_case_id: UUID) -> None:
+        """Record that a follow-up case was opened on this one (在原有个案基础上
+        建立跟进个案); this case stays as it was. Kinds that have follow-ups
+        declare `class FollowUpOpened(FollowUp)` and a `link_follow_up` row."""
+        self._step("link_follow_up", ctx)
+        if follow_up_case_id == self.id:
+            raise InvalidTransition(f"a {self.lifecycle.kind} cannot follow itself")
+        if follow_up_case_id in self.follow_up_case_ids:
+            raise InvalidTransition(f"follow-up {follow_up_case_id} is already linked")
+        self._record(self.FollowUpOpened, ctx, follow_up_case_id=follow_up_case_id)
+
+
+class FollowUp(Case.Event):
+    step = "link_follow_up"
+    follow_up_case_id: UUID
+
+    def evolve(self, aggregate: Any) -> None:
+        aggregate.follow_up_case_ids = [*aggregate.follow_up_case_ids, self.follow_up_case_id]

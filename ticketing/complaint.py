@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, Case, Context, Lifecycle, Step
+from ticketing.case import LEADS, Case, Context, FollowUp, Lifecycle, Step
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import (
     Category,
@@ -219,15 +219,8 @@ class Complaint(Case):
         def evolve(self, aggregate: Any) -> None:
             aggregate.closed_at = self.timestamp
 
-    class FollowUpOpened(Case.Event):
-        """A follow-up case was opened on this one (在原有个案基础上建立跟进个案);
-        this case stays as it was."""
-
-        step = "link_follow_up"
-        follow_up_case_id: UUID
-
-        def evolve(self, aggregate: Any) -> None:
-            aggregate.follow_up_case_ids = [*aggregate.follow_up_case_ids, self.follow_up_case_id]
+    class FollowUpOpened(FollowUp):
+        pass
 
     # ---- commands -----------------------------------------------------------
 
@@ -325,6 +318,9 @@ class Complaint(Case):
         resolution_ = checks.text("resolution", resolution)
         amount = checks.money("compensation", compensation)
         checks.done()
+        limit = ctx.compensation_limit
+        if amount is not None and limit is not None and amount > limit and ctx.role not in LEADS:
+            raise Forbidden(f"compensation above {limit} needs a supervisor's approval")
         self._record(self.Resolved, ctx, resolution=resolution_, first_contact=first_contact,
                      compensation=amount)
 
@@ -358,11 +354,3 @@ class Complaint(Case):
         if self.escalation is not None and ctx.role not in LEADS:
             raise Forbidden("only a supervisor or above may close an escalated complaint")
         self._record(self.Closed, ctx, note=note)
-
-    def link_follow_up(self, ctx: Context, follow_up_case_id: UUID) -> None:
-        self._step("link_follow_up", ctx)
-        if follow_up_case_id == self.id:
-            raise InvalidTransition("a complaint cannot follow itself")
-        if follow_up_case_id in self.follow_up_case_ids:
-            raise InvalidTransition(f"follow-up {follow_up_case_id} is already linked")
-        self._record(self.FollowUpOpened, ctx, follow_up_case_id=follow_up_case_id)

@@ -68,6 +68,12 @@ class EscalationLevel(StrEnum):
     MANAGER = "manager"
 
 
+class JobKind(StrEnum):
+    INSTALL = "install"
+    REPAIR = "repair"
+    MAINTENANCE = "maintenance"
+
+
 class Tier(StrEnum):
     BASIC = "basic"
     VIP = "vip"
