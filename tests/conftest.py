@@ -16,11 +16,12 @@ from typing import Any
 import nats
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from infra.bootstrap import Runtime, start
 from infra.nats_server import EmbeddedNats
 from infra.settings import Settings
+from projections.case_summary import case_summary, customers as customer_summary
 
 POSTGRES_URL = os.environ.get("TICKETING_TEST_POSTGRES_URL")
 
@@ -166,3 +167,18 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def at_rest(runtime: Runtime) -> bytes:
+    """What the databases hold: the raw SQLite files (with their write-ahead
+    logs), or on PostgreSQL every stored event's state and every read-model row."""
+    if not runtime.settings.database_url:
+        files = [runtime.settings.data_dir / name for name in
+                 ("events.db", "events.db-wal", "readmodels.db", "readmodels.db-wal")]
+        return b"".join(path.read_bytes() for path in files if path.exists())
+    with runtime.store.engine.connect() as conn:
+        states = [bytes(row[0]) for row in conn.execute(text("select state from ticketing_events"))]
+    with runtime.readmodels.connect() as conn:
+        rows = [repr(tuple(row)).encode() for table in (case_summary, customer_summary)
+                for row in conn.execute(select(table))]
+    return b"".join(states + rows)

@@ -117,9 +117,13 @@ class Case(Aggregate):
     def _record(self, event_class: type[Aggregate.Event], ctx: Context, **data: Any) -> None:
         self.trigger_event(event_class, **ctx.event_fields(), **data)
 
+    contact_fields: ClassVar[tuple[str, ...]] = ()
+    """Attributes holding customer contact data: kept out of `state()`."""
+
     def state(self) -> dict[str, Any]:
-        """The case's public state, for audits: every attribute the events set."""
-        public = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The case's public state, for audits: every attribute the events set
+        but contact data."""
+        public = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in self.contact_fields}
         return {"id": self.id, "version": self.version, "created_on": self.created_on,
                 "modified_on": self.modified_on, **public}
 

@@ -39,6 +39,7 @@ the job) see the customer without it."""
 
 class Customer(Case):
     lifecycle = LIFECYCLE
+    contact_fields = CONTACT_FIELDS
 
     def __init__(self) -> None:
         self.status = ACTIVE
@@ -134,10 +135,6 @@ class Customer(Case):
         if mark not in self.marks:
             raise InvalidTransition(f"the customer is not marked {mark}")
         self._record(self.Unflagged, ctx, mark=mark, reason=reason_)
-
-    def state(self) -> dict[str, Any]:
-        """The customer without contact data: what audits and other services see."""
-        return {k: v for k, v in super().state().items() if k not in CONTACT_FIELDS}
 
     def view(self, role: Role) -> dict[str, Any]:
         """The customer as `role` may see it: with contact data only for the

@@ -67,6 +67,7 @@ class JobRegistration:
 
 class RepairJob(Case):
     lifecycle = LIFECYCLE
+    contact_fields = ("site_address",)
 
     def __init__(self) -> None:
         self.status = REGISTERED

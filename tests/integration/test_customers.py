@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from infra.bootstrap import Runtime
 from projections.case_summary import case_summary, customers
-from tests.conftest import Client, FakeClock, complaint_data, customer_data, wait_for
+from tests.conftest import Client, FakeClock, at_rest, complaint_data, customer_data, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -135,18 +135,3 @@ async def test_contact_data_is_not_published_logged_or_stored_in_clear(
         assert secret.encode() not in raw
         assert orjson.dumps(secret).strip(b'"') not in raw
         assert secret.encode("unicode_escape") not in raw  # as the JSON transcoder escapes it
-
-
-def at_rest(runtime: Runtime) -> bytes:
-    """What the databases hold: the raw SQLite files (with their write-ahead
-    logs), or on PostgreSQL every stored event's state and every read-model row."""
-    if not runtime.settings.database_url:
-        files = [runtime.settings.data_dir / name for name in
-                 ("events.db", "events.db-wal", "readmodels.db", "readmodels.db-wal")]
-        return b"".join(path.read_bytes() for path in files if path.exists())
-    with runtime.store.engine.connect() as conn:
-        states = [bytes(row[0]) for row in conn.execute(text("select state from ticketing_events"))]
-    with runtime.readmodels.connect() as conn:
-        rows = [repr(tuple(row)).encode() for table in (case_summary, customers)
-                for row in conn.execute(select(table))]
-    return b"".join(states + rows)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from infra.bootstrap import Runtime
 from projections.case_summary import case_summary
-from tests.conftest import Client, FakeClock, complaint_data, wait_for
+from tests.conftest import Client, FakeClock, at_rest, complaint_data, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +94,9 @@ async def test_a_sim_swap_from_request_to_follow_up(runtime: Runtime, client: Cl
     assert summary[follow_up_id]["follows_case_id"] == job
 
     assert seen and all(SITE.encode() not in m.data for m in seen)
+    assert "site_address" not in follow and SITE not in orjson.dumps(await events(client, job)).decode()
+    raw = at_rest(runtime)
+    assert SITE.encode() not in raw and SITE.encode("unicode_escape") not in raw
 
 
 async def test_who_may_send_whom_and_what_costs_what(runtime: Runtime, client: Client) -> None:
