@@ -172,6 +172,9 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> d
         "command_id": str(uuid.uuid4()), "actor": {"id": "warm", "role": "agent"},
         "data": {"customer_id": customer, "channel": "phone", "category": "other", "priority": "low",
                  "description": "warm-up"}}) for _ in range(senders)))
+    warm = {event_id for _, _, ids in sent for event_id in ids}
+    while not warm <= event_seen.keys():  # steady state: the warm-up is on the bus
+        await asyncio.sleep(0.01)
     await asyncio.sleep(0.5)
     sent.clear()
 

@@ -69,6 +69,7 @@ def notification_translator(store: EventStore) -> Callable[[Notification], tuple
     return translate
 
 
+WORKER_READY_SUBJECT = "ticketing.internal.worker.ready"
 WAKE_SUBJECT = "ticketing.internal.committed"
 """Published (empty, core NATS) after each group commit, to wake the relay
 wherever it runs; not part of the public v1 interface."""
@@ -132,6 +133,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         js = nc.jetstream()
         await ensure_streams(js)
         worker = await start_worker(settings, store, readmodels, nc, js)
+        await nc.publish(WORKER_READY_SUBJECT, b"")
         await stop.wait()
         await worker.stop()
     finally:
@@ -155,6 +157,7 @@ class Runtime:
     worker: Worker | None = None
     """The relay and projections when they run in this process."""
     worker_process: subprocess.Popen[bytes] | None = None
+    worker_ready: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -170,6 +173,12 @@ class Runtime:
         """Run `ticketing worker` as a child, started again if it dies."""
         args = [sys.executable, "-m", "infra.cli", "worker"]
         env = os.environ | self.settings.as_env(nats_url=self.nats_url)
+
+        async def ready(_msg: Any) -> None:
+            self.worker_ready.set()
+
+        await self.nc.subscribe(WORKER_READY_SUBJECT, cb=ready)
+        await self.nc.flush()
         while True:
             self.worker_process = spawn(args, env=env)
             while (code := self.worker_process.poll()) is None:
@@ -245,6 +254,10 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
             runtime.worker = await start_worker(settings, store, readmodels, nc, js)
         else:
             runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
+            try:  # ready means relayed and projected, not only answered
+                await asyncio.wait_for(runtime.worker_ready.wait(), 60)
+            except TimeoutError:
+                log.warning("the worker process is not ready after 60s; going on without waiting")
         await broker.start()
         # A round trip, so the server has every subscription before we say we
         # are ready (a request sent right after would otherwise get "no

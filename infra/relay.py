@@ -60,6 +60,7 @@ class Relay:
         self.position = 0
         self._saved = 0
         self._saved_at = float("-inf")
+        self._saving: asyncio.Task[None] | None = None
         self._last_msg_id: str | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,12 +124,31 @@ class Relay:
         return len(pending)
 
     async def _save(self, *, now: bool = False) -> None:
-        if not now and time.monotonic() - self._saved_at < self.save_every_seconds:
+        """Save the position: at once when stopping; otherwise at most once a
+        second and in the background, so publishing never waits on a write
+        (and its fsync) to the event store."""
+        if now:
+            if self._saving is not None:
+                await asyncio.gather(self._saving, return_exceptions=True)
+            await self._write_position(self.position)
             return
-        if self.position != self._saved:
-            await asyncio.to_thread(self.log.save_relay_position, self.name, self.position)
-            self._saved = self.position
+        if self._saving is not None or time.monotonic() - self._saved_at < self.save_every_seconds:
+            return
         self._saved_at = time.monotonic()
+        self._saving = asyncio.create_task(self._save_in_background(self.position))
+
+    async def _save_in_background(self, position: int) -> None:
+        try:
+            await self._write_position(position)
+        except Exception as error:  # noqa: BLE001 - the position is a hint; the next save will do
+            log.warning("relay: cannot save the position yet (%s)", error)
+        finally:
+            self._saving = None
+
+    async def _write_position(self, position: int) -> None:
+        if position > self._saved:
+            await asyncio.to_thread(self.log.save_relay_position, self.name, position)
+            self._saved = position
 
     async def _all_acked(self, acks: list[asyncio.Future[Any]]) -> None:
         """Wait for every ack. A rejected publish never completes its future in

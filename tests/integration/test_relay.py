@@ -115,8 +115,8 @@ async def test_relay_killed_before_saving_its_position_resumes_without_copies(
 
     dying = Relay(DiesBeforeSaving(store), js, translate, batch=25)
     await dying._reconcile()
-    with pytest.raises(Died):
-        await dying.pump()
+    await dying.pump()  # publishes 25, then dies saving its position
+    await asyncio.sleep(0.1)
     assert len(await stream_messages(js)) == 25
     assert store.relay_position(Relay.name) == 0
 
