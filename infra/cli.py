@@ -200,6 +200,26 @@ def rebuild_command(name: str | None) -> None:
 
 
 @main.command()
+def roles() -> None:
+    """Who may do what, in which status: every case kind's state table, from the domain."""
+    from handlers.kinds import KINDS
+
+    table = Table(title="commands by case kind: from which status, to which, by whom")
+    for column in ("kind", "command", "allowed from", "to", "roles"):
+        table.add_column(column)
+    for name, kind in KINDS.items():
+        lifecycle = kind.aggregate.lifecycle
+        table.add_row(name, kind.creates, "-", "(new)", ", ".join(sorted(lifecycle.register_roles)))
+        for command, step in lifecycle.steps.items():
+            table.add_row(name, command, ", ".join(sorted(step.allowed_from)), step.to or "(same)",
+                          ", ".join(sorted(step.roles)))
+    console.print(table)
+    console.print("Within a step, the domain asks more where the handbooks do: a contractor needs a manager, "
+                  "compensation above TICKETING_COMPENSATION_LIMIT and closing an escalated complaint need a "
+                  "supervisor or above, an agent's dispatch waits for a supervisor's approval.")
+
+
+@main.command()
 def asyncapi() -> None:
     """Print the AsyncAPI document of the bus (JSON)."""
     from infra.docs import specification
