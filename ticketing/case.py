@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ticketing.errors import Forbidden, InvalidTransition
-from ticketing.values import Role
+from ticketing.values import Checks, Role
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,6 @@ class Case(Aggregate):
     lifecycle: Lifecycle
     status: str
     waiting_on_customer: bool
-    follow_up_case_ids: list[UUID]
-    FollowUpOpened: type[Case.Event]
 
     class Event(Aggregate.Event):
         actor: dict[str, str]
@@ -127,21 +125,47 @@ class Case(Aggregate):
         return {"id": self.id, "version": self.version, "created_on": self.created_on,
                 "modified_on": self.modified_on, **public}
 
-    def link_follow_up(self, ctx: Context, follow_up_case_id: UUID) -> None:
-        """Record that a follow-up case was opened on this one (在原有个案基础上
-        建立跟进个案); this case stays as it was. Kinds that have follow-ups
-        declare `class FollowUpOpened(FollowUp)` and a `link_follow_up` row."""
-        self._step("link_follow_up", ctx)
-        if follow_up_case_id == self.id:
-            raise InvalidTransition(f"a {self.lifecycle.kind} cannot follow itself")
-        if follow_up_case_id in self.follow_up_case_ids:
-            raise InvalidTransition(f"follow-up {follow_up_case_id} is already linked")
-        self._record(self.FollowUpOpened, ctx, follow_up_case_id=follow_up_case_id)
-
-
 class FollowUp(Case.Event):
     step = "link_follow_up"
     follow_up_case_id: UUID
 
     def evolve(self, aggregate: Any) -> None:
         aggregate.follow_up_case_ids = [*aggregate.follow_up_case_ids, self.follow_up_case_id]
+
+
+class LoopCase(Case):
+    """A case that runs the closed loop to its end (complaints, repair jobs):
+    revisited after a callback, reopened with a reason, followed up. Each kind
+    declares its own `Revisited`, `Reopened` and `FollowUpOpened` events (how
+    they change the case differs) and rows for these commands."""
+
+    follow_up_case_ids: list[UUID]
+    Revisited: type[Case.Event]
+    Reopened: type[Case.Event]
+    FollowUpOpened: type[Case.Event]
+
+    def revisit(self, ctx: Context, satisfied: bool, score: int, comment: str | None = None) -> None:
+        """The callback's verdict (回访)."""
+        self._step("revisit", ctx)
+        checks = Checks()
+        checks.score("score", score)
+        comment = checks.text("comment", comment, required=False)
+        checks.done()
+        self._record(self.Revisited, ctx, satisfied=satisfied, score=score, comment=comment)
+
+    def reopen(self, ctx: Context, reason: str) -> None:
+        self._step("reopen", ctx)
+        checks = Checks()
+        reason_ = checks.text("reason", reason)
+        checks.done()
+        self._record(self.Reopened, ctx, reason=reason_)
+
+    def link_follow_up(self, ctx: Context, follow_up_case_id: UUID) -> None:
+        """Record that a follow-up case was opened on this one (在原有个案基础上
+        建立跟进个案); this case stays as it was."""
+        self._step("link_follow_up", ctx)
+        if follow_up_case_id == self.id:
+            raise InvalidTransition(f"a {self.lifecycle.kind} cannot follow itself")
+        if follow_up_case_id in self.follow_up_case_ids:
+            raise InvalidTransition(f"follow-up {follow_up_case_id} is already linked")
+        self._record(self.FollowUpOpened, ctx, follow_up_case_id=follow_up_case_id)

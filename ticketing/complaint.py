@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, Case, Context, FollowUp, Lifecycle, Step
+from ticketing.case import LEADS, Case, Context, FollowUp, Lifecycle, LoopCase, Step
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import (
     Category,
@@ -70,7 +70,7 @@ class Registration:
     follows_case_id: UUID | None = None
 
 
-class Complaint(Case):
+class Complaint(LoopCase):
     lifecycle = LIFECYCLE
 
     def __init__(self) -> None:
@@ -323,21 +323,6 @@ class Complaint(Case):
             raise Forbidden(f"compensation above {limit} needs a supervisor's approval")
         self._record(self.Resolved, ctx, resolution=resolution_, first_contact=first_contact,
                      compensation=amount)
-
-    def revisit(self, ctx: Context, satisfied: bool, score: int, comment: str | None = None) -> None:
-        self._step("revisit", ctx)
-        checks = Checks()
-        checks.score("score", score)
-        comment = checks.text("comment", comment, required=False)
-        checks.done()
-        self._record(self.Revisited, ctx, satisfied=satisfied, score=score, comment=comment)
-
-    def reopen(self, ctx: Context, reason: str) -> None:
-        self._step("reopen", ctx)
-        checks = Checks()
-        reason_ = checks.text("reason", reason)
-        checks.done()
-        self._record(self.Reopened, ctx, reason=reason_)
 
     def withdraw(self, ctx: Context, reason: str | None = None) -> None:
         self._step("withdraw", ctx)

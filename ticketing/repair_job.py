@@ -17,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, STAFF, Case, Context, FollowUp, Lifecycle, Step
+from ticketing.case import LEADS, STAFF, Case, Context, FollowUp, Lifecycle, LoopCase, Step
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import Checks, JobKind, Priority, Role
 
@@ -65,7 +65,7 @@ class JobRegistration:
     follows_case_id: UUID | None = None
 
 
-class RepairJob(Case):
+class RepairJob(LoopCase):
     lifecycle = LIFECYCLE
     contact_fields = ("site_address",)
 
@@ -273,21 +273,6 @@ class RepairJob(Case):
         if amount and not self.parts:
             raise InvalidTransition("only parts are charged, and none were recorded")
         self._record(self.Resolved, ctx, work_done=work, charge=amount, payment_taken=payment_taken)
-
-    def revisit(self, ctx: Context, satisfied: bool, score: int, comment: str | None = None) -> None:
-        self._step("revisit", ctx)
-        checks = Checks()
-        checks.score("score", score)
-        comment = checks.text("comment", comment, required=False)
-        checks.done()
-        self._record(self.Revisited, ctx, satisfied=satisfied, score=score, comment=comment)
-
-    def reopen(self, ctx: Context, reason: str) -> None:
-        self._step("reopen", ctx)
-        checks = Checks()
-        reason_ = checks.text("reason", reason)
-        checks.done()
-        self._record(self.Reopened, ctx, reason=reason_)
 
     def cancel(self, ctx: Context, reason: str) -> None:
         self._step("cancel", ctx)
