@@ -38,6 +38,7 @@ from infra.rebuild import ensure_current
 from infra.secrets import cipher_key
 from infra.relay import Relay
 from infra.settings import Settings
+from infra.sla import load_sla_policy
 from infra.store import EventStore
 from infra.streams import ensure_event_stream
 from infra.writer import GroupCommitWriter
@@ -216,6 +217,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     competes with command handling for one interpreter; a commit wakes the
     relay over the bus either way."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    load_sla_policy(settings)  # a policy with an error is refused before anything starts
     embedded = None
     nats_url = settings.nats_url
     if not nats_url:

@@ -41,9 +41,14 @@ def main() -> None:
 def serve() -> None:
     """Run everything: nats-server (unless TICKETING_NATS_URL is set), the event
     store, command handlers, relay and projections. Ctrl-C stops it all."""
+    from infra.sla import BadPolicy
+
     settings = Settings()
     setup_logging(settings.log_level)
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except BadPolicy as error:
+        raise click.ClickException(str(error)) from None
 
 
 async def _serve(settings: Settings) -> None:

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     """Most commands committed in one transaction (group commit)."""
     compensation_limit: Decimal = Decimal("500.00")
     """The most compensation an agent may grant; above it a supervisor resolves."""
+    sla_policy: Path | None = None
+    """The SLA policy file (TOML); default: infra/sla_policy.toml, shipped with the product."""
     callback_delay_hours: float = 24.0
     """A resolved case's callback is due this long after the resolution (回访: within the day)."""
     callback_max_attempts: int = 3

@@ -236,3 +236,14 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
     stored_ids = {row[0] for row in query(data / "readmodels.db", "select case_id from case_summary")}
     assert answered_ids <= stored_ids
     assert second.interrupt() == 0
+
+
+def test_serve_refuses_a_bad_sla_policy_with_the_line_and_the_reason(tmp_path: Path) -> None:
+    policy = tmp_path / "sla.toml"
+    policy.write_text('[[limit]]\nkind = "complaint"\nfirst_response = "half an hour"\n')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    done = subprocess.run([TICKETING, "serve"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env=clean | {"TICKETING_SLA_POLICY": str(policy)})
+    assert done.returncode != 0
+    assert f"SLA policy {policy}, line 3: 'half an hour' is not a duration" in done.stderr
+    assert not (tmp_path / "var" / "nats").exists(), "nothing was started"

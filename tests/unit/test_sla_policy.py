@@ -1,0 +1,109 @@
+"""The SLA policy file and business calendars, in plain Python."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ticketing.sla.policy import PolicyError, SlaPolicy, duration
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+POLICY = """\
+[defaults]
+warning_at = 0.75
+calendar = "24x7"
+
+[[limit]]
+kind = "*"
+first_response = "30m"
+resolution = "24h"
+
+[[limit]]
+kind = "complaint"
+tier = "vip"
+first_response = "15m"
+calendar = "office"
+
+[[limit]]
+kind = "complaint"
+tier = "vip"
+priority = "urgent"
+first_response = "5m"
+warning_at = 0.5
+
+[calendar.office]
+timezone = "Asia/Shanghai"
+hours = { mon = "09:00-12:00, 13:00-18:00", tue = "09:00-18:00", wed = "09:00-18:00", thu = "09:00-18:00", fri = "09:00-18:00" }
+holidays = ["2027-01-01"]
+"""
+
+
+def test_the_most_specific_limit_wins() -> None:
+    policy = SlaPolicy.parse(POLICY)
+    basic = policy.target("repair_job", "basic", "normal", "first_response")
+    assert basic is not None and basic.limit == timedelta(minutes=30) and basic.calendar.name == "24x7"
+    vip = policy.target("complaint", "vip", "normal", "first_response")
+    assert vip is not None and vip.limit == timedelta(minutes=15) and vip.calendar.name == "office"
+    urgent = policy.target("complaint", "vip", "urgent", "first_response")
+    assert urgent is not None and urgent.limit == timedelta(minutes=5) and urgent.warning_at == 0.5
+    assert policy.target("complaint", "vip", "normal", "resolution").limit == timedelta(hours=24)  # type: ignore[union-attr]
+    assert policy.target("complaint", "basic", "normal", "loop") is None
+
+
+def test_business_hours_skip_the_night_the_weekend_and_holidays() -> None:
+    office = SlaPolicy.parse(POLICY).calendars["office"]
+    friday_evening = datetime(2026, 12, 4, 17, 30, tzinfo=SHANGHAI)
+    # 30 min on Friday, then Monday from 09:00: 90 min more -> 10:30.
+    assert office.add(friday_evening, timedelta(hours=2)) == datetime(2026, 12, 7, 10, 30, tzinfo=SHANGHAI)
+    # The Monday lunch break does not count.
+    assert office.add(datetime(2026, 12, 7, 11, 30, tzinfo=SHANGHAI), timedelta(hours=1)) == \
+        datetime(2026, 12, 7, 13, 30, tzinfo=SHANGHAI)
+    # New Year's Day 2027 is a Friday holiday: Thursday 17:00 + 2h -> Monday 10:00.
+    assert office.add(datetime(2026, 12, 31, 17, 0, tzinfo=SHANGHAI), timedelta(hours=2)) == \
+        datetime(2027, 1, 4, 10, 0, tzinfo=SHANGHAI)
+    # Outside hours nothing elapses; the clock runs in another zone all the same.
+    saturday = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
+    assert office.elapsed(saturday, saturday + timedelta(hours=20)) == timedelta(0)
+    assert office.elapsed(friday_evening, datetime(2026, 12, 7, 10, 30, tzinfo=SHANGHAI)) == timedelta(hours=2)
+
+
+def test_the_default_policy_ships_and_follows_the_handbooks() -> None:
+    policy = SlaPolicy.parse((Path(__file__).parents[2] / "infra" / "sla_policy.toml").read_text())
+    normal = policy.target("complaint", "basic", "normal", "first_response")
+    assert normal is not None and normal.limit == timedelta(minutes=30)
+    assert policy.target("complaint", "basic", "normal", "plan").limit == timedelta(hours=4)  # type: ignore[union-attr]
+    assert policy.target("complaint", "basic", "normal", "resolution").limit == timedelta(hours=24)  # type: ignore[union-attr]
+    assert policy.target("complaint", "basic", "normal", "loop").limit == timedelta(hours=24)  # type: ignore[union-attr]
+    vip = policy.target("complaint", "vip", "normal", "first_response")
+    low = policy.target("complaint", "basic", "low", "first_response")
+    assert vip is not None and low is not None and vip.limit < normal.limit < low.limit
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("[[limit]]\nkind = \"complaint\"\nfirst_response = \"30 minutes\"\n", 3, "not a duration"),
+    ("[[limit]]\nkind = \"invoice\"\nplan = \"4h\"\n", 2, "kind must be one of"),
+    ("[[limit]]\nkind = \"complaint\"\nplan = \"4h\"\n\n[[limit]]\ntier = \"gold\"\nplan = \"2h\"\n", 6, "tier"),
+    ("[defaults]\nwarning_at = 1.5\n[[limit]]\nplan = \"4h\"\n", 2, "warning_at"),
+    ("[[limit]]\nplan = \"4h\"\ncalendar = \"office\"\n", 3, "no calendar 'office'"),
+    ("[[limit]]\nplan = \"4h\"\nspeed = \"fast\"\n", 3, "unknown key 'speed'"),
+    ("[[limit]]\nplan = \"4h\"\n[calendar.office]\ntimezone = \"Mars/Olympus\"\nhours = { mon = \"09:00-18:00\" }\n",
+     4, "unknown time zone"),
+    ("[[limit]]\nplan = \"4h\"\n[calendar.office]\nhours = { mon = \"18:00-09:00\" }\n", 4, "closes before"),
+    ("[[limit]\nplan = \"4h\"\n", 1, ""),
+])
+def test_a_policy_with_an_error_is_refused_with_the_line_and_the_reason(text: str, line: int, words: str) -> None:
+    with pytest.raises(PolicyError) as error:
+        SlaPolicy.parse(text)
+    assert error.value.line == line and words in error.value.reason
+
+
+def test_durations() -> None:
+    assert duration("45s") == timedelta(seconds=45) and duration("2d") == timedelta(days=2)
+    assert duration("1h30m") == timedelta(minutes=90)
+    for bad in ("", "0m", "30", "m30", "1.5h"):
+        with pytest.raises(ValueError):
+            duration(bad)

@@ -1,0 +1,1 @@
+"""Service limits (SLA): the policy file and the business calendars it names."""

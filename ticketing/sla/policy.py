@@ -1,0 +1,212 @@
+"""The SLA policy: targets per case kind x customer tier x priority for each
+metric, read from a TOML file that operations teams write (see the README
+and infra/sla_policy.toml, the default). A file with an error is refused with
+the line and the reason."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ticketing.sla.calendar import AROUND_THE_CLOCK, WEEKDAYS, Calendar
+
+METRICS = ("first_response", "plan", "resolution", "callback", "loop")
+"""first_response: registered -> acknowledged; plan: registered -> analysed;
+resolution: registered -> resolved; callback: resolved -> revisited; loop:
+registered -> revisited (complaints)."""
+KINDS = ("complaint", "repair_job", "callback")
+TIERS = ("basic", "vip", "strategic")
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class PolicyError(ValueError):
+    def __init__(self, line: int | None, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}" if line else reason)
+        self.line = line
+        self.reason = reason
+
+
+def duration(text: str) -> timedelta:
+    """`45s`, `30m`, `4h`, `2d`, or combined: `1h30m`."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration such as 45s, 30m, 4h, 2d or 1h30m")
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    value = timedelta(days=d, hours=h, minutes=m, seconds=s)
+    if not value:
+        raise ValueError("a limit must be longer than zero")
+    return value
+
+
+@dataclass(frozen=True)
+class Limit:
+    kind: str
+    tier: str
+    priority: str
+    targets: dict[str, timedelta]
+    calendar: str | None = None
+    warning_at: float | None = None
+
+    def matches(self, kind: str, tier: str, priority: str) -> bool:
+        return all(mine in ("*", theirs) for mine, theirs in
+                   ((self.kind, kind), (self.tier, tier), (self.priority, priority)))
+
+    @property
+    def specificity(self) -> int:
+        return sum(value != "*" for value in (self.kind, self.tier, self.priority))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one running limit counts against."""
+
+    limit: timedelta
+    calendar: Calendar
+    warning_at: float
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    limits: tuple[Limit, ...]
+    calendars: dict[str, Calendar] = field(default_factory=dict)
+    warning_at: float = 0.75
+    calendar: str = "24x7"
+
+    def target(self, kind: str, tier: str, priority: str, metric: str) -> Target | None:
+        """The most specific matching limit that sets this metric (on a tie,
+        the later one in the file); None when no limit applies."""
+        best: Limit | None = None
+        for limit in self.limits:
+            if metric in limit.targets and limit.matches(kind, tier, priority):
+                if best is None or limit.specificity >= best.specificity:
+                    best = limit
+        if best is None:
+            return None
+        calendar_name = best.calendar or self.calendar
+        return Target(best.targets[metric], self.calendars.get(calendar_name, AROUND_THE_CLOCK),
+                      best.warning_at if best.warning_at is not None else self.warning_at)
+
+    @classmethod
+    def parse(cls, text: str) -> SlaPolicy:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            found = re.search(r"line (\d+)", str(error))
+            raise PolicyError(int(found.group(1)) if found else None, str(error)) from None
+        return _Reader(text).policy(data)
+
+
+class _Reader:
+    """Turns the parsed file into a policy, naming the line of any mistake."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def line_of(self, key: str, section: str | None = None, nth: int = 0) -> int | None:
+        """The line of `key = ...` in the `nth` `section` (else the section's
+        own line), or at the top level."""
+        start, end = 0, len(self.lines)
+        if section is not None:
+            headers = [i for i, line in enumerate(self.lines) if line.strip().startswith(section)]
+            if nth >= len(headers):
+                return None
+            start = headers[nth] + 1
+            end = next((i for i in range(start, end) if self.lines[i].strip().startswith("[")), end)
+        for i in range(start, end):
+            if re.match(rf"^{re.escape(key)}\s*=", self.lines[i].strip()):
+                return i + 1
+        return start if section is not None else None
+
+    def fail(self, reason: str, key: str, section: str | None = None, nth: int = 0) -> PolicyError:
+        return PolicyError(self.line_of(key, section, nth), reason)
+
+    def policy(self, data: dict[str, Any]) -> SlaPolicy:
+        unknown = set(data) - {"defaults", "limit", "calendar"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise PolicyError(self.line_of(key) or self.line_of(f"[{key}"), f"unknown section or key {key!r}")
+        defaults = data.get("defaults", {})
+        warning_at = self.share(defaults.get("warning_at", 0.75), "warning_at", "[defaults]")
+        calendars = {name: self.calendar(name, spec) for name, spec in data.get("calendar", {}).items()}
+        calendars.setdefault("24x7", AROUND_THE_CLOCK)
+        default_calendar = defaults.get("calendar", "24x7")
+        if default_calendar not in calendars:
+            raise self.fail(f"no calendar {default_calendar!r}: define [calendar.{default_calendar}]",
+                            "calendar", "[defaults]")
+        limits = tuple(self.limit(i, spec, calendars) for i, spec in enumerate(data.get("limit", [])))
+        if not limits:
+            raise PolicyError(None, "the policy sets no [[limit]]")
+        return SlaPolicy(limits, calendars, warning_at, default_calendar)
+
+    def share(self, value: Any, key: str, section: str, nth: int = 0) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise self.fail(f"{key} must be a share between 0 and 1, such as 0.75", key, section, nth)
+        return float(value)
+
+    def limit(self, nth: int, spec: dict[str, Any], calendars: dict[str, Calendar]) -> Limit:
+        section = "[[limit]]"
+        allowed = {"kind", "tier", "priority", "calendar", "warning_at", *METRICS}
+        for key in spec:
+            if key not in allowed:
+                raise self.fail(f"unknown key {key!r} in a [[limit]]; metrics are {', '.join(METRICS)}",
+                                key, section, nth)
+        keys = {}
+        for key, vocabulary in (("kind", KINDS), ("tier", TIERS), ("priority", PRIORITIES)):
+            value = spec.get(key, "*")
+            if value != "*" and value not in vocabulary:
+                raise self.fail(f"{key} must be one of {', '.join(vocabulary)} or \"*\"", key, section, nth)
+            keys[key] = value
+        targets = {}
+        for metric in METRICS:
+            if metric in spec:
+                try:
+                    targets[metric] = duration(spec[metric])
+                except ValueError as error:
+                    raise self.fail(str(error), metric, section, nth) from None
+        if not targets:
+            raise self.fail("a [[limit]] sets no metric", "kind", section, nth)
+        calendar = spec.get("calendar")
+        if calendar is not None and calendar not in calendars:
+            raise self.fail(f"no calendar {calendar!r}: define [calendar.{calendar}]", "calendar", section, nth)
+        warning_at = self.share(spec["warning_at"], "warning_at", section, nth) if "warning_at" in spec else None
+        return Limit(keys["kind"], keys["tier"], keys["priority"], targets, calendar, warning_at)
+
+    def calendar(self, name: str, spec: dict[str, Any]) -> Calendar:
+        section = f"[calendar.{name}]"
+        try:
+            zone = ZoneInfo(spec.get("timezone", "UTC"))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(f"unknown time zone {spec.get('timezone')!r}", "timezone", section) from None
+        hours: dict[int, tuple[tuple[time, time], ...]] = {}
+        for day, periods in spec.get("hours", {}).items():
+            if day not in WEEKDAYS:
+                raise self.fail(f"{day!r} is not a weekday ({', '.join(WEEKDAYS)})", "hours", section)
+            try:
+                hours[WEEKDAYS.index(day)] = tuple(_period(p) for p in str(periods).split(","))
+            except ValueError as error:
+                raise self.fail(f"{day}: {error}", "hours", section) from None
+        if not hours:
+            raise self.fail("a business calendar needs opening hours", "hours", section)
+        holidays = set()
+        for value in spec.get("holidays", []):
+            try:
+                holidays.add(value if isinstance(value, date) else date.fromisoformat(str(value)))
+            except ValueError:
+                raise self.fail(f"{value!r} is not a date such as 2027-01-01", "holidays", section) from None
+        return Calendar(name, zone, hours, frozenset(holidays))
+
+
+def _period(text: str) -> tuple[time, time]:
+    try:
+        opens, closes = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a period such as 09:00-18:00") from None
+    if closes <= opens:
+        raise ValueError(f"{text.strip()!r} closes before it opens")
+    return opens, closes
