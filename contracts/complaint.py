@@ -6,8 +6,21 @@ from __future__ import annotations
 from uuid import UUID
 
 from contracts.types import (
-    Category, Channel, Command, Department, EscalationLevel, EventData, Flag, Money, Priority,
-    ResponsibleParty, Score, Severity, ShortText, Text, Time,
+    Category,
+    Channel,
+    Command,
+    Department,
+    EscalationLevel,
+    EventData,
+    Flag,
+    Money,
+    Priority,
+    ResponsibleParty,
+    Score,
+    Severity,
+    ShortText,
+    Text,
+    Time,
 )
 
 # ---- commands ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.catalog import COMMANDS
 from contracts.envelope import CommandRequest, Error, ErrorDetail, ErrorReply, OkReply
-from handlers.batch import CommandBatch, StoredReply
+from handlers.batch import CommandBatch, Store, StoredReply
 from handlers.kinds import KINDS
 from handlers.translate import case_id_for, event_id
 from ticketing.case import Case, Context

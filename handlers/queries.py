@@ -19,7 +19,6 @@ from handlers.translate import envelope, names, state_json
 from ticketing.customer import Customer
 from ticketing.values import Role
 
-
 Query = TypeVar("Query", bound=BaseModel)
 
 

@@ -22,8 +22,8 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 from sqlalchemy import Engine
 
-from handlers.bus import include_handlers
 from handlers.batch import CommandBatches
+from handlers.bus import include_handlers
 from handlers.commands import CommandService
 from handlers.policies import CallbackPolicy
 from handlers.queries import QueryService
@@ -31,12 +31,12 @@ from handlers.translate import message
 from infra.clock import Clock, utc_now
 from infra.database import make_engine
 from infra.nats_server import EmbeddedNats
-from infra.processes import spawn, terminate
 from infra.policy_runner import PolicyRunner
+from infra.processes import spawn, terminate
 from infra.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.rebuild import ensure_current
-from infra.secrets import cipher_key
 from infra.relay import Relay
+from infra.secrets import cipher_key
 from infra.settings import Settings
 from infra.sla import load_sla_policy
 from infra.store import EventStore

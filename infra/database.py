@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
+
 def sqlite_pragmas(durable: bool) -> list[str]:
     """WAL, so readers (relay, queries) never block the writer. `durable`: a
     commit is on disk before it returns, even if the machine loses power;

@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -96,7 +96,7 @@ class ProjectionRunner:
             except Exception as error:  # noqa: BLE001 - find the culprit one by one below
                 log.warning("%s: batch of %d failed (%s); applying one by one",
                             self.durable, len(messages), error)
-        for message, event in zip(messages, events):
+        for message, event in zip(messages, events, strict=True):
             await self._handle_one(message, event)
 
     async def _handle_one(self, message: Any, event: dict[str, Any] | None) -> None:

@@ -3,9 +3,8 @@ mapping the relay publishes with."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import logging
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine, inspect
 

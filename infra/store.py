@@ -7,21 +7,40 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 from uuid import UUID
 
+import sqlalchemy.exc
 from eventsourcing.application import Application
 from eventsourcing.cipher import Cipher
 from eventsourcing.compressor import Compressor
 from eventsourcing.persistence import (
-    IntegrityError, JSONTranscoder, Mapper, Notification, OperationalError, StoredEvent, Transcoder, Transcoding,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    Notification,
+    OperationalError,
+    StoredEvent,
+    Transcoder,
+    Transcoding,
 )
+from eventsourcing.utils import Environment, resolve_topic
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
-from eventsourcing.utils import Environment, resolve_topic
-import sqlalchemy.exc
-from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from handlers.batch import StoredReply
@@ -67,7 +86,7 @@ class GroupInsertRecorder(SQLAlchemyApplicationRecorder):
         ids = list(range(last + 1, last + 1 + len(stored_events)))
         session.execute(insert(table), [
             {"id": position, "originator_id": e.originator_id, "originator_version": e.originator_version,
-             "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events)])
+             "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events, strict=True)])
         self._notify_channel(session)
         return ids
 

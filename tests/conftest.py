@@ -21,7 +21,8 @@ from sqlalchemy import create_engine, select, text
 from infra.bootstrap import Runtime, start
 from infra.nats_server import EmbeddedNats
 from infra.settings import Settings
-from projections.case_summary import case_summary, customers as customer_summary
+from projections.case_summary import case_summary
+from projections.case_summary import customers as customer_summary
 
 POSTGRES_URL = os.environ.get("TICKETING_TEST_POSTGRES_URL")
 

@@ -19,10 +19,10 @@ from infra.bootstrap import ensure_streams, notification_translator
 from infra.nats_server import EmbeddedNats
 from infra.relay import Relay
 from infra.store import EventStore
+from tests.conftest import wait_for
 from ticketing.case import Context
 from ticketing.complaint import Complaint, Registration
 from ticketing.values import Role
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.anyio
 
