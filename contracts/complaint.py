@@ -97,6 +97,13 @@ class LinkFollowUp(Command):
     follow_up_case_id: UUID
 
 
+class Reprioritise(Command):
+    """Supervisor or above; the case's service limits follow."""
+
+    priority: Priority
+    reason: Text
+
+
 COMMANDS: dict[str, type[Command]] = {
     "register": Register,
     "acknowledge": Acknowledge,
@@ -111,6 +118,7 @@ COMMANDS: dict[str, type[Command]] = {
     "withdraw": Withdraw,
     "close": Close,
     "link_follow_up": LinkFollowUp,
+    "reprioritise": Reprioritise,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -186,6 +194,11 @@ class FollowUpOpened(EventData):
     follow_up_case_id: UUID
 
 
+class PriorityChanged(EventData):
+    priority: Priority
+    reason: str
+
+
 EVENTS: dict[str, type[EventData]] = {
     "registered": Registered,
     "acknowledged": Acknowledged,
@@ -200,4 +213,5 @@ EVENTS: dict[str, type[EventData]] = {
     "withdrawn": Withdrawn,
     "closed": Closed,
     "follow_up_opened": FollowUpOpened,
+    "priority_changed": PriorityChanged,
 }

@@ -10,7 +10,9 @@ from uuid import UUID
 
 from pydantic import Field, StrictStr
 
-from contracts.complaint import FollowUpOpened, LinkFollowUp, Reopen, Reopened, Revisit, Revisited
+from contracts.complaint import (
+    FollowUpOpened, LinkFollowUp, PriorityChanged, Reopen, Reopened, Reprioritise, Revisit, Revisited,
+)
 from contracts.types import Command, EventData, Flag, JobKind, Money, Priority, ShortText, Text, Time
 
 Number = Annotated[StrictStr, Field(min_length=1, max_length=100)]
@@ -81,6 +83,7 @@ COMMANDS: dict[str, type[Command]] = {
     "reopen": Reopen,
     "cancel": Cancel,
     "link_follow_up": LinkFollowUp,
+    "reprioritise": Reprioritise,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -145,4 +148,5 @@ EVENTS: dict[str, type[EventData]] = {
     "reopened": Reopened,
     "cancelled": Cancelled,
     "follow_up_opened": FollowUpOpened,
+    "priority_changed": PriorityChanged,
 }

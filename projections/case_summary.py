@@ -146,6 +146,8 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
         row.update(satisfied=data["satisfied"], score=data["score"])
     if name == "attempted":
         row["attempts"] = data["attempt"]
+    if name == "priority_changed":
+        row["priority"] = data["priority"]
     if name == "follow_up_opened":
         row["follow_up_case_id"] = data["follow_up_case_id"]
     if name == "reopened":

@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ticketing.errors import Forbidden, InvalidTransition
-from ticketing.values import Checks, Role
+from ticketing.values import Checks, Priority, Role
 
 
 @dataclass(frozen=True)
@@ -133,16 +133,39 @@ class FollowUp(Case.Event):
         aggregate.follow_up_case_ids = [*aggregate.follow_up_case_ids, self.follow_up_case_id]
 
 
+class PriorityChange(Case.Event):
+    step = "reprioritise"
+    priority: str
+    reason: str
+
+    def evolve(self, aggregate: Any) -> None:
+        aggregate.priority = self.priority
+
+
 class LoopCase(Case):
     """A case that runs the closed loop to its end (complaints, repair jobs):
     revisited after a callback, reopened with a reason, followed up. Each kind
-    declares its own `Revisited`, `Reopened` and `FollowUpOpened` events (how
-    they change the case differs) and rows for these commands."""
+    declares its own `PriorityChanged`, `Revisited`, `Reopened` and
+    `FollowUpOpened` events (how they change the case differs) and rows for
+    these commands."""
 
     follow_up_case_ids: list[UUID]
+    priority: str
+    PriorityChanged: type[Case.Event]
     Revisited: type[Case.Event]
     Reopened: type[Case.Event]
     FollowUpOpened: type[Case.Event]
+
+    def reprioritise(self, ctx: Context, priority: str, reason: str) -> None:
+        """A supervisor changes a running case's priority (its service limits follow)."""
+        self._step("reprioritise", ctx)
+        checks = Checks()
+        checks.choice("priority", priority, Priority)
+        reason_ = checks.text("reason", reason)
+        checks.done()
+        if priority == self.priority:
+            raise InvalidTransition(f"the {self.lifecycle.kind} is already {priority}")
+        self._record(self.PriorityChanged, ctx, priority=priority, reason=reason_)
 
     def revisit(self, ctx: Context, satisfied: bool, score: int, comment: str | None = None) -> None:
         """The callback's verdict (回访)."""

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, Case, Context, FollowUp, Lifecycle, LoopCase, Step
+from ticketing.case import LEADS, Case, Context, FollowUp, Lifecycle, LoopCase, PriorityChange, Step
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import (
     Category,
@@ -53,6 +53,7 @@ LIFECYCLE = Lifecycle(
         "withdraw": Step(OPEN, WITHDRAWN, waiting=None),
         "close": Step(frozenset({RESOLVED, REVISITED}), CLOSED),
         "link_follow_up": Step(OPEN | {RESOLVED, REVISITED, CLOSED, WITHDRAWN}, None, waiting=None),
+        "reprioritise": Step(OPEN, None, LEADS, waiting=None),
     },
 )
 
@@ -220,6 +221,9 @@ class Complaint(LoopCase):
             aggregate.closed_at = self.timestamp
 
     class FollowUpOpened(FollowUp):
+        pass
+
+    class PriorityChanged(PriorityChange):
         pass
 
     # ---- commands -----------------------------------------------------------

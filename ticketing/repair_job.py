@@ -17,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, STAFF, Case, Context, FollowUp, Lifecycle, LoopCase, Step
+from ticketing.case import LEADS, STAFF, Case, Context, FollowUp, Lifecycle, LoopCase, PriorityChange, Step
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import Checks, JobKind, Priority, Role
 
@@ -46,6 +46,7 @@ LIFECYCLE = Lifecycle(
         "reopen": Step(frozenset({RESOLVED, REVISITED}), REOPENED),
         "cancel": Step(WAITING | {DISPATCH_REQUESTED, DISPATCHED}, CANCELLED),
         "link_follow_up": Step(frozenset({RESOLVED, REVISITED, REOPENED, CANCELLED}), None, waiting=None),
+        "reprioritise": Step(WAITING | {DISPATCH_REQUESTED, DISPATCHED, ANALYSED}, None, LEADS, waiting=None),
     },
     register_roles=STAFF,
 )
@@ -176,6 +177,9 @@ class RepairJob(LoopCase):
         reason: str
 
     class FollowUpOpened(FollowUp):
+        pass
+
+    class PriorityChanged(PriorityChange):
         pass
 
     # ---- commands -----------------------------------------------------------

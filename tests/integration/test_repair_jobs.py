@@ -111,7 +111,20 @@ async def test_who_may_send_whom_and_what_costs_what(runtime: Runtime, client: C
     assert (await client.command("repair_job", "resolve", {"work_done": "更换主板"}, aggregate_id=job,
                                  role="technician"))["ok"]
 
+    raised = {"priority": "urgent", "reason": "客户投诉到总部 (the customer called head office)"}
+    assert (await client.command("repair_job", "reprioritise", raised, aggregate_id=job,
+                                 role="agent"))["error"]["code"] == "forbidden"
+
     unrequested = await register_job(client)
+    assert (await client.command("repair_job", "reprioritise", raised, aggregate_id=unrequested,
+                                 role="supervisor"))["ok"]
+
+    def priority() -> Any:
+        with runtime.readmodels.connect() as conn:
+            found = conn.execute(select(case_summary.c.priority)
+                                 .where(case_summary.c.case_id == unrequested)).scalar()
+        return found if found == "urgent" else None
+    await wait_for(priority)
     assert (await client.command("repair_job", "approve_dispatch", {}, aggregate_id=unrequested,
                                  role="supervisor"))["error"]["code"] == "invalid_transition"
     assert (await client.command("repair_job", "cancel", {"reason": "客户已自行解决"}, aggregate_id=unrequested))["ok"]

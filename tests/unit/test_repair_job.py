@@ -77,3 +77,19 @@ def test_the_site_address_is_kept_out_of_the_public_state() -> None:
     j = job()
     assert j.site_address and "site_address" not in j.state()
     assert RepairJob.Registered.confidential
+
+
+def test_a_supervisor_reprioritises_a_running_case() -> None:
+    from ticketing.complaint import Complaint, Registration
+
+    complaint = Complaint.register(uuid.uuid4(), Registration(uuid.uuid4(), "phone", "billing", "low", "多扣费"),
+                                   ctx(Role.AGENT))
+    for case in (job(), complaint):
+        with pytest.raises(Forbidden):
+            case.reprioritise(ctx(Role.AGENT), "urgent", "媒体关注")
+        with pytest.raises(ValidationFailed):
+            case.reprioritise(ctx(Role.SUPERVISOR), "asap", "媒体关注")
+        case.reprioritise(ctx(Role.SUPERVISOR), "urgent", "媒体关注")
+        assert case.priority == "urgent"
+        with pytest.raises(InvalidTransition):
+            case.reprioritise(ctx(Role.SUPERVISOR), "urgent", "again")
