@@ -11,7 +11,14 @@ from uuid import UUID
 from pydantic import Field, StrictStr
 
 from contracts.complaint import (
-    FollowUpOpened, LinkFollowUp, PriorityChanged, Reopen, Reopened, Reprioritise, Revisit, Revisited,
+    FollowUpOpened,
+    LinkFollowUp,
+    PriorityChanged,
+    Reopen,
+    Reopened,
+    Reprioritise,
+    Revisit,
+    Revisited,
 )
 from contracts.types import Command, EventData, Flag, JobKind, Money, Priority, ShortText, Text, Time
 
