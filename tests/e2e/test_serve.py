@@ -247,3 +247,22 @@ def test_serve_refuses_a_bad_sla_policy_with_the_line_and_the_reason(tmp_path: P
     assert done.returncode != 0
     assert f"SLA policy {policy}, line 3: 'half an hour' is not a duration" in done.stderr
     assert not (tmp_path / "var" / "nats").exists(), "nothing was started"
+
+
+async def test_a_worker_that_dies_is_started_again_and_catches_up(
+        tmp_path: Path, nats_server: EmbeddedNats, serves: list[Serve]) -> None:
+    data = tmp_path / "data"
+    serves.append(serve := Serve(tmp_path, {"TICKETING_NATS_URL": nats_server.url,
+                                            "TICKETING_DATA_DIR": str(data)}))
+    serve.wait_ready(data)
+    [worker] = children_of(serve.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    reply = await register(nats_server.url)  # recorded while no worker runs
+    assert reply["ok"], reply
+
+    async def relayed() -> bool:
+        return await stream_positions(nats_server.url) == [1, 2]
+    await wait_for(relayed, timeout=30)
+    [again] = children_of(serve.process.pid)
+    assert again != worker
+    assert serve.interrupt() == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -135,3 +136,23 @@ async def test_contact_data_is_not_published_logged_or_stored_in_clear(
         assert secret.encode() not in raw
         assert orjson.dumps(secret).strip(b'"') not in raw
         assert secret.encode("unicode_escape") not in raw  # as the JSON transcoder escapes it
+
+
+def test_a_store_with_events_but_no_key_is_refused(settings: Any) -> None:
+    from infra.secrets import NoCipherKey, cipher_key
+    from infra.store import EventStore
+    from ticketing.case import Context
+    from ticketing.complaint import Complaint, Registration
+    from ticketing.values import Role
+
+    settings.data_dir.mkdir(parents=True)
+    key = cipher_key(settings, create=True)
+    assert settings.cipher_key_file.read_text().strip() == key
+    assert oct(settings.cipher_key_file.stat().st_mode & 0o777) == "0o600"
+    store = EventStore(settings.event_store_url, key)
+    ctx = Context("a", Role.AGENT, datetime.now(UTC), uuid.uuid4())
+    store.save(Complaint.register(uuid.uuid4(), Registration(uuid.uuid4(), "phone", "billing", "low", "x"), ctx))
+    store.engine.dispose()
+    settings.cipher_key_file.unlink()
+    with pytest.raises(NoCipherKey, match="holds 1 events but there is no key"):
+        cipher_key(settings, create=True)
