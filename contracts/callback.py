@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import Field, StrictInt
 
+from contracts import complaint
 from contracts.types import AttemptOutcome, CaseType, Command, EventData, Flag, Score, Text, Time
 
 MaxAttempts = Annotated[StrictInt, Field(ge=1, le=20)]
@@ -45,6 +46,7 @@ COMMANDS: dict[str, type[Command]] = {
     "schedule": Schedule,
     "attempt": Attempt,
     "complete": Complete,
+    "record_sla_breach": complaint.RecordSlaBreach,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -78,9 +80,14 @@ class Completed(CallbackEvent):
     new_request: str | None = None
 
 
+class CallbackSlaBreached(CallbackEvent, complaint.SlaBreached):
+    pass
+
+
 EVENTS: dict[str, type[EventData]] = {
     "scheduled": Scheduled,
     "attempted": Attempted,
     "missed": Missed,
     "completed": Completed,
+    "sla_breached": CallbackSlaBreached,
 }

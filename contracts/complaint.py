@@ -9,14 +9,17 @@ from contracts.types import (
     Category,
     Channel,
     Command,
+    Cycle,
     Department,
     EscalationLevel,
     EventData,
     Flag,
+    Metric,
     Money,
     Priority,
     ResponsibleParty,
     Score,
+    Seconds,
     Severity,
     ShortText,
     Text,
@@ -104,6 +107,15 @@ class Reprioritise(Command):
     reason: Text
 
 
+class RecordSlaBreach(Command):
+    """Sent by the SLA monitor (role system), once per limit and cycle."""
+
+    metric: Metric
+    cycle: Cycle
+    deadline: Time
+    limit_seconds: Seconds
+
+
 COMMANDS: dict[str, type[Command]] = {
     "register": Register,
     "acknowledge": Acknowledge,
@@ -119,6 +131,7 @@ COMMANDS: dict[str, type[Command]] = {
     "close": Close,
     "link_follow_up": LinkFollowUp,
     "reprioritise": Reprioritise,
+    "record_sla_breach": RecordSlaBreach,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -199,6 +212,13 @@ class PriorityChanged(EventData):
     reason: str
 
 
+class SlaBreached(EventData):
+    metric: Metric
+    cycle: int
+    deadline: Time
+    limit_seconds: int
+
+
 EVENTS: dict[str, type[EventData]] = {
     "registered": Registered,
     "acknowledged": Acknowledged,
@@ -214,4 +234,5 @@ EVENTS: dict[str, type[EventData]] = {
     "closed": Closed,
     "follow_up_opened": FollowUpOpened,
     "priority_changed": PriorityChanged,
+    "sla_breached": SlaBreached,
 }

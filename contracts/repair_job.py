@@ -14,11 +14,13 @@ from contracts.complaint import (
     FollowUpOpened,
     LinkFollowUp,
     PriorityChanged,
+    RecordSlaBreach,
     Reopen,
     Reopened,
     Reprioritise,
     Revisit,
     Revisited,
+    SlaBreached,
 )
 from contracts.types import Command, EventData, Flag, JobKind, Money, Priority, ShortText, Text, Time
 
@@ -91,6 +93,7 @@ COMMANDS: dict[str, type[Command]] = {
     "cancel": Cancel,
     "link_follow_up": LinkFollowUp,
     "reprioritise": Reprioritise,
+    "record_sla_breach": RecordSlaBreach,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -156,4 +159,5 @@ EVENTS: dict[str, type[EventData]] = {
     "cancelled": Cancelled,
     "follow_up_opened": FollowUpOpened,
     "priority_changed": PriorityChanged,
+    "sla_breached": SlaBreached,
 }

@@ -44,6 +44,9 @@ CaseType = Literal["complaint", "repair_job"]
 Tier = Literal["basic", "vip", "strategic"]
 JobKind = Literal["install", "repair", "maintenance"]
 Mark = Literal["malicious", "extortion"]
+Metric = Literal["first_response", "plan", "resolution", "callback", "loop"]
+Seconds = Annotated[StrictInt, Field(ge=1)]
+Cycle = Annotated[StrictInt, Field(ge=1)]
 
 
 class Command(BaseModel):

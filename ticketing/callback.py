@@ -12,7 +12,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import STAFF, Case, Context, Lifecycle, Step
+from ticketing.case import STAFF, Case, Context, Lifecycle, SlaBreach, Step, record_sla_breach_step
 from ticketing.errors import ValidationFailed
 from ticketing.values import AttemptOutcome, CaseType, Checks
 
@@ -26,6 +26,7 @@ LIFECYCLE = Lifecycle(
         # command      allowed from            to
         "attempt": Step(frozenset({SCHEDULED}), None),
         "complete": Step(frozenset({SCHEDULED}), COMPLETED),
+        "record_sla_breach": record_sla_breach_step(frozenset({SCHEDULED, COMPLETED, MISSED})),
     },
     register_roles=STAFF,
 )
@@ -41,6 +42,7 @@ class Callback(Case):
         self.outcome: dict[str, Any] | None = None
         self.completed_at: datetime | None = None
         self.missed_at: datetime | None = None
+        self.sla_breaches: list[dict[str, Any]] = []
 
     # ---- events: each carries the case it follows ----------------------------
 
@@ -76,6 +78,9 @@ class Callback(Case):
         def evolve(self, aggregate: Any) -> None:
             aggregate.status = MISSED
             aggregate.missed_at = self.timestamp
+
+    class SlaBreached(Event, SlaBreach):
+        pass
 
     class Completed(Event):
         step = "complete"

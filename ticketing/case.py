@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ticketing.errors import Forbidden, InvalidTransition
-from ticketing.values import Checks, Priority, Role
+from ticketing.values import Checks, Metric, Priority, Role
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,25 @@ class Case(Aggregate):
     def _record(self, event_class: type[Aggregate.Event], ctx: Context, **data: Any) -> None:
         self.trigger_event(event_class, **ctx.event_fields(), **data)
 
+    SlaBreached: type[Case.Event]
+    sla_breaches: list[dict[str, Any]]
+
+    def record_sla_breach(self, ctx: Context, metric: str, cycle: int, deadline: datetime,
+                          limit_seconds: int) -> None:
+        """Once per limit and cycle: the monitor's repeat of the same breach is refused."""
+        self._step("record_sla_breach", ctx)
+        checks = Checks()
+        checks.choice("metric", metric, Metric)
+        if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 1:
+            checks.fail("cycle", "must be a positive integer")
+        if isinstance(limit_seconds, bool) or not isinstance(limit_seconds, int) or limit_seconds < 1:
+            checks.fail("limit_seconds", "must be a positive integer")
+        checks.done()
+        if any(b["metric"] == metric and b["cycle"] == cycle for b in self.sla_breaches):
+            raise InvalidTransition(f"the {metric} breach of cycle {cycle} is already recorded")
+        self._record(self.SlaBreached, ctx, metric=metric, cycle=cycle, deadline=deadline,
+                     limit_seconds=limit_seconds)
+
     contact_fields: ClassVar[tuple[str, ...]] = ()
     """Attributes holding customer contact data: kept out of `state()`."""
 
@@ -124,6 +143,27 @@ class Case(Aggregate):
         public = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in self.contact_fields}
         return {"id": self.id, "version": self.version, "created_on": self.created_on,
                 "modified_on": self.modified_on, **public}
+
+class SlaBreach(Case.Event):
+    """A service limit passed its deadline before the step it waits for (the
+    SLA monitor records it, so a replay of the case shows it)."""
+
+    step = "record_sla_breach"
+    metric: str
+    cycle: int
+    deadline: datetime
+    limit_seconds: int
+
+    def evolve(self, aggregate: Any) -> None:
+        aggregate.sla_breaches = [*aggregate.sla_breaches, {
+            "metric": self.metric, "cycle": self.cycle, "deadline": self.deadline,
+            "limit_seconds": self.limit_seconds, "recorded_at": self.timestamp}]
+
+
+def record_sla_breach_step(statuses: frozenset[str]) -> Step:
+    """The state table row every kind has: the system records a breach in any status."""
+    return Step(statuses, None, frozenset({Role.SYSTEM}), waiting=None)
+
 
 class FollowUp(Case.Event):
     step = "link_follow_up"

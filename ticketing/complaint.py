@@ -13,7 +13,18 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, Case, Context, FollowUp, Lifecycle, LoopCase, PriorityChange, Step
+from ticketing.case import (
+    LEADS,
+    Case,
+    Context,
+    FollowUp,
+    Lifecycle,
+    LoopCase,
+    PriorityChange,
+    SlaBreach,
+    Step,
+    record_sla_breach_step,
+)
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import (
     Category,
@@ -54,6 +65,7 @@ LIFECYCLE = Lifecycle(
         "close": Step(frozenset({RESOLVED, REVISITED}), CLOSED),
         "link_follow_up": Step(OPEN | {RESOLVED, REVISITED, CLOSED, WITHDRAWN}, None, waiting=None),
         "reprioritise": Step(OPEN, None, LEADS, waiting=None),
+        "record_sla_breach": record_sla_breach_step(OPEN | {RESOLVED, REVISITED, CLOSED, WITHDRAWN}),
     },
 )
 
@@ -91,6 +103,7 @@ class Complaint(LoopCase):
         self.resolution: dict[str, Any] | None = None
         self.revisit_outcome: dict[str, Any] | None = None
         self.follow_up_case_ids: list[UUID] = []
+        self.sla_breaches: list[dict[str, Any]] = []
 
     # ---- events -------------------------------------------------------------
 
@@ -221,6 +234,9 @@ class Complaint(LoopCase):
             aggregate.closed_at = self.timestamp
 
     class FollowUpOpened(FollowUp):
+        pass
+
+    class SlaBreached(SlaBreach):
         pass
 
     class PriorityChanged(PriorityChange):

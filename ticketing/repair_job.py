@@ -17,7 +17,19 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, STAFF, Case, Context, FollowUp, Lifecycle, LoopCase, PriorityChange, Step
+from ticketing.case import (
+    LEADS,
+    STAFF,
+    Case,
+    Context,
+    FollowUp,
+    Lifecycle,
+    LoopCase,
+    PriorityChange,
+    SlaBreach,
+    Step,
+    record_sla_breach_step,
+)
 from ticketing.errors import Forbidden, InvalidTransition
 from ticketing.values import Checks, JobKind, Priority, Role
 
@@ -47,6 +59,8 @@ LIFECYCLE = Lifecycle(
         "cancel": Step(WAITING | {DISPATCH_REQUESTED, DISPATCHED}, CANCELLED),
         "link_follow_up": Step(frozenset({RESOLVED, REVISITED, REOPENED, CANCELLED}), None, waiting=None),
         "reprioritise": Step(WAITING | {DISPATCH_REQUESTED, DISPATCHED, ANALYSED}, None, LEADS, waiting=None),
+        "record_sla_breach": record_sla_breach_step(
+            WAITING | {DISPATCH_REQUESTED, DISPATCHED, ANALYSED, RESOLVED, REVISITED, CANCELLED}),
     },
     register_roles=STAFF,
 )
@@ -74,6 +88,7 @@ class RepairJob(LoopCase):
         self.status = REGISTERED
         self.waiting_on_customer = False
         self.follow_up_case_ids: list[UUID] = []
+        self.sla_breaches: list[dict[str, Any]] = []
         self.work_order: dict[str, Any] | None = None
         self.diagnosis: str | None = None
         self.parts: list[dict[str, Any]] = []
@@ -177,6 +192,9 @@ class RepairJob(LoopCase):
         reason: str
 
     class FollowUpOpened(FollowUp):
+        pass
+
+    class SlaBreached(SlaBreach):
         pass
 
     class PriorityChanged(PriorityChange):

@@ -80,6 +80,16 @@ class Tier(StrEnum):
     STRATEGIC = "strategic"
 
 
+class Metric(StrEnum):
+    """The service limits a case runs against (see ticketing/sla/clock.py)."""
+
+    FIRST_RESPONSE = "first_response"  # registered -> acknowledged
+    PLAN = "plan"  # registered -> analysed
+    RESOLUTION = "resolution"  # registered -> resolved
+    CALLBACK = "callback"  # resolved -> revisited
+    LOOP = "loop"  # registered -> revisited (complaints)
+
+
 class Mark(StrEnum):
     """What a supervisor can mark a customer as."""
 

@@ -191,3 +191,26 @@ class TestReopen:
         case.withdraw(ctx())
         with pytest.raises(InvalidTransition):
             case.reopen(ctx(), reason="changed their mind")
+
+
+class TestSlaBreach:
+    def test_the_system_records_each_breach_once_in_any_status(self) -> None:
+        case = resolved()
+        case.record_sla_breach(ctx(Role.SYSTEM, 40), metric="first_response", cycle=1,
+                               deadline=T0 + timedelta(minutes=30), limit_seconds=1800)
+        assert case.sla_breaches == [{"metric": "first_response", "cycle": 1, "deadline": T0 + timedelta(minutes=30),
+                                      "limit_seconds": 1800, "recorded_at": T0 + timedelta(minutes=40)}]
+        assert case.status == "resolved", "a breach changes no status"
+        with pytest.raises(InvalidTransition, match="already recorded"):
+            case.record_sla_breach(ctx(Role.SYSTEM, 41), metric="first_response", cycle=1,
+                                   deadline=T0 + timedelta(minutes=30), limit_seconds=1800)
+        case.record_sla_breach(ctx(Role.SYSTEM, 41), metric="first_response", cycle=2,
+                               deadline=T0 + timedelta(minutes=30), limit_seconds=1800)
+
+    def test_only_the_system_records_a_breach_and_checks_its_fields(self) -> None:
+        case = registered()
+        with pytest.raises(Forbidden):
+            case.record_sla_breach(ctx(Role.SUPERVISOR), metric="plan", cycle=1, deadline=T0, limit_seconds=60)
+        with pytest.raises(ValidationFailed) as caught:
+            case.record_sla_breach(ctx(Role.SYSTEM), metric="lunch", cycle=0, deadline=T0, limit_seconds=0)
+        assert {p.field for p in caught.value.problems} == {"metric", "cycle", "limit_seconds"}

@@ -61,12 +61,12 @@ def test_waiting_on_the_customer_stops_the_clock() -> None:
 
 def test_a_tier_or_priority_change_regrades_the_running_clocks() -> None:
     clocks = complaint()
-    clocks.regrade(POLICY, tier="vip")
+    clocks.regrade(POLICY, T0, tier="vip")
     assert clocks.running["first_response"].deadline == T0 + timedelta(minutes=15)
-    clocks.regrade(POLICY, priority="low")  # vip is the later rule in the default file: it still wins
+    clocks.regrade(POLICY, T0, priority="low")  # vip is the later rule in the default file: it still wins
     assert clocks.running["first_response"].deadline == T0 + timedelta(minutes=15)
     basic_low = complaint(priority="normal")
-    basic_low.regrade(POLICY, priority="low")
+    basic_low.regrade(POLICY, T0, priority="low")
     assert basic_low.running["first_response"].deadline == T0 + timedelta(hours=1)
 
 
@@ -80,7 +80,8 @@ def test_reopening_starts_a_new_cycle_and_keeps_the_first() -> None:
     assert all(r.cycle == 2 for r in clocks.running.values())
     clocks.on("resolved", T0 + timedelta(days=2, hours=30), POLICY)
     assert clocks.results[:len(first)] == first
-    assert [(r.metric, r.cycle, r.met) for r in clocks.results[len(first):]] == [("resolution", 2, False)]
+    assert [(r.metric, r.cycle, r.met) for r in clocks.results[len(first):]] == [
+        ("plan", 2, False), ("resolution", 2, False)]
 
 
 def test_business_hours_across_a_weekend_and_a_holiday() -> None:
@@ -94,3 +95,47 @@ def test_business_hours_across_a_weekend_and_a_holiday() -> None:
     assert clocks.running["first_response"].warning == datetime(2027, 1, 4, 9, 30, tzinfo=shanghai)
     assert clocks.running["first_response"].elapsed(datetime(2027, 1, 4, 9, 30, tzinfo=shanghai)) == \
         timedelta(minutes=90)
+
+
+def test_a_breach_stays_when_the_clock_is_paused_or_regraded_after_it() -> None:
+    clocks = complaint()
+    clocks.on("customer_awaited", T0 + timedelta(minutes=40), POLICY)
+    paused = clocks.running["first_response"]
+    assert paused.deadline is None and paused.breached_at == T0 + timedelta(minutes=30)
+    assert ("breached", paused) in clocks.due(T0 + timedelta(minutes=41))
+    clocks.on("resumed", T0 + timedelta(hours=1), POLICY)
+    clocks.regrade(POLICY, T0 + timedelta(hours=1), priority="low")  # 1 h from 09:00, plus 20 min waited
+    assert clocks.running["first_response"].deadline == T0 + timedelta(hours=1, minutes=20)
+    clocks.on("acknowledged", T0 + timedelta(hours=1, minutes=5), POLICY)
+    [result] = clocks.results
+    assert result.met is False and result.breached_at == T0 + timedelta(minutes=30)
+
+
+def test_a_case_that_ends_stops_its_clocks_without_a_result() -> None:
+    clocks = complaint()
+    clocks.on("withdrawn", T0 + timedelta(minutes=10), POLICY)
+    assert clocks.running == {}
+    assert {(r.metric, r.met) for r in clocks.results} == {
+        ("first_response", None), ("plan", None), ("resolution", None), ("loop", None)}
+
+
+def test_reopening_a_resolved_case_ends_its_callback_clock() -> None:
+    clocks = complaint()
+    clocks.on("resolved", T0 + timedelta(hours=1), POLICY)
+    clocks.on("reopened", T0 + timedelta(hours=2), POLICY)
+    assert "callback" not in clocks.running
+    assert [r.met for r in clocks.results if r.metric == "callback"] == [None]
+
+
+def test_repair_jobs_and_callbacks_run_their_own_clocks() -> None:
+    job = CaseClocks("repair_job", "basic", "normal")
+    job.on("registered", T0, POLICY)
+    assert set(job.running) == {"first_response", "plan", "resolution"}, "no loop for repair jobs"
+    job.on("dispatch_requested", T0 + timedelta(minutes=5), POLICY)
+    assert [(r.metric, r.met) for r in job.results] == [("first_response", True)]
+    assert job.running["resolution"].deadline == T0 + timedelta(hours=72)
+    callback = CaseClocks("callback", "basic", "normal")
+    callback.on("scheduled", T0, POLICY)
+    assert set(callback.running) == {"first_response", "resolution"}
+    callback.on("missed", T0 + timedelta(hours=1), POLICY)
+    assert callback.running == {}

@@ -10,16 +10,35 @@ from datetime import datetime, timedelta
 
 from ticketing.sla.policy import SlaPolicy, Target
 
-# metric -> (event that starts its clock, event that stops it)
-CLOCKS = {
-    "first_response": ("registered", "acknowledged"),
-    "plan": ("registered", "analysed"),
-    "resolution": ("registered", "resolved"),
-    "callback": ("resolved", "revisited"),
-    "loop": ("registered", "revisited"),
+# kind -> metric -> (event that starts its clock, events that stop it). A step
+# taken later in the loop stops the earlier clocks too: a complaint resolved
+# at first contact has had its response and its plan.
+CLOCKS: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
+    "complaint": {
+        "first_response": ("registered", frozenset({"acknowledged", "analysed", "resolved"})),
+        "plan": ("registered", frozenset({"analysed", "resolved"})),
+        "resolution": ("registered", frozenset({"resolved"})),
+        "callback": ("resolved", frozenset({"revisited"})),
+        "loop": ("registered", frozenset({"revisited"})),
+    },
+    "repair_job": {
+        "first_response": ("registered", frozenset({"dispatch_requested", "dispatched", "resolved"})),
+        "plan": ("registered", frozenset({"analysed", "resolved"})),
+        "resolution": ("registered", frozenset({"resolved"})),
+        "callback": ("resolved", frozenset({"revisited"})),
+    },
+    "callback": {
+        "first_response": ("scheduled", frozenset({"attempted", "completed"})),
+        "resolution": ("scheduled", frozenset({"completed"})),
+    },
 }
+CREATED = frozenset({"registered", "scheduled"})
+ENDS = frozenset({"withdrawn", "cancelled", "closed", "missed"})
+"""The case ends without the step: its clocks stop with no result."""
 RESTARTED_BY_REOPEN = ("plan", "resolution", "loop")
 """Reopening starts a new cycle of these; the first response was given."""
+ENDED_BY_REOPEN = ("callback",)
+"""A callback still due on the reopened resolution is moot."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,9 @@ class Running:
     paused_at: datetime | None = None
     paused: timedelta = timedelta(0)
     """Counted time spent waiting on the customer so far (the calendar's time)."""
+    breached_at: datetime | None = None
+    """The deadline that passed, once an event after it showed it had (it
+    stays when the clock is paused or regraded afterwards)."""
 
     @property
     def deadline(self) -> datetime | None:
@@ -50,6 +72,13 @@ class Running:
         until = self.paused_at or now
         return self.target.calendar.elapsed(self.started_at, until) - self.paused
 
+    def as_of(self, at: datetime) -> Running:
+        """This clock with its breach noted, if its deadline had passed by `at`."""
+        deadline = self.deadline
+        if self.breached_at is None and deadline is not None and deadline < at:
+            return replace(self, breached_at=deadline)
+        return self
+
 
 @dataclass(frozen=True)
 class Result:
@@ -59,7 +88,9 @@ class Result:
     stopped_at: datetime
     elapsed: timedelta
     limit: timedelta
-    met: bool
+    met: bool | None
+    """None: the case ended (withdrawn, cancelled, closed, missed) without the step."""
+    breached_at: datetime | None
 
 
 @dataclass
@@ -75,25 +106,34 @@ class CaseClocks:
         """Apply one of the case's events (by its name: `registered`,
         `acknowledged`, ..., `customer_awaited`, `resumed`, `reopened`)."""
         if event == "customer_awaited":
-            self.running = {m: r if r.paused_at else replace(r, paused_at=at) for m, r in self.running.items()}
+            self.running = {m: r if r.paused_at else replace(r.as_of(at), paused_at=at)
+                            for m, r in self.running.items()}
             return
         if event == "resumed":
             self.running = {m: self._resume(r, at) for m, r in self.running.items()}
             return
+        if event in ENDS:
+            for metric in list(self.running):
+                self._stop(metric, at, reached=False)
+            return
         if event == "reopened":
             self.cycle += 1
+            for metric in ENDED_BY_REOPEN:
+                if metric in self.running:
+                    self._stop(metric, at, reached=False)
             for metric in RESTARTED_BY_REOPEN:
                 self._start(metric, at, policy)
             return
-        for metric, (starts, stops) in CLOCKS.items():
-            if event == stops and metric in self.running:
-                self._stop(metric, at)
-            if event == starts and (event != "registered" or self.cycle == 1):
+        for metric, (starts, stops) in CLOCKS.get(self.kind, {}).items():
+            if event in stops and metric in self.running:
+                self._stop(metric, at, reached=True)
+            if event == starts and (event not in CREATED or self.cycle == 1):
                 self._start(metric, at, policy)
 
-    def regrade(self, policy: SlaPolicy, *, tier: str | None = None, priority: str | None = None) -> None:
-        """A tier or priority change: the running clocks count against the new
-        limits from when they started."""
+    def regrade(self, policy: SlaPolicy, at: datetime, *, tier: str | None = None,
+                priority: str | None = None) -> None:
+        """A tier or priority change at `at`: the running clocks count against
+        the new limits from when they started (a breach already passed stays)."""
         self.tier = tier or self.tier
         self.priority = priority or self.priority
         for metric, running in list(self.running.items()):
@@ -101,20 +141,20 @@ class CaseClocks:
             if target is None:
                 del self.running[metric]
             else:
-                self.running[metric] = replace(running, target=target)
+                self.running[metric] = replace(running.as_of(at), target=target)
 
     def _start(self, metric: str, at: datetime, policy: SlaPolicy) -> None:
+        if metric not in CLOCKS.get(self.kind, {}):
+            return
         target = policy.target(self.kind, self.tier, self.priority, metric)
         if target is not None:
             self.running[metric] = Running(metric, self.cycle, at, target)
 
-    def _stop(self, metric: str, at: datetime) -> None:
-        running = self.running.pop(metric)
-        if running.paused_at is not None:
-            running = self._resume(running, at)
+    def _stop(self, metric: str, at: datetime, *, reached: bool) -> None:
+        running = self._resume(self.running.pop(metric), at).as_of(at)
         elapsed = running.elapsed(at)
         self.results.append(Result(metric, running.cycle, running.started_at, at, elapsed, running.target.limit,
-                                   elapsed <= running.target.limit))
+                                   running.breached_at is None if reached else None, running.breached_at))
 
     @staticmethod
     def _resume(running: Running, at: datetime) -> Running:
@@ -128,7 +168,7 @@ class CaseClocks:
         warning or deadline has come by `now`."""
         found = []
         for running in self.running.values():
-            if running.deadline is not None and running.deadline <= now:
+            if running.breached_at is not None or (running.deadline is not None and running.deadline <= now):
                 found.append(("breached", running))
             elif running.warning is not None and running.warning <= now:
                 found.append(("warning", running))

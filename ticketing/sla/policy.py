@@ -13,11 +13,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ticketing.sla.calendar import AROUND_THE_CLOCK, WEEKDAYS, Calendar
+from ticketing.values import Metric
 
-METRICS = ("first_response", "plan", "resolution", "callback", "loop")
-"""first_response: registered -> acknowledged; plan: registered -> analysed;
-resolution: registered -> resolved; callback: resolved -> revisited; loop:
-registered -> revisited (complaints)."""
+METRICS = tuple(m.value for m in Metric)
 KINDS = ("complaint", "repair_job", "callback")
 TIERS = ("basic", "vip", "strategic")
 PRIORITIES = ("low", "normal", "high", "urgent")
