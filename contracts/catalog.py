@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, create_model
 
 from contracts import callback, complaint, customer, repair_job
+from contracts.alerts import ALERTS
 from contracts.envelope import CommandRequest, ErrorReply, EventEnvelope, OkReply
 from contracts.queries import QUERIES
 from contracts.types import Command, EventData
@@ -21,6 +22,10 @@ COMMANDS: dict[str, dict[str, type[Command]]] = {
 EVENTS: dict[str, dict[str, type[EventData]]] = {
     "complaint": complaint.EVENTS, "repair_job": repair_job.EVENTS, "callback": callback.EVENTS,
     "customer": customer.EVENTS}
+
+
+def alert_subject(name: str) -> str:
+    return f"{PREFIX}.alerts.{name}"
 
 
 def command_subject(aggregate: str, command: str) -> str:
@@ -40,7 +45,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
 
     def put(path: str, model: type[BaseModel]) -> None:
-        out[path] = model.model_json_schema(mode="serialization" if "events" in path else "validation")
+        out[path] = model.model_json_schema(mode="serialization" if path.startswith(("events", "alerts")) else "validation")
 
     put("envelope/event.json", EventEnvelope)
     put("envelope/command.json", CommandRequest)
@@ -52,6 +57,8 @@ def schemas() -> dict[str, dict[str, Any]]:
     for aggregate, events in EVENTS.items():
         for name, model in events.items():
             put(f"events/{aggregate}.{name}.json", model)
+    for name, model in ALERTS.items():
+        put(f"alerts/{name}.json", model)
     for name, (query, reply) in QUERIES.items():
         put(f"queries/{name}.json", query)
         put(f"queries/{name}.reply.json", reply)

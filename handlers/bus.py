@@ -33,6 +33,14 @@ def _command_handler(service: CommandService, aggregate: str, command: str
     return handle
 
 
+def _query_handler(answer: Callable[[bytes], Awaitable[bytes]], name: str) -> Callable[[bytes], Awaitable[bytes]]:
+    async def handle(body: bytes) -> bytes:
+        return await answer(body)
+
+    handle.__name__ = name.replace(".", "_")
+    return handle
+
+
 def include_handlers(broker: NatsBroker, commands: CommandService, queries: QueryService,
                      max_workers: int = 64) -> None:
     """Concurrent workers let many commands wait on one group commit; order
@@ -47,18 +55,14 @@ def include_handlers(broker: NatsBroker, commands: CommandService, queries: Quer
                              f"{aggregate}.{command}.json. {(model.__doc__ or '').strip()}"),
             )(_command_handler(commands, aggregate, command))
 
-    async def case_history(body: bytes) -> bytes:
-        return await queries.history(body)
-
-    async def customer_get(body: bytes) -> bytes:
-        return await queries.customer(body)
-
-    broker.subscriber(query_subject("customer.get"), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body,
-                      title="customer.get",
-                      description="A customer; contact data only for the roles that may read it.")(customer_get)
-    broker.subscriber(query_subject("case.history"), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body,
-                      title="case.history",
-                      description="A case's events and its state as of `at` (default now).")(case_history)
+    for name, (answer, description) in {
+        "case.history": (queries.history, "A case's events and its state as of `at` (default now)."),
+        "customer.get": (queries.customer, "A customer; contact data only for the roles that may read it."),
+        "sla.open": (queries.sla_open, "Running limits with the time left, the most urgent first."),
+        "sla.breaches": (queries.sla_breaches, "Limits breached in a period, the latest first."),
+    }.items():
+        broker.subscriber(query_subject(name), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body, title=name,
+                          description=description)(_query_handler(answer, name))
 
 
 def describe_events(broker: NatsBroker) -> None:

@@ -1,5 +1,6 @@
-"""Queries answered from the event store itself: a case's history, as it was
-at any instant."""
+"""Queries: a case's history as it was at any instant and a customer, from
+the event store itself; the SLA limits running and breached, from the SLA
+read model."""
 
 from __future__ import annotations
 
@@ -12,11 +13,25 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine
 
-from contracts.queries import CaseHistory, CaseHistoryReply, CustomerGet, CustomerGetReply
+from contracts.queries import (
+    CaseHistory,
+    CaseHistoryReply,
+    CustomerGet,
+    CustomerGetReply,
+    SlaBreach,
+    SlaBreaches,
+    SlaBreachesReply,
+    SlaLimit,
+    SlaOpen,
+    SlaOpenReply,
+)
 from handlers.commands import error_reply, problems_of
 from handlers.translate import envelope, names, state_json
+from projections import sla
 from ticketing.customer import Customer
+from ticketing.sla.policy import SlaPolicy
 from ticketing.values import Role
 
 Query = TypeVar("Query", bound=BaseModel)
@@ -50,9 +65,39 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistor
 
 
 class QueryService:
-    def __init__(self, store: HistoryStore, clock: Any) -> None:
+    def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy) -> None:
         self.store = store
         self.clock = clock
+        self.readmodels = readmodels
+        self.policy = policy
+
+    async def sla_open(self, raw: bytes) -> bytes:
+        query = _parse(SlaOpen, raw, "sla.open")
+        if isinstance(query, bytes):
+            return query
+        now = self.clock()
+        reply = await asyncio.to_thread(self._sla_open, query, now)
+        return orjson.dumps(reply.model_dump(mode="json"))
+
+    def _sla_open(self, query: SlaOpen, now: datetime) -> SlaOpenReply:
+        with self.readmodels.connect() as conn:
+            rows = sla.open_limits(conn, assignee=query.assignee, tier=query.tier, kind=query.kind,
+                                   metric=query.metric, limit=query.limit)
+        return SlaOpenReply(at=now, limits=[_limit(row, now, self.policy) for row in rows])
+
+    async def sla_breaches(self, raw: bytes) -> bytes:
+        query = _parse(SlaBreaches, raw, "sla.breaches")
+        if isinstance(query, bytes):
+            return query
+        now = self.clock()
+        reply = await asyncio.to_thread(self._sla_breaches, query, now)
+        return orjson.dumps(reply.model_dump(mode="json"))
+
+    def _sla_breaches(self, query: SlaBreaches, now: datetime) -> SlaBreachesReply:
+        with self.readmodels.connect() as conn:
+            rows = sla.breaches(conn, now, since=query.since, until=query.until, tier=query.tier,
+                                kind=query.kind, metric=query.metric, limit=query.limit)
+        return SlaBreachesReply(at=now, breaches=[_breach(row, now, self.policy) for row in rows])
 
     async def history(self, raw: bytes) -> bytes:
         query = _parse(CaseHistory, raw, "case.history")
@@ -73,6 +118,40 @@ class QueryService:
             return error_reply("not_found", f"no customer {query.customer_id}")
         view = state_json(found.view(Role(query.actor.role)))
         return orjson.dumps(CustomerGetReply(customer=view).model_dump(mode="json"))
+
+
+def _limit(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaLimit:
+    running = sla.running_from(row, row, policy)
+    deadline = row["deadline"]
+    if row["state"] == "paused":
+        state = "paused"
+    elif row["breached_at"] is not None or (deadline is not None and deadline <= now):
+        state = "breached"
+    elif row["warning_at"] is not None and row["warning_at"] <= now:
+        state = "at_risk"
+    else:
+        state = "running"
+    return SlaLimit(
+        case_id=row["case_id"], case_type=row["kind"], customer_id=row["customer_id"], metric=row["metric"],
+        cycle=row["cycle"], tier=row["tier"], priority=row["priority"], assignee=row["assignee"], state=state,
+        started_at=row["started_at"], deadline=deadline,
+        time_left_seconds=(deadline - now).total_seconds() if deadline is not None else None,
+        elapsed_seconds=running.elapsed(now).total_seconds() if running else 0.0,
+        limit_seconds=row["limit_seconds"], calendar=row["calendar"])
+
+
+def _breach(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaBreach:
+    if row["state"] in sla.RUNNING:
+        running = sla.running_from(row, row, policy)
+        elapsed = running.elapsed(now).total_seconds() if running else 0.0
+    else:
+        elapsed = row["elapsed_seconds"]
+    return SlaBreach(
+        case_id=row["case_id"], case_type=row["kind"], customer_id=row["customer_id"], metric=row["metric"],
+        cycle=row["cycle"], tier=row["tier"], priority=row["priority"], assignee=row["assignee"],
+        state=row["state"], started_at=row["started_at"], breached_at=row["breached_at"] or row["deadline"],
+        stopped_at=row["stopped_at"], elapsed_seconds=elapsed, limit_seconds=row["limit_seconds"],
+        recorded=row["recorded"])
 
 
 def _parse(model: type[Query], raw: bytes, name: str) -> Query | bytes:

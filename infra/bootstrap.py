@@ -39,17 +39,21 @@ from infra.relay import Relay
 from infra.secrets import cipher_key
 from infra.settings import Settings
 from infra.sla import load_sla_policy
+from infra.sla_monitor import SlaMonitor, ensure_alert_stream
 from infra.store import EventStore
 from infra.streams import ensure_event_stream
 from infra.writer import GroupCommitWriter
+from projections.base import create_tables
 from projections.case_summary import CaseSummary
+from projections.sla import SlaLimits
 from ticketing.errors import DomainError
+from ticketing.sla.policy import SlaPolicy
 
 log = logging.getLogger(__name__)
 
 
-def projections() -> list[Any]:
-    return [CaseSummary()]
+def projections(policy: SlaPolicy) -> list[Any]:
+    return [CaseSummary(), SlaLimits(policy)]
 
 
 async def connect_nats(url: str) -> Nats:
@@ -59,6 +63,7 @@ async def connect_nats(url: str) -> Nats:
 
 async def ensure_streams(js: JetStreamContext) -> None:
     await ensure_event_stream(js)
+    await ensure_alert_stream(js)
     with contextlib.suppress(BadRequestError):
         await js.add_stream(StreamConfig(name=DEADLETTER_STREAM, subjects=[DEADLETTER_SUBJECTS],
                                          storage=StorageType.FILE))
@@ -78,18 +83,20 @@ wherever it runs; not part of the public v1 interface."""
 
 @dataclass
 class Worker:
-    """The relay and the projections: everything that reads the store or the
-    stream after commands have committed."""
+    """The relay, the projections, the policies and the SLA monitor:
+    everything that reads the store or the stream after commands have
+    committed."""
 
     relay: Relay
     runners: list[ProjectionRunner]
     policies: list[PolicyRunner]
+    sla: SlaMonitor
     tasks: list[asyncio.Task[None]]
     wake: Any
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [*self.runners, *self.policies]:
+        for runner in [*self.runners, *self.policies, self.sla]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -100,7 +107,7 @@ class Worker:
 
 
 async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
-                       js: JetStreamContext) -> Worker:
+                       js: JetStreamContext, clock: Clock) -> Worker:
     relay = Relay(store, js, notification_translator(store), batch=settings.relay_batch,
                   poll_seconds=settings.relay_poll_seconds)
 
@@ -108,14 +115,19 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         relay.wake()
 
     subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
-    chosen = projections()
+    sla_policy = load_sla_policy(settings)
+    chosen = projections(sla_policy)
     for projection in chosen:
         await asyncio.to_thread(ensure_current, store, readmodels, projection)
+        await asyncio.to_thread(create_tables, readmodels, projection)
     runners = [ProjectionRunner(p, readmodels, js) for p in chosen]
     policies = [PolicyRunner(policy, nc, js) for policy in policies_for(settings, store)]
+    sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
+                     tick_seconds=settings.sla_tick_seconds)
+    await sla.prepare()  # before the projection's consumer starts
     tasks = [asyncio.create_task(relay.run(), name="relay"),
-             *(asyncio.create_task(runner.run(), name=runner.durable) for runner in [*runners, *policies])]
-    return Worker(relay, runners, policies, tasks, subscription)
+             *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla])]
+    return Worker(relay, runners, policies, sla, tasks, subscription)
 
 
 def policies_for(settings: Settings, store: EventStore) -> list[Any]:
@@ -133,7 +145,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        worker = await start_worker(settings, store, readmodels, nc, js)
+        worker = await start_worker(settings, store, readmodels, nc, js, utc_now)
         await nc.publish(WORKER_READY_SUBJECT, b"")
         await stop.wait()
         await worker.stop()
@@ -217,7 +229,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     competes with command handling for one interpreter; a commit wakes the
     relay over the bus either way."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    load_sla_policy(settings)  # a policy with an error is refused before anything starts
+    sla_policy = load_sla_policy(settings)  # a policy with an error is refused before anything starts
     embedded = None
     nats_url = settings.nats_url
     if not nats_url:
@@ -250,10 +262,10 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1)
         commands = CommandService(store, writer, clock, compensation_limit=settings.compensation_limit)
-        include_handlers(broker, commands, QueryService(store, clock))
+        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy))
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, embedded)
         if worker == "inline":
-            runtime.worker = await start_worker(settings, store, readmodels, nc, js)
+            runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock)
         else:
             runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
             try:  # ready means relayed and projected, not only answered

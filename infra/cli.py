@@ -183,13 +183,15 @@ def rebuild_command(name: str | None) -> None:
     from infra.database import make_engine
     from infra.rebuild import rebuild_projection
     from infra.secrets import cipher_key
+    from infra.sla import load_sla_policy
     from infra.store import EventStore
 
     settings = Settings()
     setup_logging(settings.log_level)
-    chosen = [p for p in all_projections() if name in (None, p.name)]
+    every = all_projections(load_sla_policy(settings))
+    chosen = [p for p in every if name in (None, p.name)]
     if not chosen:
-        names = ", ".join(p.name for p in all_projections())
+        names = ", ".join(p.name for p in every)
         raise click.ClickException(f"no projection {name!r}; there are: {names}")
     store = EventStore(settings.event_store_url, cipher_key(settings))
     engine = make_engine(settings.read_model_url)

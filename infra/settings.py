@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     """The most compensation an agent may grant; above it a supervisor resolves."""
     sla_policy: Path | None = None
     """The SLA policy file (TOML); default: infra/sla_policy.toml, shipped with the product."""
+    sla_tick_seconds: float = 0.2
+    """How often the SLA monitor looks for limits falling due (an alert comes at most this late)."""
     callback_delay_hours: float = 24.0
     """A resolved case's callback is due this long after the resolution (回访: within the day)."""
     callback_max_attempts: int = 3

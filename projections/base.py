@@ -14,7 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Column, Connection, Engine, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+)
 
 Envelope = dict[str, Any]
 
@@ -119,3 +130,42 @@ def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Ite
             progress(position, end)
         conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
     return position
+
+
+class Rows:
+    """The rows of one table that a batch touches, read at once and written
+    at once."""
+
+    def __init__(self, conn: Connection, table: Table, key: Any, keys: set[str], *, by: Any = None,
+                 where: Any = None) -> None:
+        """The rows whose `key` is in `keys`; or, given `by`, whose `by`
+        column is (and that match `where`)."""
+        self.conn, self.table, self.key = conn, table, key
+        self.rows: dict[str, dict[str, Any]] = {}
+        ordered = list(keys)
+        column = key if by is None else by
+        for start in range(0, len(ordered), 500):
+            query = select(table).where(column.in_(ordered[start:start + 500]))
+            if where is not None:
+                query = query.where(where)
+            self.rows.update((row[key.name], dict(row)) for row in conn.execute(query).mappings())
+        self.existing = set(self.rows)
+        self.changed: set[str] = set()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.rows.get(key)
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        self.rows[key] = row
+        self.changed.add(key)
+
+    def write(self) -> None:
+        inserts = [self.rows[k] for k in self.changed if k not in self.existing]
+        updates = [self.rows[k] | {"_key": k} for k in self.changed if k in self.existing]
+        if inserts:
+            self.conn.execute(self.table.insert(), inserts)
+        if updates:
+            columns = [c.name for c in self.table.columns if c.name != self.key.name]
+            statement = (self.table.update().where(self.key == bindparam("_key"))
+                         .values({name: bindparam(name) for name in columns}))
+            self.conn.execute(statement, updates)

@@ -18,11 +18,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    bindparam,
-    select,
 )
 
-from projections.base import Envelope
+from projections.base import Envelope, Rows
 
 metadata = MetaData()
 
@@ -127,10 +125,7 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
     if name in STATUS_EVENTS:
         row["status"] = name
         row[f"{name}_at"] = at
-    if name == "assigned":
-        row["assignee"] = data["assignee"]
-    if name in ("dispatch_requested", "dispatched"):
-        row["assignee"] = data["technician"]
+    row["assignee"] = assignee_after(row["assignee"], name, data)
     if name == "dispatch_requested":
         row["status"] = name
     if name in ("assigned", "analysed") and data.get("department"):
@@ -156,6 +151,15 @@ def evolve(row: dict[str, Any] | None, event: Envelope) -> dict[str, Any]:
     return row
 
 
+def assignee_after(current: str | None, name: str, data: dict[str, Any]) -> str | None:
+    """Who has the case after an event: the assignee, or the technician sent."""
+    if name == "assigned":
+        return str(data["assignee"])
+    if name in ("dispatch_requested", "dispatched"):
+        return str(data["technician"])
+    return current
+
+
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -171,8 +175,8 @@ class CaseSummary:
         case_events = [e for e in events if e["aggregate_type"] != "customer"]
         customer_ids = {e["aggregate_id"] for e in customer_events}
         customer_ids |= {e["data"]["customer_id"] for e in case_events if "customer_id" in e["data"]}
-        people = _Rows(conn, customers, customers.c.customer_id, customer_ids)
-        cases = _Rows(conn, case_summary, case_summary.c.case_id, {e["aggregate_id"] for e in case_events})
+        people = Rows(conn, customers, customers.c.customer_id, customer_ids)
+        cases = Rows(conn, case_summary, case_summary.c.case_id, {e["aggregate_id"] for e in case_events})
         for event in events:
             if event["aggregate_type"] == "customer":
                 people.put(event["aggregate_id"], evolve_customer(people.get(event["aggregate_id"]), event))
@@ -191,36 +195,3 @@ class CaseSummary:
     def reset(self, conn: Connection) -> None:
         conn.execute(case_summary.delete())
         conn.execute(customers.delete())
-
-
-class _Rows:
-    """The rows of one table that a batch touches, read at once and written
-    at once."""
-
-    def __init__(self, conn: Connection, table: Table, key: Any, keys: set[str]) -> None:
-        self.conn, self.table, self.key = conn, table, key
-        self.rows: dict[str, dict[str, Any]] = {}
-        ordered = list(keys)
-        for start in range(0, len(ordered), 500):
-            query = select(table).where(key.in_(ordered[start:start + 500]))
-            self.rows.update((row[key.name], dict(row)) for row in conn.execute(query).mappings())
-        self.existing = set(self.rows)
-        self.changed: set[str] = set()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.rows.get(key)
-
-    def put(self, key: str, row: dict[str, Any]) -> None:
-        self.rows[key] = row
-        self.changed.add(key)
-
-    def write(self) -> None:
-        inserts = [self.rows[k] for k in self.changed if k not in self.existing]
-        updates = [self.rows[k] | {"_key": k} for k in self.changed if k in self.existing]
-        if inserts:
-            self.conn.execute(self.table.insert(), inserts)
-        if updates:
-            columns = [c.name for c in self.table.columns if c.name != self.key.name]
-            statement = (self.table.update().where(self.key == bindparam("_key"))
-                         .values({name: bindparam(name) for name in columns}))
-            self.conn.execute(statement, updates)

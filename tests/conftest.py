@@ -25,6 +25,7 @@ from projections.case_summary import case_summary
 from projections.case_summary import customers as customer_summary
 
 POSTGRES_URL = os.environ.get("TICKETING_TEST_POSTGRES_URL")
+RELAXED_SLA_POLICY = Path(__file__).with_name("sla_relaxed.toml")
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def settings(tmp_path: Path, nats_server: EmbeddedNats, database_url: str | None) -> Settings:
     return Settings(data_dir=tmp_path / "data", nats_url=nats_server.url, database_url=database_url,
-                    relay_poll_seconds=5.0)
+                    relay_poll_seconds=5.0, sla_policy=RELAXED_SLA_POLICY)
 
 
 @pytest.fixture

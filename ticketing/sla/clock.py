@@ -91,6 +91,8 @@ class Result:
     met: bool | None
     """None: the case ended (withdrawn, cancelled, closed, missed) without the step."""
     breached_at: datetime | None
+    deadline: datetime | None
+    """The deadline it counted against when it stopped."""
 
 
 @dataclass
@@ -154,7 +156,8 @@ class CaseClocks:
         running = self._resume(self.running.pop(metric), at).as_of(at)
         elapsed = running.elapsed(at)
         self.results.append(Result(metric, running.cycle, running.started_at, at, elapsed, running.target.limit,
-                                   running.breached_at is None if reached else None, running.breached_at))
+                                   running.breached_at is None if reached else None, running.breached_at,
+                                   running.deadline))
 
     @staticmethod
     def _resume(running: Running, at: datetime) -> Running:

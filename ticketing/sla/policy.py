@@ -42,6 +42,19 @@ def duration(text: str) -> timedelta:
     return value
 
 
+def spelled(value: timedelta) -> str:
+    """A duration as the policy file writes it: `1h30m`, `2d`, `45s`."""
+    seconds = int(value.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
 @dataclass(frozen=True)
 class Limit:
     kind: str

@@ -1,0 +1,378 @@
+"""The SLA read model: every service limit of every case, running or done,
+with its deadline, kept in SQL so a timer can find what falls due (see
+infra/sla_monitor.py) and supervisors can ask what runs and what was breached.
+
+One row per case (kind, customer, tier, priority, assignee) and one per limit
+and cycle (`case/metric/cycle`): while it runs, its start, pause and the
+deadline and warning instant counted on its calendar; once done, when it
+stopped, the counted time and whether it was met. The rows hold the clocks'
+primitives; the targets come from the SLA policy, so the pure
+`ticketing.sla.clock.CaseClocks` does all the counting, live and on rebuild
+alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    literal_column,
+    select,
+)
+
+from projections.base import Envelope, Rows
+from projections.case_summary import assignee_after
+from ticketing.sla.clock import CaseClocks, Result, Running
+from ticketing.sla.policy import SlaPolicy
+
+metadata = MetaData()
+
+sla_case = Table(
+    "sla_case",
+    metadata,
+    Column("case_id", String(36), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("customer_id", String(36), nullable=False, index=True),
+    Column("tier", String(20), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("assignee", String(200)),
+    Column("cycle", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+sla_customer = Table(
+    "sla_customer",
+    metadata,
+    Column("customer_id", String(36), primary_key=True),
+    Column("tier", String(20), nullable=False),
+)
+
+sla_clock = Table(
+    "sla_clock",
+    metadata,
+    Column("clock_id", String(120), primary_key=True),
+    Column("case_id", String(36), nullable=False, index=True),
+    Column("metric", String(20), nullable=False, index=True),
+    Column("cycle", Integer, nullable=False),
+    # running, paused; met, missed (stopped after its deadline), ended (the
+    # case ended without the step)
+    Column("state", String(10), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("paused_at", DateTime(timezone=True)),
+    Column("paused_seconds", Float, nullable=False),
+    Column("limit_seconds", Integer, nullable=False),
+    Column("calendar", String(100), nullable=False),
+    Column("deadline", DateTime(timezone=True), index=True),
+    Column("warning_at", DateTime(timezone=True), index=True),
+    Column("breached_at", DateTime(timezone=True), index=True),
+    Column("stopped_at", DateTime(timezone=True)),
+    Column("elapsed_seconds", Float),
+    Column("recorded", Boolean, nullable=False),  # the breach is on the case (its `sla_breached` event)
+)
+
+RUNNING = ("running", "paused")
+DEFAULT_TIER = "basic"
+DEFAULT_PRIORITY = "normal"  # callbacks have none
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without their zone: every one stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def clock_id(case_id: str, metric: str, cycle: int) -> str:
+    return f"{case_id}/{metric}/{cycle}"
+
+
+def running_from(row: dict[str, Any], case: dict[str, Any], policy: SlaPolicy) -> Running | None:
+    """A stored running limit, counting against the policy's target for the
+    case as it is now (None when the policy no longer sets one)."""
+    target = policy.target(case["kind"], case["tier"], case["priority"], row["metric"])
+    if target is None:
+        return None
+    return Running(row["metric"], row["cycle"], utc(row["started_at"]), target, utc(row["paused_at"]),
+                   timedelta(seconds=row["paused_seconds"]), utc(row["breached_at"]))
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _running_row(case_id: str, running: Running) -> dict[str, Any]:
+    return _stored({
+        "clock_id": clock_id(case_id, running.metric, running.cycle), "case_id": case_id,
+        "metric": running.metric, "cycle": running.cycle,
+        "state": "paused" if running.paused_at else "running", "started_at": running.started_at,
+        "paused_at": running.paused_at, "paused_seconds": running.paused.total_seconds(),
+        "limit_seconds": int(running.target.limit.total_seconds()), "calendar": running.target.calendar.name,
+        "deadline": running.deadline, "warning_at": running.warning, "breached_at": running.breached_at,
+        "stopped_at": None, "elapsed_seconds": None,
+    })
+
+
+def _result_row(case_id: str, result: Result, calendar: str) -> dict[str, Any]:
+    state = "ended" if result.met is None else "met" if result.met else "missed"
+    return _stored({
+        "clock_id": clock_id(case_id, result.metric, result.cycle), "case_id": case_id,
+        "metric": result.metric, "cycle": result.cycle, "state": state, "started_at": result.started_at,
+        "paused_at": None, "paused_seconds": 0.0, "limit_seconds": int(result.limit.total_seconds()),
+        "calendar": calendar, "deadline": result.deadline, "warning_at": None,
+        "breached_at": result.breached_at, "stopped_at": result.stopped_at,
+        "elapsed_seconds": result.elapsed.total_seconds(),
+    })
+
+
+@dataclass
+class _Case:
+    row: dict[str, Any]
+    clocks: CaseClocks
+    calendars: dict[str, str]
+    """metric -> the calendar name of the running limit (kept for its result row)"""
+
+
+class SlaLimits:
+    """The projection. `policy` supplies the targets."""
+
+    name = "sla"
+    metadata = metadata
+
+    def __init__(self, policy: SlaPolicy) -> None:
+        self.policy = policy
+
+    def apply(self, conn: Connection, events: list[Envelope]) -> None:
+        case_events = [e for e in events if e["aggregate_type"] != "customer"]
+        customer_events = [e for e in events if e["aggregate_type"] == "customer"]
+        retiered = {e["aggregate_id"] for e in customer_events if e["type"] == "customer.tier_changed"}
+        case_ids = {e["aggregate_id"] for e in case_events}
+        if retiered:
+            case_ids |= set(conn.execute(select(sla_case.c.case_id).where(
+                sla_case.c.customer_id.in_(retiered))).scalars())
+        customer_ids = {e["aggregate_id"] for e in customer_events}
+        customer_ids |= {e["data"]["customer_id"] for e in case_events if "customer_id" in e["data"]}
+        customers = Rows(conn, sla_customer, sla_customer.c.customer_id, customer_ids)
+        cases = Rows(conn, sla_case, sla_case.c.case_id, case_ids)
+        clocks = Rows(conn, sla_clock, sla_clock.c.clock_id, case_ids, by=sla_clock.c.case_id,
+                      where=sla_clock.c.state.in_(RUNNING))
+        live = self._load(cases, clocks)
+        recorded: list[str] = []
+        for event in events:
+            at = datetime.fromisoformat(event["occurred_at"])
+            name, data = event["type"].split(".", 1)[1], event["data"]
+            if event["aggregate_type"] == "customer":
+                if name in ("registered", "tier_changed"):
+                    customers.put(event["aggregate_id"], {"customer_id": event["aggregate_id"], "tier": data["tier"]})
+                if name == "tier_changed":
+                    for case in live.values():
+                        if case.row["customer_id"] == event["aggregate_id"]:
+                            case.row["tier"] = data["tier"]
+                            case.clocks.regrade(self.policy, at, tier=data["tier"])
+                continue
+            case = live.get(event["aggregate_id"])
+            if case is None:
+                customer = customers.get(data["customer_id"])
+                row = {"case_id": event["aggregate_id"], "kind": event["aggregate_type"],
+                       "customer_id": data["customer_id"],
+                       "tier": customer["tier"] if customer else DEFAULT_TIER,
+                       "priority": data.get("priority") or DEFAULT_PRIORITY, "assignee": None, "cycle": 1}
+                case = live[event["aggregate_id"]] = _Case(
+                    row, CaseClocks(row["kind"], row["tier"], row["priority"]), {})
+            case.row.update(version=event["aggregate_version"], assignee=assignee_after(
+                case.row["assignee"], name, data))
+            if name == "priority_changed":
+                case.row["priority"] = data["priority"]
+                case.clocks.regrade(self.policy, at, priority=data["priority"])
+            elif name == "sla_breached":
+                recorded.append(clock_id(event["aggregate_id"], data["metric"], data["cycle"]))
+            else:
+                case.clocks.on(name, at, self.policy)
+            case.row["cycle"] = case.clocks.cycle
+            case.calendars.update((m, r.target.calendar.name) for m, r in case.clocks.running.items())
+        self._put(live, cases, clocks)
+        customers.write()
+        cases.write()
+        clocks.write()
+        if recorded:
+            conn.execute(sla_clock.update().where(sla_clock.c.clock_id.in_(recorded)).values(recorded=True))
+
+    def _load(self, cases: Rows, clocks: Rows) -> dict[str, _Case]:
+        live: dict[str, _Case] = {}
+        for case_id, row in cases.rows.items():
+            live[case_id] = _Case(dict(row), CaseClocks(row["kind"], row["tier"], row["priority"], row["cycle"]),
+                                  {})
+        for row in clocks.rows.values():
+            case = live[row["case_id"]]
+            running = running_from(row, case.row, self.policy)
+            if running is not None:
+                case.clocks.running[running.metric] = running
+                case.calendars[running.metric] = running.target.calendar.name
+        return live
+
+    @staticmethod
+    def _put(live: dict[str, _Case], cases: Rows, clocks: Rows) -> None:
+        still = {clock_id(case_id, r.metric, r.cycle) for case_id, case in live.items()
+                 for r in case.clocks.running.values()}
+        for key, row in list(clocks.rows.items()):  # stopped below, or gone from the policy
+            if row["state"] in RUNNING and key not in still:
+                clocks.put(key, row | {"state": "ended", "stopped_at": row["started_at"]})
+        for case_id, case in live.items():
+            cases.put(case_id, case.row)
+            for limit in case.clocks.running.values():
+                _merge(clocks, _running_row(case_id, limit))
+            for result in case.clocks.results:
+                _merge(clocks, _result_row(case_id, result, case.calendars.get(result.metric, "24x7")))
+
+    def retarget(self, conn: Connection) -> int:
+        """Count every running limit against the policy as it is now (run at
+        start, before the live consumer: the policy file may have changed
+        since the rows were written). Returns how many rows changed."""
+        running = conn.execute(select(sla_clock.c.case_id).where(sla_clock.c.state.in_(RUNNING))).scalars()
+        case_ids = set(running)
+        cases = Rows(conn, sla_case, sla_case.c.case_id, case_ids)
+        clocks = Rows(conn, sla_clock, sla_clock.c.clock_id, case_ids, by=sla_clock.c.case_id,
+                      where=sla_clock.c.state.in_(RUNNING))
+        live = self._load(cases, clocks)
+        for key, row in list(clocks.rows.items()):
+            case = live[row["case_id"]]
+            limit = case.clocks.running.get(row["metric"])
+            fresh = (_running_row(row["case_id"], limit) | {"recorded": row["recorded"]} if limit
+                     else row | {"state": "ended", "stopped_at": row["started_at"]})
+            if fresh != _stored(row):
+                clocks.put(key, fresh)
+        clocks.write()
+        return len(clocks.changed)
+
+    def reset(self, conn: Connection) -> None:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+def _merge(clocks: Rows, row: dict[str, Any]) -> None:
+    """Write a limit's row, keeping whether its breach is on the case."""
+    previous = clocks.get(row["clock_id"])
+    clocks.put(row["clock_id"], row | {"recorded": bool(previous and previous["recorded"])})
+
+
+def open_limits(conn: Connection, *, assignee: str | None = None, tier: str | None = None,
+                kind: str | None = None, metric: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Running and paused limits with their case, the most urgent first
+    (the earliest deadline; paused ones, which have none, last)."""
+    query = (select(sla_clock, sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority,
+                    sla_case.c.assignee)
+             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
+             .where(sla_clock.c.state.in_(RUNNING))
+             .order_by(sla_clock.c.deadline.is_(None), sla_clock.c.deadline, sla_clock.c.clock_id)
+             .limit(limit))
+    return _rows(conn, _filtered(query, assignee=assignee, tier=tier, kind=kind, metric=metric))
+
+
+def breaches(conn: Connection, now: datetime, *, since: datetime | None = None, until: datetime | None = None,
+             tier: str | None = None, kind: str | None = None, metric: str | None = None,
+             limit: int = 1000) -> list[dict[str, Any]]:
+    """Limits whose deadline passed before their step, by `now`: those the
+    events showed (`breached_at`) and those still running past it; the
+    latest first. `since`/`until` bound the instant of the breach."""
+    instant = func.coalesce(sla_clock.c.breached_at, sla_clock.c.deadline)
+    running_over = (sla_clock.c.state == "running") & (sla_clock.c.deadline <= utc(now))
+    query = (select(sla_clock, sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority,
+                    sla_case.c.assignee)
+             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
+             .where(sla_clock.c.breached_at.is_not(None) | running_over))
+    if since is not None:
+        query = query.where(instant >= utc(since))
+    if until is not None:
+        query = query.where(instant < utc(until))
+    query = query.order_by(instant.desc(), sla_clock.c.clock_id).limit(limit)
+    return _rows(conn, _filtered(query, tier=tier, kind=kind, metric=metric))
+
+
+def _filtered(query: Any, **filters: str | None) -> Any:
+    columns = {"assignee": sla_case.c.assignee, "tier": sla_case.c.tier, "kind": sla_case.c.kind,
+               "metric": sla_clock.c.metric}
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(columns[name] == value)
+    return query
+
+
+def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
+    found = []
+    for row in conn.execute(query).mappings():
+        found.append({k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()})
+    return found
+
+
+
+# ---- the alert ledger ---------------------------------------------------------
+# Which alerts were raised, kept apart from the read model above: a rebuild
+# replaces the read model but must not raise an alert again.
+
+ledger_metadata = MetaData()
+
+sla_alert = Table(
+    "sla_alert",
+    ledger_metadata,
+    Column("clock_id", String(120), primary_key=True),
+    Column("alert", String(10), primary_key=True),  # warning | breached
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True)),  # a breach: when the case took its sla_breached event
+)
+
+_WITH_CASE = (sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority, sla_case.c.assignee)
+
+
+def _raised(alert: str | None = None) -> Any:
+    query = select(sla_alert.c.clock_id).where(sla_alert.c.clock_id == sla_clock.c.clock_id)
+    return (query if alert is None else query.where(sla_alert.c.alert == alert)).exists()
+
+
+def due_alerts(conn: Connection, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    """The alerts due at `now` and not raised yet, the earliest first: a
+    breach for every limit past its deadline (running, or stopped late)
+    whose breach is neither raised nor on the case; a warning for every
+    running limit past its warning instant but not its deadline."""
+    now = utc(now)
+    base = select(sla_clock, *_WITH_CASE).join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
+    over = sla_clock.c.breached_at.is_not(None) | ((sla_clock.c.state == "running") & (sla_clock.c.deadline <= now))
+    breached = base.add_columns(literal_column("'breached'").label("alert")).where(
+        over, sla_clock.c.recorded.is_(False), ~_raised("breached"))
+    warned = base.add_columns(literal_column("'warning'").label("alert")).where(
+        sla_clock.c.state == "running", sla_clock.c.warning_at <= now, sla_clock.c.deadline > now,
+        sla_clock.c.breached_at.is_(None), ~_raised())
+    found = _rows(conn, breached.limit(limit)) + _rows(conn, warned.limit(limit))
+    return sorted(found, key=lambda row: (row["breached_at"] or row["deadline"] or now, row["clock_id"]))[:limit]
+
+
+def unrecorded_breaches(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Breaches raised whose `sla_breached` event is not on the case yet."""
+    query = (select(sla_clock, *_WITH_CASE)
+             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
+             .join(sla_alert, (sla_alert.c.clock_id == sla_clock.c.clock_id) & (sla_alert.c.alert == "breached"))
+             .where(sla_alert.c.recorded_at.is_(None), sla_clock.c.recorded.is_(False))
+             .order_by(sla_alert.c.raised_at).limit(limit))
+    return _rows(conn, query)
+
+
+def mark_raised(conn: Connection, clock: str, alert: str, at: datetime) -> None:
+    """Note an alert as raised (a second monitor may have noted it first)."""
+    exists = conn.execute(select(sla_alert.c.clock_id).where(
+        sla_alert.c.clock_id == clock, sla_alert.c.alert == alert)).first()
+    if exists is None:
+        conn.execute(sla_alert.insert().values(clock_id=clock, alert=alert, raised_at=utc(at)))
+
+
+def mark_recorded(conn: Connection, clock: str, at: datetime) -> None:
+    conn.execute(sla_alert.update().where(sla_alert.c.clock_id == clock, sla_alert.c.alert == "breached")
+                 .values(recorded_at=utc(at)))
