@@ -12,7 +12,12 @@ In one run, on this machine:
    registers a complaint, then acknowledges it (a command that loads the case),
    and so on. Measured: commands/s from first request to last event on the bus
    and to last projection row, and latency p50/p99 from request to reply and
-   from request to its event arriving at a plain subscriber.
+   from request to its event arriving at a plain subscriber;
+4. SLA alerts on a real clock, during that load: one urgent complaint every
+   25 ms with a 3 s first-response limit (a benchmark policy), never
+   acknowledged; measured: how late each `sla.breached` alert reaches a plain
+   subscriber after its deadline (target p99 <= 1 s; the monitor ticks every
+   TICKETING_SLA_TICK_SECONDS, 0.2 s by default).
 
 End-to-end figures are also given as ratios to the raw rates of the same run."""
 
@@ -29,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +95,25 @@ def raw_sqlite_append(path: Path, count: int) -> float:
     return count / elapsed
 
 
+BENCH_LIMIT = 3.0
+BENCH_POLICY = f"""
+# the benchmark's urgent complaints (its customer is a VIP): a first response in {BENCH_LIMIT:.0f} s
+[[limit]]
+tier = "vip"
+priority = "urgent"
+first_response = "{BENCH_LIMIT:.0f}s"
+"""
+
+
 class Serve:
     def __init__(self, data_dir: Path, nats_url: str) -> None:
+        from infra.sla import DEFAULT_POLICY
+
+        policy = data_dir.parent / "sla_policy.toml"
+        policy.write_text(DEFAULT_POLICY.read_text() + BENCH_POLICY)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
         env |= {"TICKETING_DATA_DIR": str(data_dir), "TICKETING_NATS_URL": nats_url,
-                "TICKETING_LOG_LEVEL": "INFO"}
+                "TICKETING_LOG_LEVEL": "INFO", "TICKETING_SLA_POLICY": str(policy)}
         self.log = (data_dir.parent / "serve.log").open("wb")
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "ticketing"), "serve"], env=env,
                                         cwd=data_dir.parent,
@@ -127,14 +147,21 @@ def projection_position(readmodels: Path) -> int:
     return int(row[0]) if row else 0
 
 
-async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> dict[str, Any]:
+async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, alerts: int) -> dict[str, Any]:
     nc = await nats.connect(url)
     event_seen: dict[str, float] = {}
+    breach_late: dict[str, float] = {}  # case id -> seconds from deadline to alert
 
     async def on_event(msg: Any) -> None:
         event_seen[msg.headers["Nats-Msg-Id"]] = time.perf_counter()
 
+    async def on_breach(msg: Any) -> None:
+        alert = orjson.loads(msg.data)
+        deadline = datetime.fromisoformat(alert["deadline"]).timestamp()
+        breach_late.setdefault(alert["case_id"], time.time() - deadline)
+
     await nc.subscribe("ticketing.v1.events.>", cb=on_event)
+    await nc.subscribe("ticketing.v1.alerts.sla.breached", cb=on_breach)
     sent: list[tuple[float, float, list[str]]] = []  # request time, reply time, event ids
     errors: list[dict[str, Any]] = []
     per_sender = commands // senders
@@ -178,21 +205,38 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> d
     await asyncio.sleep(0.5)
     sent.clear()
 
+    urgent: list[str] = []
+
+    async def left_waiting() -> None:  # never acknowledged: each breaches its 3 s limit
+        for _ in range(alerts):
+            msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps({
+                "command_id": str(uuid.uuid4()), "actor": {"id": "agent-urgent", "role": "agent"},
+                "data": {"customer_id": customer, "channel": "phone", "category": "billing",
+                         "priority": "urgent", "description": "停机 (line cut off)"}}), timeout=30)
+            urgent.append(orjson.loads(msg.data)["aggregate_id"])
+            await asyncio.sleep(0.025)
+
     started = time.perf_counter()
+    waiting = asyncio.create_task(left_waiting())
     await asyncio.gather(*(sender(n) for n in range(senders)))
     replied = time.perf_counter()
+    await waiting
     expected = {event_id for _, _, ids in sent for event_id in ids}
     while not expected <= event_seen.keys():
         if time.perf_counter() - replied > 60:
             raise SystemExit(f"{len(expected - event_seen.keys())} events never reached the bus")
         await asyncio.sleep(0.005)
     on_bus = max(event_seen[e] for e in expected)
-    total_events = 1 + senders + len(expected)  # with the warm-up
+    total_events = 1 + senders + len(expected) + len(urgent)  # with the warm-up
     while projection_position(data_dir / "readmodels.db") < total_events:
         if time.perf_counter() - replied > 60:
             raise SystemExit("the projection did not catch up")
         await asyncio.sleep(0.01)
     projected = time.perf_counter()
+    while not set(urgent) <= breach_late.keys():
+        if time.perf_counter() - projected > 60:
+            raise SystemExit(f"{len(set(urgent) - breach_late.keys())} breach alerts never came")
+        await asyncio.sleep(0.05)
     await nc.close()
 
     done = len(sent)
@@ -202,6 +246,7 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int) -> d
         "to_projection_per_s": done / (projected - started),
         "reply_ms": [1000 * (r - s) for s, r, _ in sent],
         "bus_ms": [1000 * (max(event_seen[e] for e in ids) - s) for s, _, ids in sent],
+        "breach_late_ms": [1000 * late for late in breach_late.values()],
     }
 
 
@@ -210,6 +255,7 @@ async def main() -> None:
     parser.add_argument("--senders", type=int, default=32)
     parser.add_argument("--commands", type=int, default=8000, help="end-to-end commands in all")
     parser.add_argument("--raw", type=int, default=8000, help="messages / rows for the raw baselines")
+    parser.add_argument("--alerts", type=int, default=200, help="urgent complaints left to breach their limit")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ticketing-bench-") as tmp:
@@ -221,7 +267,7 @@ async def main() -> None:
             serve = Serve(root / "data", server.url)
             try:
                 serve.wait_ready()
-                e2e = await end_to_end(server.url, root / "data", args.senders, args.commands)
+                e2e = await end_to_end(server.url, root / "data", args.senders, args.commands, args.alerts)
             finally:
                 serve.stop()
             writer = serve.summary[-1].split("command writer: ")[-1] if serve.summary else "?"
@@ -243,6 +289,11 @@ async def main() -> None:
     for label, key in (("request -> reply", "reply_ms"), ("request -> event on the bus", "bus_ms")):
         values = e2e[key]
         print(f"  {label:28s} p50 {statistics.median(values):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms")
+    late = e2e["breach_late_ms"]
+    print(f"SLA breach alerts during that load, {len(late)} limits of {BENCH_LIMIT:.0f} s, deadline -> alert "
+          f"at a plain subscriber:")
+    print(f"  p50 {statistics.median(late):6.1f} ms   p99 {percentile(late, 0.99):6.1f} ms   "
+          f"max {max(late):6.1f} ms   (target p99 <= 1000 ms)")
 
 
 if __name__ == "__main__":

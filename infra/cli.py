@@ -156,6 +156,57 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--breaches", is_flag=True, help="limits breached instead of those running")
+@click.option("--assignee", help="running limits of this assignee only")
+@click.option("--tier", type=click.Choice(["basic", "vip", "strategic"]))
+@click.option("--kind", type=click.Choice(["complaint", "repair_job", "callback"]))
+@click.option("--metric", type=click.Choice(["first_response", "plan", "resolution", "callback", "loop"]))
+@click.option("--since", help="breaches from this RFC 3339 instant")
+@click.option("--until", help="breaches before this RFC 3339 instant")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+def sla(breaches: bool, assignee: str | None, tier: str | None, kind: str | None, metric: str | None,
+        since: str | None, until: str | None, limit: int, as_json: bool) -> None:
+    """Service limits running, the most urgent first (or, with --breaches, breached, the latest first)."""
+    filters = {"tier": tier, "kind": kind, "metric": metric, "limit": limit}
+    if breaches:
+        query, filters = "sla.breaches", filters | {"since": since, "until": until}
+    else:
+        query, filters = "sla.open", filters | {"assignee": assignee}
+    reply = asyncio.run(_request(f"ticketing.v1.queries.{query}", {k: v for k, v in filters.items() if v}))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    rows = reply["breaches" if breaches else "limits"]
+    table = Table(title=f"{'breached' if breaches else 'running'} limits as of {reply['at']} ({len(rows)})")
+    headers = ["case", "kind", "metric", "cycle", "tier", "priority", "assignee", "state",
+               "breached at" if breaches else "deadline", "elapsed / limit" if breaches else "time left"]
+    for header in headers:
+        table.add_column(header, no_wrap=header != "assignee")
+    for row in rows:
+        if breaches:
+            when, figure = row["breached_at"], f"{_span(row['elapsed_seconds'])} / {_span(row['limit_seconds'])}"
+        else:
+            when = row["deadline"] or "(paused)"
+            figure = "-" if row["time_left_seconds"] is None else _span(row["time_left_seconds"])
+        style = {"breached": "red", "missed": "red", "at_risk": "yellow", "paused": "dim"}.get(row["state"])
+        table.add_row(row["case_id"], row["case_type"], row["metric"], str(row["cycle"]), row["tier"],
+                      row["priority"], row["assignee"] or "-", row["state"], when, figure, style=style)
+    console.print(table)
+
+
+def _span(seconds: float) -> str:
+    """A signed duration for people: `-1h05m`, `3d4h`, `12m`."""
+    sign, left = ("-" if seconds < 0 else ""), int(abs(seconds))
+    days, left = divmod(left, 86400)
+    hours, left = divmod(left, 3600)
+    minutes = left // 60
+    if days:
+        return f"{sign}{days}d{hours}h"
+    return f"{sign}{hours}h{minutes:02d}m" if hours else f"{sign}{minutes}m"
+
+
+@main.command()
 def worker() -> None:
     """Run the relay and the projections until stopped (what `serve` runs as
     its child process)."""

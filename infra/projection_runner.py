@@ -80,7 +80,7 @@ class ProjectionRunner:
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(EVENT_STREAM, self.durable)
         await self.js.add_consumer(EVENT_STREAM, ConsumerConfig(
-            durable_name=self.durable, filter_subject=EVENT_SUBJECTS, ack_policy=AckPolicy.EXPLICIT,
+            durable_name=self.durable, filter_subject=EVENT_SUBJECTS, ack_policy=AckPolicy.ALL,
             ack_wait=ACK_WAIT_SECONDS, max_ack_pending=4 * self.batch, **start))
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENT_STREAM)
 
@@ -90,8 +90,7 @@ class ProjectionRunner:
             try:
                 self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, events,
                                                         _sequence(messages[-1]))
-                for m in messages:
-                    await m.ack()
+                await messages[-1].ack()  # AckPolicy.ALL: the batch's last ack covers the batch
                 return
             except Exception as error:  # noqa: BLE001 - find the culprit one by one below
                 log.warning("%s: batch of %d failed (%s); applying one by one",

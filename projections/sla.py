@@ -48,7 +48,6 @@ sla_case = Table(
     Column("priority", String(10), nullable=False),
     Column("assignee", String(200)),
     Column("cycle", Integer, nullable=False),
-    Column("version", Integer, nullable=False),
 )
 
 sla_customer = Table(
@@ -189,8 +188,7 @@ class SlaLimits:
                        "priority": data.get("priority") or DEFAULT_PRIORITY, "assignee": None, "cycle": 1}
                 case = live[event["aggregate_id"]] = _Case(
                     row, CaseClocks(row["kind"], row["tier"], row["priority"]), {})
-            case.row.update(version=event["aggregate_version"], assignee=assignee_after(
-                case.row["assignee"], name, data))
+            case.row["assignee"] = assignee_after(case.row["assignee"], name, data)
             if name == "priority_changed":
                 case.row["priority"] = data["priority"]
                 case.clocks.regrade(self.policy, at, priority=data["priority"])
@@ -228,7 +226,8 @@ class SlaLimits:
             if row["state"] in RUNNING and key not in still:
                 clocks.put(key, row | {"state": "ended", "stopped_at": row["started_at"]})
         for case_id, case in live.items():
-            cases.put(case_id, case.row)
+            if case.row != cases.get(case_id):
+                cases.put(case_id, case.row)
             for limit in case.clocks.running.values():
                 _merge(clocks, _running_row(case_id, limit))
             for result in case.clocks.results:
@@ -260,9 +259,11 @@ class SlaLimits:
 
 
 def _merge(clocks: Rows, row: dict[str, Any]) -> None:
-    """Write a limit's row, keeping whether its breach is on the case."""
+    """Write a limit's row if it changed, keeping whether its breach is on the case."""
     previous = clocks.get(row["clock_id"])
-    clocks.put(row["clock_id"], row | {"recorded": bool(previous and previous["recorded"])})
+    row = row | {"recorded": bool(previous and previous["recorded"])}
+    if previous is None or _stored(previous) != row:
+        clocks.put(row["clock_id"], row)
 
 
 def open_limits(conn: Connection, *, assignee: str | None = None, tier: str | None = None,

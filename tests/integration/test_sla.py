@@ -6,6 +6,9 @@ answers what runs and what was breached."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -380,3 +383,30 @@ async def test_a_changed_policy_applies_to_running_limits_at_the_next_start(
         assert mine == {"first_response": 300, "plan": 3600}, "resolution and loop are no longer limited"
     finally:
         await second.stop()
+
+
+async def test_the_cli_shows_the_same_as_the_queries(
+        runtime: Runtime, client: Client, clock: FakeClock, settings: Settings) -> None:
+    late = (await client.register_complaint(priority="urgent"))["aggregate_id"]
+    clock.advance(minutes=20)
+    fresh = (await client.register_complaint(priority="normal"))["aggregate_id"]
+    await settle(runtime)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env |= {"TICKETING_DATA_DIR": str(settings.data_dir), "COLUMNS": "250"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).parent / "ticketing"), "sla", *args], env=env,
+                              capture_output=True, text=True, timeout=30, check=False)
+
+    table = await asyncio.to_thread(run, "--metric", "first_response")
+    assert table.returncode == 0, table.stderr
+    lines = [line for line in table.stdout.splitlines() if late in line or fresh in line]
+    assert [late in lines[0], fresh in lines[1]] == [True, True], "the most urgent first"
+    assert "breached" in lines[0] and "-5m" in lines[0] and "30m" in lines[1]
+
+    breaches = await asyncio.to_thread(run, "--breaches", "--json")
+    reply = orjson.loads(breaches.stdout)
+    assert reply == {**await client.query("sla.breaches", {}), "at": reply["at"]}
+    assert [b["case_id"] for b in reply["breaches"]] == [late]
+    bad = await asyncio.to_thread(run, "--breaches", "--since", "yesterday")
+    assert bad.returncode == 1 and "validation_error" in bad.stdout

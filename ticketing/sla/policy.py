@@ -88,10 +88,18 @@ class SlaPolicy:
     calendars: dict[str, Calendar] = field(default_factory=dict)
     warning_at: float = 0.75
     calendar: str = "24x7"
+    _targets: dict[tuple[str, str, str, str], Target | None] = field(default_factory=dict, compare=False,
+                                                                   repr=False)
 
     def target(self, kind: str, tier: str, priority: str, metric: str) -> Target | None:
         """The most specific matching limit that sets this metric (on a tie,
         the later one in the file); None when no limit applies."""
+        key = (kind, tier, priority, metric)
+        if key not in self._targets:
+            self._targets[key] = self._find(*key)
+        return self._targets[key]
+
+    def _find(self, kind: str, tier: str, priority: str, metric: str) -> Target | None:
         best: Limit | None = None
         for limit in self.limits:
             if metric in limit.targets and limit.matches(kind, tier, priority):
