@@ -122,13 +122,13 @@ def _running_row(case_id: str, running: Running) -> dict[str, Any]:
     })
 
 
-def _result_row(case_id: str, result: Result, calendar: str) -> dict[str, Any]:
+def _result_row(case_id: str, result: Result) -> dict[str, Any]:
     state = "ended" if result.met is None else "met" if result.met else "missed"
     return _stored({
         "clock_id": clock_id(case_id, result.metric, result.cycle), "case_id": case_id,
         "metric": result.metric, "cycle": result.cycle, "state": state, "started_at": result.started_at,
         "paused_at": None, "paused_seconds": 0.0, "limit_seconds": int(result.limit.total_seconds()),
-        "calendar": calendar, "deadline": result.deadline, "warning_at": None,
+        "calendar": result.calendar, "deadline": result.deadline, "warning_at": None,
         "breached_at": result.breached_at, "stopped_at": result.stopped_at,
         "elapsed_seconds": result.elapsed.total_seconds(),
     })
@@ -138,8 +138,9 @@ def _result_row(case_id: str, result: Result, calendar: str) -> dict[str, Any]:
 class _Case:
     row: dict[str, Any]
     clocks: CaseClocks
-    calendars: dict[str, str]
-    """metric -> the calendar name of the running limit (kept for its result row)"""
+    loaded: dict[str, Running]
+    """The running limits as read (by metric): those still the same objects
+    afterwards did not change and are not written again."""
 
 
 class SlaLimits:
@@ -197,7 +198,6 @@ class SlaLimits:
             else:
                 case.clocks.on(name, at, self.policy)
             case.row["cycle"] = case.clocks.cycle
-            case.calendars.update((m, r.target.calendar.name) for m, r in case.clocks.running.items())
         self._put(live, cases, clocks)
         customers.write()
         cases.write()
@@ -214,8 +214,7 @@ class SlaLimits:
             case = live[row["case_id"]]
             running = running_from(row, case.row, self.policy)
             if running is not None:
-                case.clocks.running[running.metric] = running
-                case.calendars[running.metric] = running.target.calendar.name
+                case.clocks.running[running.metric] = case.loaded[running.metric] = running
         return live
 
     @staticmethod
@@ -228,10 +227,11 @@ class SlaLimits:
         for case_id, case in live.items():
             if case.row != cases.get(case_id):
                 cases.put(case_id, case.row)
-            for limit in case.clocks.running.values():
-                _merge(clocks, _running_row(case_id, limit))
+            for metric, limit in case.clocks.running.items():
+                if limit is not case.loaded.get(metric):
+                    _merge(clocks, _running_row(case_id, limit))
             for result in case.clocks.results:
-                _merge(clocks, _result_row(case_id, result, case.calendars.get(result.metric, "24x7")))
+                _merge(clocks, _result_row(case_id, result))
 
     def retarget(self, conn: Connection) -> int:
         """Count every running limit against the policy as it is now (run at
@@ -259,11 +259,9 @@ class SlaLimits:
 
 
 def _merge(clocks: Rows, row: dict[str, Any]) -> None:
-    """Write a limit's row if it changed, keeping whether its breach is on the case."""
+    """Write a limit's row, keeping whether its breach is on the case."""
     previous = clocks.get(row["clock_id"])
-    row = row | {"recorded": bool(previous and previous["recorded"])}
-    if previous is None or _stored(previous) != row:
-        clocks.put(row["clock_id"], row)
+    clocks.put(row["clock_id"], row | {"recorded": bool(previous and previous["recorded"])})
 
 
 def open_limits(conn: Connection, *, assignee: str | None = None, tier: str | None = None,

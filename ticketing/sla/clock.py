@@ -93,6 +93,7 @@ class Result:
     breached_at: datetime | None
     deadline: datetime | None
     """The deadline it counted against when it stopped."""
+    calendar: str
 
 
 @dataclass
@@ -157,7 +158,7 @@ class CaseClocks:
         elapsed = running.elapsed(at)
         self.results.append(Result(metric, running.cycle, running.started_at, at, elapsed, running.target.limit,
                                    running.breached_at is None if reached else None, running.breached_at,
-                                   running.deadline))
+                                   running.deadline, running.target.calendar.name))
 
     @staticmethod
     def _resume(running: Running, at: datetime) -> Running:
