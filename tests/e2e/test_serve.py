@@ -267,3 +267,54 @@ async def test_a_worker_that_dies_is_started_again_and_catches_up(
     [again] = children_of(serve.process.pid)
     assert again != worker
     assert serve.interrupt() == 0
+
+
+async def test_serve_killed_while_limits_fall_due_raises_each_breach_once(
+        tmp_path: Path, nats_server: EmbeddedNats, serves: list[Serve]) -> None:
+    data = tmp_path / "data"
+    policy = tmp_path / "sla.toml"
+    policy.write_text('[[limit]]\nfirst_response = "2s"\n')
+    env = {"TICKETING_NATS_URL": nats_server.url, "TICKETING_DATA_DIR": str(data),
+           "TICKETING_SLA_POLICY": str(policy)}
+    serves.append(first := Serve(tmp_path, env))
+    first.wait_ready(data)
+    nc = await nats.connect(nats_server.url)
+    try:
+        customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
+        cases = []
+        for _ in range(8):  # deadlines 0.25 s apart, the kill in the middle of them
+            reply = await send(nc, "ticketing.v1.commands.complaint.register",
+                               complaint_data(customer_id=customer["aggregate_id"]))
+            cases.append(reply["aggregate_id"])
+            await asyncio.sleep(0.25)
+        first.kill()
+        serves.append(second := Serve(tmp_path, env))
+        second.wait_ready(data)
+        js = nc.jetstream()
+
+        async def breaches() -> dict[str, int]:
+            found: dict[str, int] = {}
+            info = await js.stream_info("TICKETING_ALERTS")
+            for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
+                alert = orjson.loads((await js.get_msg("TICKETING_ALERTS", seq=seq)).data)
+                if alert["type"] == "sla.breached":
+                    found[alert["case_id"]] = found.get(alert["case_id"], 0) + 1
+            return found
+
+        async def all_breached() -> bool:
+            return set(cases) <= (await breaches()).keys()
+        await wait_for(all_breached, timeout=30)
+        await asyncio.sleep(1.0)  # a few more ticks
+        assert await breaches() == dict.fromkeys(cases, 1)
+
+        async def recorded(case_id: str) -> int:
+            msg = await nc.request("ticketing.v1.queries.case.history", orjson.dumps({"case_id": case_id}),
+                                   timeout=10)
+            reply = orjson.loads(msg.data)
+            return sum(e["type"] == "complaint.sla_breached" for e in reply["events"])
+        for case_id in cases:
+            await wait_for(lambda case_id=case_id: recorded(case_id), timeout=10)
+            assert await recorded(case_id) == 1
+    finally:
+        await nc.close()
+    assert second.interrupt() == 0
