@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.envelope import Actor, EventEnvelope
 from contracts.types import Metric, Priority, ShortText, Tier, Time
@@ -125,9 +125,105 @@ class SlaBreachesReply(BaseModel):
     breaches: list[SlaBreach]
 
 
+class Dashboard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Figures(BaseModel):
+    """What happened in a period (`registered` and `resolved` by case kind;
+    rates are shares from 0 to 1, None when there was nothing to count)."""
+
+    period: str
+    start: Time
+    end: Time
+    registered: dict[str, int]
+    resolved: dict[str, int]
+    first_contact_rate: float | None
+    first_response_on_time: float | None
+    resolution_on_time: float | None
+    callbacks_done: int
+    callbacks_missed: int
+    satisfaction: float | None
+    """Average callback score (0-100) of the cases revisited in the period."""
+    revisits: int
+
+
+class DashboardReply(BaseModel):
+    ok: Literal[True] = True
+    at: Time
+    timezone: str
+    open_total: int
+    open: dict[str, dict[str, int]]
+    """Open cases by kind, status, priority, tier, category, region and assignee."""
+    backlog: dict[str, int]
+    """Open cases by age."""
+    today: Figures
+    month: Figures
+    limits_at_risk: int
+    limits_breached: int
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    period: Annotated[StrictStr, Field(pattern=r"^\d{4}-(\d{2}|[Qq][1-4])$", examples=["2026-11", "2026-Q4"])]
+
+
+class Ranked(BaseModel):
+    name: str
+    count: int
+
+
+class WeekScore(BaseModel):
+    week: str
+    start: Time
+    end: Time
+    average: float | None
+    count: int
+
+
+class OnTime(BaseModel):
+    met: int
+    missed: int
+    rate: float | None
+
+
+class TypicalCase(BaseModel):
+    case_id: UUID
+    kind: str
+    category: str | None
+    product: str | None
+    region: str | None
+    tier: str
+    why: list[str]
+
+
+class ReportReply(BaseModel):
+    ok: Literal[True] = True
+    period: str
+    start: Time
+    end: Time
+    timezone: str
+    figures: Figures
+    previous: Figures
+    complaint_rate: float | None
+    """Complaints per 100 customers."""
+    complaint_rate_previous: float | None
+    complaint_rate_change: float | None
+    """Relative change against the previous period (0.1 = 10 % more)."""
+    satisfaction_trend: list[WeekScore]
+    on_time: dict[str, OnTime]
+    top: dict[str, list[Ranked]]
+    typical_cases: list[TypicalCase]
+    targets: dict[str, float]
+    misses: list[str]
+
+
 QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "case.history": (CaseHistory, CaseHistoryReply),
     "customer.get": (CustomerGet, CustomerGetReply),
     "sla.open": (SlaOpen, SlaOpenReply),
     "sla.breaches": (SlaBreaches, SlaBreachesReply),
+    "dashboard": (Dashboard, DashboardReply),
+    "report": (Report, ReportReply),
 }

@@ -8,6 +8,7 @@ import asyncio
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError
@@ -20,6 +21,10 @@ from contracts.queries import (
     CaseHistoryReply,
     CustomerGet,
     CustomerGetReply,
+    Dashboard,
+    DashboardReply,
+    Report,
+    ReportReply,
     SlaBreach,
     SlaBreaches,
     SlaBreachesReply,
@@ -29,7 +34,8 @@ from contracts.queries import (
 )
 from handlers.commands import error_reply, problems_of
 from handlers.translate import envelope, names, state_json
-from projections import sla
+from projections import figures, sla
+from ticketing import periods
 from ticketing.customer import Customer
 from ticketing.sla.policy import SlaPolicy
 from ticketing.values import Role
@@ -65,11 +71,13 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistor
 
 
 class QueryService:
-    def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy) -> None:
+    def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy,
+                 zone: ZoneInfo = ZoneInfo("UTC")) -> None:
         self.store = store
         self.clock = clock
         self.readmodels = readmodels
         self.policy = policy
+        self.zone = zone
 
     async def sla_open(self, raw: bytes) -> bytes:
         query = _parse(SlaOpen, raw, "sla.open")
@@ -92,6 +100,28 @@ class QueryService:
         now = self.clock()
         reply = await asyncio.to_thread(self._sla_breaches, query, now)
         return orjson.dumps(reply.model_dump(mode="json"))
+
+    async def dashboard(self, raw: bytes) -> bytes:
+        query = _parse(Dashboard, raw, "dashboard")
+        if isinstance(query, bytes):
+            return query
+        now = self.clock()
+
+        def read() -> DashboardReply:
+            with self.readmodels.connect() as conn:
+                return DashboardReply.model_validate(figures.dashboard(conn, now, self.zone))
+        return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
+
+    async def report(self, raw: bytes) -> bytes:
+        query = _parse(Report, raw, "report")
+        if isinstance(query, bytes):
+            return query
+        period = periods.parse(query.period, self.zone)
+
+        def read() -> ReportReply:
+            with self.readmodels.connect() as conn:
+                return ReportReply.model_validate(figures.report(conn, period, self.zone))
+        return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
     def _sla_breaches(self, query: SlaBreaches, now: datetime) -> SlaBreachesReply:
         with self.readmodels.connect() as conn:

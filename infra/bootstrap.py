@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import nats
 from eventsourcing.persistence import Notification
@@ -43,6 +44,7 @@ from infra.sla_monitor import SlaMonitor, ensure_alert_stream
 from infra.store import EventStore
 from infra.streams import ensure_event_stream
 from infra.writer import GroupCommitWriter
+from projections.activity import Activity
 from projections.base import create_tables
 from projections.case_summary import CaseSummary
 from projections.sla import SlaLimits
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 
 
 def projections(policy: SlaPolicy) -> list[Any]:
-    return [CaseSummary(), SlaLimits(policy)]
+    return [CaseSummary(), SlaLimits(policy), Activity()]
 
 
 async def connect_nats(url: str) -> Nats:
@@ -262,7 +264,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1)
         commands = CommandService(store, writer, clock, compensation_limit=settings.compensation_limit)
-        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy))
+        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone)))
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, embedded)
         if worker == "inline":
             runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock)

@@ -8,7 +8,9 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import click
@@ -204,6 +206,90 @@ def _span(seconds: float) -> str:
     if days:
         return f"{sign}{days}d{hours}h"
     return f"{sign}{hours}h{minutes:02d}m" if hours else f"{sign}{minutes}m"
+
+
+@main.command()
+@click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
+@click.option("--every", type=float, default=2.0, show_default=True, help="seconds between refreshes")
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+def dashboard(watch: bool, every: float, as_json: bool) -> None:
+    """The live dashboard: open work, today's and this month's figures, limits at risk."""
+    reply = asyncio.run(_request("ticketing.v1.queries.dashboard", {}))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    if not watch:
+        console.print(_dashboard(reply))
+        return
+    from rich.live import Live
+
+    with Live(_dashboard(reply), console=console, screen=False, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(every)
+                live.update(_dashboard(asyncio.run(_request("ticketing.v1.queries.dashboard", {}))), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _dashboard(reply: dict[str, Any]) -> Any:
+    from rich.columns import Columns
+    from rich.console import Group
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    figures = Table(title=f"as of {reply['at']} ({reply['timezone']})")
+    figures.add_column("")
+    for label in ("today", "this month"):
+        figures.add_column(label, justify="right")
+    today, month = reply["today"], reply["month"]
+    for label, value in (
+            ("complaints registered", lambda f: str(f["registered"]["complaint"])),
+            ("repair jobs registered", lambda f: str(f["registered"]["repair_job"])),
+            ("resolved", lambda f: str(sum(f["resolved"].values()))),
+            ("first-contact resolution", lambda f: share(f["first_contact_rate"])),
+            ("first response on time", lambda f: share(f["first_response_on_time"])),
+            ("resolution on time", lambda f: share(f["resolution_on_time"])),
+            ("callbacks done / missed", lambda f: f"{f['callbacks_done']} / {f['callbacks_missed']}"),
+            ("average satisfaction", lambda f: "-" if f["satisfaction"] is None else f"{f['satisfaction']:.1f}")):
+        figures.add_row(label, value(today), value(month))
+    limits = f"[yellow]{reply['limits_at_risk']} limits at risk[/]   [red]{reply['limits_breached']} breached[/]"
+    tables = []
+    for name in ("kind", "status", "priority", "tier", "category", "region", "assignee"):
+        table = Table(title=f"open by {name}")
+        table.add_column(name)
+        table.add_column("cases", justify="right")
+        for value, count in list(reply["open"][name].items())[:8]:
+            table.add_row(value, str(count))
+        tables.append(table)
+    backlog = Table(title="backlog by age")
+    backlog.add_column("age")
+    backlog.add_column("cases", justify="right")
+    for label, count in reply["backlog"].items():
+        backlog.add_row(label, str(count))
+    return Group(figures, limits, f"[bold]{reply['open_total']} open cases[/]", Columns([backlog, *tables]))
+
+
+@main.command()
+@click.option("--month", help="a month, e.g. 2026-11")
+@click.option("--quarter", help="a quarter, e.g. 2026-Q4")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="where to write the files")
+def report(month: str | None, quarter: str | None, out: Path) -> None:
+    """The monthly or quarterly service-quality report: HTML with charts, JSON and CSV."""
+    if bool(month) == bool(quarter):
+        raise click.UsageError("give --month or --quarter")
+    reply = asyncio.run(_request("ticketing.v1.queries.report", {"period": month or quarter}, timeout=60))
+    if not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(1)
+    from infra.report_files import write
+
+    for path in write(reply, out):
+        console.print(f"wrote {path}")
+    for miss in reply["misses"]:
+        console.print(f"[red]missed:[/] {miss}")
 
 
 @main.command()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,12 +51,23 @@ class Settings(BaseSettings):
     """The most compensation an agent may grant; above it a supervisor resolves."""
     sla_policy: Path | None = None
     """The SLA policy file (TOML); default: infra/sla_policy.toml, shipped with the product."""
+    timezone: str = "UTC"
+    """The department's time zone: where its days, months and quarters begin (dashboard, report)."""
     sla_tick_seconds: float = 0.2
     """How often the SLA monitor looks for limits falling due (an alert comes at most this late)."""
     callback_delay_hours: float = 24.0
     """A resolved case's callback is due this long after the resolution (回访: within the day)."""
     callback_max_attempts: int = 3
     """Failed attempts after which a callback is missed."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai, UTC)") from None
+        return value
 
     @property
     def event_store_url(self) -> str:

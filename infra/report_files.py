@@ -1,0 +1,129 @@
+"""The quality report as files: a self-contained HTML page (charts as inline
+SVG drawn by matplotlib; no script, no external file), the same figures as
+JSON, and as CSV (one row per figure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+TARGET_STYLE = {"color": "#c0392b", "linestyle": "--", "linewidth": 1.2}
+
+
+def _svg(figure: Any) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # inline: without the XML prolog and doctype
+
+
+def charts(report: dict[str, Any]) -> dict[str, str]:
+    """Inline SVG charts, each with its handbook target drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # Text stays text in the SVG: the browser draws it with its own fonts,
+    # so Chinese product and region names show (matplotlib's font has no CJK).
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    from matplotlib import pyplot as plt
+
+    drawn: dict[str, str] = {}
+    targets = report["targets"]
+
+    trend = report["satisfaction_trend"]
+    fig, ax = plt.subplots(figsize=(6.4, 2.8))
+    ax.plot(range(len(trend)), [w["average"] if w["average"] is not None else float("nan") for w in trend],
+            marker="o", color="#2c7fb8", label="average score")
+    ax.set_xticks(range(len(trend)), [w["week"] for w in trend], fontsize=8)
+    ax.axhline(targets["satisfaction"], **TARGET_STYLE, label=f"target {targets['satisfaction']:.0f}")
+    ax.set_ylim(0, 100)
+    ax.set_title("Satisfaction by week")
+    ax.legend(loc="lower right", fontsize=8)
+    drawn["satisfaction"] = _svg(fig)
+    plt.close(fig)
+
+    limits = report["on_time"]
+    names = list(limits)
+    fig, ax = plt.subplots(figsize=(6.4, 2.8))
+    rates = [100 * limits[n]["rate"] if limits[n]["rate"] is not None else 0 for n in names]
+    bars = ax.bar(names, rates, color=["#2c7fb8" if r >= 100 * targets["on_time"] else "#e67e22" for r in rates])
+    ax.bar_label(bars, labels=[f"{r:.0f}%" if limits[n]["rate"] is not None else "-" for n, r in zip(
+        names, rates, strict=True)], fontsize=8)
+    ax.axhline(100 * targets["on_time"], **TARGET_STYLE, label=f"target {targets['on_time']:.0%}")
+    ax.set_ylim(0, 105)
+    ax.set_title("On time, per limit (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    drawn["on_time"] = _svg(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 2.2))
+    now, then = report["figures"]["first_contact_rate"], report["previous"]["first_contact_rate"]
+    periods = [report["previous"]["period"], report["figures"]["period"]]
+    values = [100 * (then or 0), 100 * (now or 0)]
+    ax.barh(periods, values, color=["#95a5a6", "#2c7fb8"])
+    ax.axvline(100 * targets["first_contact"], **TARGET_STYLE, label=f"target {targets['first_contact']:.0%}")
+    ax.set_xlim(0, 100)
+    ax.set_title("First-contact resolution (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    drawn["first_contact"] = _svg(fig)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 2.6))
+    for ax, (title, key) in zip(axes, (("Top categories", "categories"), ("Top products", "products"),
+                                       ("Top regions", "regions")), strict=True):
+        ranked = list(reversed(report["top"][key]))
+        ax.barh([r["name"] for r in ranked], [r["count"] for r in ranked], color="#2c7fb8")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    drawn["top"] = _svg(fig)
+    plt.close(fig)
+    return drawn
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(section, figure, value): the report flattened for the CSV file."""
+    found: list[tuple[str, str, Any]] = [("period", "name", report["period"]),
+                                         ("period", "start", report["start"]), ("period", "end", report["end"])]
+    for section in ("figures", "previous"):
+        for key, value in report[section].items():
+            if isinstance(value, dict):
+                found += [(section, f"{key}.{k}", v) for k, v in value.items()]
+            elif key not in ("start", "end"):
+                found.append((section, key, value))
+    found += [("complaint_rate", key, report[key]) for key in
+              ("complaint_rate", "complaint_rate_previous", "complaint_rate_change")]
+    found += [("satisfaction_trend", w["week"], w["average"]) for w in report["satisfaction_trend"]]
+    for metric, counts in report["on_time"].items():
+        found += [("on_time", f"{metric}.{k}", v) for k, v in counts.items()]
+    for key, ranked in report["top"].items():
+        found += [(f"top_{key}", r["name"], r["count"]) for r in ranked]
+    found += [("typical_case", c["case_id"], "; ".join(c["why"])) for c in report["typical_cases"]]
+    found += [("miss", str(i + 1), text) for i, text in enumerate(report["misses"])]
+    return found
+
+
+def write(report: dict[str, Any], directory: Path) -> list[Path]:
+    """Write report-<period>.html, .json and .csv; returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / f"report-{report['period']}"
+    html, json_file, csv_file = stem.with_suffix(".html"), stem.with_suffix(".json"), stem.with_suffix(".csv")
+    environment = Environment(loader=PackageLoader("infra", "templates"), autoescape=select_autoescape())
+    zone = ZoneInfo(report["timezone"])
+    last_day = datetime.fromisoformat(report["end"]).astimezone(zone) - timedelta(days=1)
+    dates = (datetime.fromisoformat(report["start"]).astimezone(zone).date(), last_day.date())
+    page = environment.get_template("report.html").render(report=report, charts=charts(report), dates=dates)
+    html.write_text(page, encoding="utf-8")
+    json_file.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    with csv_file.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["section", "figure", "value"])
+        writer.writerows(("" if v is None else v for v in row) for row in rows(report))
+    return [html, json_file, csv_file]
