@@ -107,7 +107,7 @@ first_response = "{BENCH_LIMIT:.0f}s"
 
 class Serve:
     def __init__(self, data_dir: Path, nats_url: str) -> None:
-        from infra.sla import DEFAULT_POLICY
+        from infra.config_files import DEFAULT_POLICY
 
         policy = data_dir.parent / "sla_policy.toml"
         policy.write_text(DEFAULT_POLICY.read_text() + BENCH_POLICY)

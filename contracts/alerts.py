@@ -44,3 +44,48 @@ class SlaAlert(BaseModel):
 
 
 ALERTS: dict[str, type[BaseModel]] = {"sla.warning": SlaAlert, "sla.breached": SlaAlert}
+
+
+class DangerReason(BaseModel):
+    rule: str
+    type: str
+    level: Literal["watch", "high", "critical"]
+    text: str
+    case_ids: list[UUID]
+    since: Time
+
+
+class DangerousCustomer(BaseModel):
+    """A customer on the dangerous-customer list (危险客户统计表)."""
+
+    customer_id: UUID
+    tier: Tier
+    region: str | None
+    level: Literal["watch", "high", "critical"]
+    danger_type: Literal["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"]
+    types: dict[str, str]
+    """Every danger type that holds, with its level."""
+    reasons: list[DangerReason]
+    entered_at: Time
+    counter_measure: str
+
+
+class CustomerAlert(BaseModel):
+    """`customer.dangerous`: a customer entered the list or moved to a higher
+    level (`previous_level` is None on entering); `customer.cleared`: they
+    left it (their reasons aged out, or a supervisor cleared them)."""
+
+    id: UUID
+    type: Literal["customer.dangerous", "customer.cleared"]
+    raised_at: Time
+    customer_id: UUID
+    level: Literal["watch", "high", "critical"] | None
+    previous_level: Literal["watch", "high", "critical"] | None
+    danger_type: str
+    entered_at: Time
+    reasons: list[DangerReason]
+    counter_measure: str | None
+
+
+ALERTS["customer.dangerous"] = CustomerAlert
+ALERTS["customer.cleared"] = CustomerAlert

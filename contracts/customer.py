@@ -44,11 +44,18 @@ class Unflag(Command):
     reason: Text
 
 
+class ClearDanger(Command):
+    """Supervisor or above: off the dangerous-customer list, with a reason (kept in history)."""
+
+    reason: Text
+
+
 COMMANDS: dict[str, type[Command]] = {
     "register": RegisterCustomer,
     "change_tier": ChangeTier,
     "flag": Flag,
     "unflag": Unflag,
+    "clear_danger": ClearDanger,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -75,9 +82,14 @@ class Unflagged(EventData):
     reason: str
 
 
+class DangerCleared(EventData):
+    reason: str
+
+
 EVENTS: dict[str, type[EventData]] = {
     "registered": CustomerRegistered,
     "tier_changed": TierChanged,
     "flagged": Flagged,
     "unflagged": Unflagged,
+    "danger_cleared": DangerCleared,
 }

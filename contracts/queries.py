@@ -7,6 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from contracts.alerts import DangerousCustomer
 from contracts.envelope import Actor, EventEnvelope
 from contracts.types import Metric, Priority, ShortText, Tier, Time
 
@@ -219,6 +220,22 @@ class ReportReply(BaseModel):
     misses: list[str]
 
 
+class CustomersDangerous(BaseModel):
+    """The dangerous-customer list, the most dangerous first; filters optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["watch", "high", "critical"] | None = None
+    """Only customers at this level or above."""
+    danger_type: Literal["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"] | None = None
+
+
+class CustomersDangerousReply(BaseModel):
+    ok: Literal[True] = True
+    at: Time
+    customers: list[DangerousCustomer]
+
+
 QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "case.history": (CaseHistory, CaseHistoryReply),
     "customer.get": (CustomerGet, CustomerGetReply),
@@ -226,4 +243,5 @@ QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "sla.breaches": (SlaBreaches, SlaBreachesReply),
     "dashboard": (Dashboard, DashboardReply),
     "report": (Report, ReportReply),
+    "customers.dangerous": (CustomersDangerous, CustomersDangerousReply),
 }

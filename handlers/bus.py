@@ -62,6 +62,7 @@ def include_handlers(broker: NatsBroker, commands: CommandService, queries: Quer
         "sla.breaches": (queries.sla_breaches, "Limits breached in a period, the latest first."),
         "dashboard": (queries.dashboard, "Open work, today's and this month's figures, limits at risk."),
         "report": (queries.report, "The quality report of a month (2026-11) or a quarter (2026-Q4)."),
+        "customers.dangerous": (queries.customers_dangerous, "The dangerous-customer list with reasons."),
     }.items():
         broker.subscriber(query_subject(name), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body, title=name,
                           description=description)(_query_handler(answer, name))

@@ -21,6 +21,8 @@ from contracts.queries import (
     CaseHistoryReply,
     CustomerGet,
     CustomerGetReply,
+    CustomersDangerous,
+    CustomersDangerousReply,
     Dashboard,
     DashboardReply,
     Report,
@@ -35,8 +37,10 @@ from contracts.queries import (
 from handlers.commands import error_reply, problems_of
 from handlers.translate import envelope, names, state_json
 from projections import figures, sla
+from projections.danger import dangerous_list
 from ticketing import periods
 from ticketing.customer import Customer
+from ticketing.danger import LEVELS, Rules
 from ticketing.sla.policy import SlaPolicy
 from ticketing.values import Role
 
@@ -72,8 +76,9 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistor
 
 class QueryService:
     def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy,
-                 zone: ZoneInfo = ZoneInfo("UTC")) -> None:
+                 zone: ZoneInfo, danger_rules: Rules) -> None:
         self.store = store
+        self.danger_rules = danger_rules
         self.clock = clock
         self.readmodels = readmodels
         self.policy = policy
@@ -110,6 +115,21 @@ class QueryService:
         def read() -> DashboardReply:
             with self.readmodels.connect() as conn:
                 return DashboardReply.model_validate(figures.dashboard(conn, now, self.zone))
+        return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
+
+    async def customers_dangerous(self, raw: bytes) -> bytes:
+        query = _parse(CustomersDangerous, raw, "customers.dangerous")
+        if isinstance(query, bytes):
+            return query
+        now = self.clock()
+
+        def read() -> CustomersDangerousReply:
+            with self.readmodels.connect() as conn:
+                found = dangerous_list(conn, self.danger_rules, now)
+            least = LEVELS.index(query.level) if query.level else 0
+            return CustomersDangerousReply(at=now, customers=[
+                c for c in found if LEVELS.index(c.level) >= least
+                and (query.danger_type is None or query.danger_type in c.types)])
         return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
     async def report(self, raw: bytes) -> bytes:

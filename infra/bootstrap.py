@@ -29,7 +29,10 @@ from handlers.commands import CommandService
 from handlers.policies import CallbackPolicy
 from handlers.queries import QueryService
 from handlers.translate import message
+from infra.alerts import ensure_alert_stream
 from infra.clock import Clock, utc_now
+from infra.config_files import load_danger_rules, load_sla_policy
+from infra.danger_monitor import DangerMonitor
 from infra.database import make_engine
 from infra.nats_server import EmbeddedNats
 from infra.policy_runner import PolicyRunner
@@ -39,14 +42,14 @@ from infra.rebuild import ensure_current
 from infra.relay import Relay
 from infra.secrets import cipher_key
 from infra.settings import Settings
-from infra.sla import load_sla_policy
-from infra.sla_monitor import SlaMonitor, ensure_alert_stream
+from infra.sla_monitor import SlaMonitor
 from infra.store import EventStore
 from infra.streams import ensure_event_stream
 from infra.writer import GroupCommitWriter
 from projections.activity import Activity
 from projections.base import create_tables
 from projections.case_summary import CaseSummary
+from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
 from ticketing.errors import DomainError
 from ticketing.sla.policy import SlaPolicy
@@ -55,7 +58,7 @@ log = logging.getLogger(__name__)
 
 
 def projections(policy: SlaPolicy) -> list[Any]:
-    return [CaseSummary(), SlaLimits(policy), Activity()]
+    return [CaseSummary(), SlaLimits(policy), Activity(), DangerousCustomers()]
 
 
 async def connect_nats(url: str) -> Nats:
@@ -93,12 +96,13 @@ class Worker:
     runners: list[ProjectionRunner]
     policies: list[PolicyRunner]
     sla: SlaMonitor
+    danger: DangerMonitor
     tasks: list[asyncio.Task[None]]
     wake: Any
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [*self.runners, *self.policies, self.sla]:
+        for runner in [*self.runners, *self.policies, self.sla, self.danger]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -126,10 +130,13 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     policies = [PolicyRunner(policy, nc, js) for policy in policies_for(settings, store)]
     sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
                      tick_seconds=settings.sla_tick_seconds)
-    await sla.prepare()  # before the projection's consumer starts
+    danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock, store_position=store.max_position,
+                           tick_seconds=settings.danger_tick_seconds)
+    for timer in (sla, danger):
+        await timer.prepare()  # before the projections' consumers start
     tasks = [asyncio.create_task(relay.run(), name="relay"),
-             *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla])]
-    return Worker(relay, runners, policies, sla, tasks, subscription)
+             *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla, danger])]
+    return Worker(relay, runners, policies, sla, danger, tasks, subscription)
 
 
 def policies_for(settings: Settings, store: EventStore) -> list[Any]:
@@ -231,7 +238,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     competes with command handling for one interpreter; a commit wakes the
     relay over the bus either way."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sla_policy = load_sla_policy(settings)  # a policy with an error is refused before anything starts
+    sla_policy = load_sla_policy(settings)  # a file with an error is refused before anything starts
+    danger_rules = load_danger_rules(settings)
     embedded = None
     nats_url = settings.nats_url
     if not nats_url:
@@ -264,7 +272,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1)
         commands = CommandService(store, writer, clock, compensation_limit=settings.compensation_limit)
-        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone)))
+        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules))
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, embedded)
         if worker == "inline":
             runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock)

@@ -43,7 +43,7 @@ def main() -> None:
 def serve() -> None:
     """Run everything: nats-server (unless TICKETING_NATS_URL is set), the event
     store, command handlers, relay and projections. Ctrl-C stops it all."""
-    from infra.sla import BadPolicy
+    from infra.config_files import BadPolicy
 
     settings = Settings()
     setup_logging(settings.log_level)
@@ -292,6 +292,34 @@ def report(month: str | None, quarter: str | None, out: Path) -> None:
         console.print(f"[red]missed:[/] {miss}")
 
 
+@main.group()
+def customers() -> None:
+    """Customers: the dangerous-customer list."""
+
+
+@customers.command("dangerous")
+@click.option("--level", type=click.Choice(["watch", "high", "critical"]), help="this level or above")
+@click.option("--type", "danger_type",
+              type=click.Choice(["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"]))
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+def customers_dangerous(level: str | None, danger_type: str | None, as_json: bool) -> None:
+    """The dangerous-customer list (危险客户统计表): who, why, since when, what to do."""
+    query = {k: v for k, v in {"level": level, "danger_type": danger_type}.items() if v}
+    reply = asyncio.run(_request("ticketing.v1.queries.customers.dangerous", query))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    table = Table(title=f"dangerous customers as of {reply['at']} ({len(reply['customers'])})")
+    for column in ("customer", "tier", "region", "level", "type", "since", "reasons (cases)", "counter-measure"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("customer", "since"))
+    for c in reply["customers"]:
+        reasons = "\n".join(f"{r['text']} ({', '.join(i[:8] for i in r['case_ids']) or '-'})" for r in c["reasons"])
+        style = {"critical": "bold red", "high": "red", "watch": "yellow"}[c["level"]]
+        table.add_row(c["customer_id"], c["tier"], c["region"] or "-", c["level"], c["danger_type"],
+                      c["entered_at"], reasons, c["counter_measure"], style=style)
+    console.print(table)
+
+
 @main.command()
 def worker() -> None:
     """Run the relay and the projections until stopped (what `serve` runs as
@@ -317,10 +345,10 @@ def projections() -> None:
 def rebuild_command(name: str | None) -> None:
     """Rebuild a projection (default: all) from the event store."""
     from infra.bootstrap import projections as all_projections
+    from infra.config_files import load_sla_policy
     from infra.database import make_engine
     from infra.rebuild import rebuild_projection
     from infra.secrets import cipher_key
-    from infra.sla import load_sla_policy
     from infra.store import EventStore
 
     settings = Settings()

@@ -25,7 +25,7 @@ DESCRIPTION = (
 def docs_app() -> FastStream:
     broker = NatsBroker()
     unused: Any = None
-    include_handlers(broker, CommandService(unused, unused, utc_now), QueryService(unused, utc_now, unused, unused))
+    include_handlers(broker, CommandService(unused, unused, utc_now), QueryService(unused, utc_now, unused, unused, unused, unused))
     describe_events(broker)
     return FastStream(broker, specification=AsyncAPI(title="ticketing bus", version="v1",
                                                       description=DESCRIPTION))

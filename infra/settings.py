@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     """The most compensation an agent may grant; above it a supervisor resolves."""
     sla_policy: Path | None = None
     """The SLA policy file (TOML); default: infra/sla_policy.toml, shipped with the product."""
+    danger_rules: Path | None = None
+    """The dangerous-customer rules (TOML); default: infra/danger_rules.toml, shipped with the product."""
+    danger_tick_seconds: float = 1.0
+    """How often the dangerous-customer monitor applies the rules (reasons age out with time)."""
     timezone: str = "UTC"
     """The department's time zone: where its days, months and quarters begin (dashboard, report)."""
     sla_tick_seconds: float = 0.2

@@ -25,22 +25,19 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid5
 
 import orjson
 from nats.aio.client import Client as Nats
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from contracts.alerts import ALERT_STREAM, SlaAlert
-from contracts.catalog import PREFIX, alert_subject, command_subject
+from contracts.alerts import SlaAlert
+from contracts.catalog import command_subject
+from infra.alerts import AlertTimer, alert_id
 from infra.clock import Clock
-from projections.base import marks_of
 from projections.sla import (
     SlaLimits,
     due_alerts,
@@ -55,20 +52,7 @@ from ticketing.sla.policy import SlaPolicy, spelled
 
 log = logging.getLogger(__name__)
 
-ALERT_NAMESPACE = UUID("5f0c8a3e-2b7d-4c1e-9e6a-8d3b1f4a7c20")
-DUPLICATE_WINDOW_SECONDS = 24 * 3600.0
-CATCH_UP_SECONDS = 2.0
-"""The longest a tick waits for the read model to catch up before looking anyway."""
 ACTOR = {"id": "sla-monitor", "role": "system"}
-
-
-async def ensure_alert_stream(js: JetStreamContext) -> None:
-    config = StreamConfig(name=ALERT_STREAM, subjects=[f"{PREFIX}.alerts.>"], storage=StorageType.FILE,
-                          duplicate_window=DUPLICATE_WINDOW_SECONDS)
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
 
 
 def alert_key(clock_id: str, alert: str) -> str:
@@ -88,7 +72,7 @@ def alert_of(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaAlert:
         reason = f"{row['metric']}: {elapsed / row['limit_seconds']:.0%} of the {limit} limit used"
     calendar = "" if row["calendar"] == "24x7" else f" (counted in {row['calendar']} hours)"
     return SlaAlert(
-        id=uuid5(ALERT_NAMESPACE, alert_key(row["clock_id"], alert)), type=f"sla.{alert}", raised_at=now,
+        id=alert_id(alert_key(row["clock_id"], alert)), type=f"sla.{alert}", raised_at=now,
         case_id=row["case_id"], case_type=row["kind"], customer_id=row["customer_id"], metric=row["metric"],
         cycle=row["cycle"], tier=row["tier"], priority=row["priority"], assignee=row["assignee"],
         started_at=row["started_at"], deadline=deadline, warning_at=row["warning_at"], elapsed_seconds=elapsed,
@@ -99,100 +83,44 @@ def spelled_seconds(seconds: int) -> str:
     return spelled(timedelta(seconds=seconds))
 
 
-class SlaMonitor:
+class SlaMonitor(AlertTimer):
+    name = "sla_monitor"
+
     def __init__(self, engine: Engine, policy: SlaPolicy, nc: Nats, js: JetStreamContext, clock: Clock, *,
                  store_position: Callable[[], int], projection: str = "sla", tick_seconds: float = 0.2,
                  command_timeout: float = 5.0) -> None:
-        self.engine = engine
+        super().__init__(engine, js, clock, store_position=store_position, projection=projection,
+                         tick_seconds=tick_seconds)
         self.policy = policy
         self.nc = nc
-        self.js = js
-        self.clock = clock
-        self.store_position = store_position
-        self.projection = projection
-        self.tick_seconds = tick_seconds
         self.command_timeout = command_timeout
-        self.raised = 0
-        self._stopping = False
-        self._ticking = asyncio.Lock()
-
-    @property
-    def durable(self) -> str:  # the name the worker's tasks go by
-        return "sla_monitor"
-
-    def stop(self) -> None:
-        self._stopping = True
 
     async def prepare(self) -> None:
         """Create the alert ledger (the read model's tables are the
         projection's), and count the running limits against the policy as
         it is now: the file may have changed since they were written."""
         await asyncio.to_thread(ledger_metadata.create_all, self.engine)
-        changed = await asyncio.to_thread(self._retarget)
+        changed = await asyncio.to_thread(self.write, SlaLimits(self.policy).retarget)
         if changed:
             log.info("SLA monitor: %d running limits now count against the current policy", changed)
 
-    def _retarget(self) -> int:
-        with self.engine.begin() as conn:
-            return SlaLimits(self.policy).retarget(conn)
-
-    async def run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.tick()
-            except Exception:  # noqa: BLE001 - a bad tick must not stop the timer
-                log.exception("SLA monitor tick failed; trying again")
-                await asyncio.sleep(1.0)
-            await asyncio.sleep(self.tick_seconds)
-
-    async def tick(self) -> int:
-        """Raise what is due now; returns how many alerts were raised."""
-        async with self._ticking:  # one tick at a time: a test may tick besides the loop
-            return await self._tick()
-
-    async def _tick(self) -> int:
-        now = self.clock()
-        await self._caught_up()
+    async def look(self, now: datetime) -> int:
         raised = 0
-        for row in await asyncio.to_thread(self._read, due_alerts, now):
+        for row in await asyncio.to_thread(self.read, due_alerts, now):
             if not await self._raise(row, now):
                 break
             raised += 1
-        for row in await asyncio.to_thread(self._read, unrecorded_breaches):
+        for row in await asyncio.to_thread(self.read, unrecorded_breaches):
             if not await self._record(row, now):
                 break
-        self.raised += raised
         return raised
-
-    async def _caught_up(self) -> None:
-        target = await asyncio.to_thread(self.store_position)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + CATCH_UP_SECONDS
-        while (await asyncio.to_thread(marks_of, self.engine, self.projection))[0] < target:
-            if loop.time() > give_up:
-                log.warning("SLA monitor: the read model is behind the store; looking anyway")
-                return
-            await asyncio.sleep(0.02)
-
-    def _read(self, query: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return query(conn, *args)
-
-    def _write(self, change: Callable[..., None], *args: Any) -> None:
-        with self.engine.begin() as conn:
-            change(conn, *args)
 
     async def _raise(self, row: dict[str, Any], now: datetime) -> bool:
         alert = alert_of(row, now, self.policy)
-        try:
-            await self.js.publish(alert_subject(alert.type), orjson.dumps(alert.model_dump(mode="json")),
-                                  stream=ALERT_STREAM,
-                                  headers={"Nats-Msg-Id": alert_key(row["clock_id"], row["alert"])})
-        except Exception as error:  # noqa: BLE001 - the bus is away: the next tick tries again
-            log.warning("SLA monitor: publishing %s failed (%s); trying again", alert.type, error)
+        if not await self.publish(alert, alert_key(row["clock_id"], row["alert"])):
             return False
         with contextlib.suppress(IntegrityError):  # another monitor noted it between our look and our note
-            await asyncio.to_thread(self._write, mark_raised, row["clock_id"], row["alert"], now)
+            await asyncio.to_thread(self.write, mark_raised, row["clock_id"], row["alert"], now)
         log.info("%s: %s %s cycle %d of %s %s", alert.type, row["metric"], "breached" if row["alert"] == "breached"
                  else "at risk", row["cycle"], row["kind"], row["case_id"])
         if row["alert"] == "breached":
@@ -202,7 +130,7 @@ class SlaMonitor:
     async def _record(self, row: dict[str, Any], now: datetime) -> bool:
         """Put the breach on the case; False when the command side is away."""
         key = alert_key(row["clock_id"], "breached")
-        command_id = uuid5(ALERT_NAMESPACE, key + "/record")
+        command_id = alert_id(key + "/record")
         body = {"command_id": str(command_id), "actor": ACTOR, "aggregate_id": row["case_id"],
                 "correlation_id": str(command_id),
                 "data": {"metric": row["metric"], "cycle": row["cycle"],
@@ -221,5 +149,5 @@ class SlaMonitor:
             return False
         if code is not None and code != "invalid_transition":  # invalid_transition: already on the case
             log.error("SLA monitor: the case refused breach %s: %s %s", key, code, answer["error"].get("message"))
-        await asyncio.to_thread(self._write, mark_recorded, row["clock_id"], now)
+        await asyncio.to_thread(self.write, mark_recorded, row["clock_id"], now)
         return True

@@ -26,6 +26,7 @@ LIFECYCLE = Lifecycle(
         "change_tier": Step(frozenset({ACTIVE}), None, LEADS),
         "flag": Step(frozenset({ACTIVE}), None, LEADS),
         "unflag": Step(frozenset({ACTIVE}), None, LEADS),
+        "clear_danger": Step(frozenset({ACTIVE}), None, LEADS),
     },
     register_roles=STAFF,
 )
@@ -46,6 +47,7 @@ class Customer(Case):
         self.waiting_on_customer = False
         self.marks: dict[str, dict[str, Any]] = {}
         self.mark_history: list[dict[str, Any]] = []
+        self.danger_clearances: list[dict[str, Any]] = []
 
     class Registered(Aggregate.Created, Case.Event):
         confidential = True
@@ -91,6 +93,14 @@ class Customer(Case):
                 "flagged": False, "mark": self.mark, "reason": self.reason, "at": self.timestamp,
                 "by": self.actor["id"]}]
 
+    class DangerCleared(Case.Event):
+        step = "clear_danger"
+        reason: str
+
+        def evolve(self, aggregate: Any) -> None:
+            aggregate.danger_clearances = [*aggregate.danger_clearances, {
+                "reason": self.reason, "at": self.timestamp, "by": self.actor["id"]}]
+
     @classmethod
     def register(cls, customer_id: UUID, ctx: Context, *, name: str, phone: str, tier: str, region: str,
                  address: str | None = None) -> Customer:
@@ -135,6 +145,15 @@ class Customer(Case):
         if mark not in self.marks:
             raise InvalidTransition(f"the customer is not marked {mark}")
         self._record(self.Unflagged, ctx, mark=mark, reason=reason_)
+
+    def clear_danger(self, ctx: Context, reason: str) -> None:
+        """A supervisor takes the customer off the dangerous-customer list:
+        what put them there no longer counts (new reasons do). Marks stay."""
+        self._step("clear_danger", ctx)
+        checks = Checks()
+        reason_ = checks.text("reason", reason)
+        checks.done()
+        self._record(self.DangerCleared, ctx, reason=reason_)
 
     def view(self, role: Role) -> dict[str, Any]:
         """The customer as `role` may see it: with contact data only for the

@@ -20,9 +20,9 @@ from sqlalchemy import delete, select
 
 from contracts.alerts import ALERT_STREAM
 from infra.bootstrap import Runtime, start
+from infra.config_files import load_sla_policy
 from infra.rebuild import rebuild_projection
 from infra.settings import Settings
-from infra.sla import load_sla_policy
 from infra.sla_monitor import SlaMonitor
 from projections.sla import SlaLimits, sla_alert, sla_clock
 from tests.conftest import Client, FakeClock, wait_for

@@ -6,12 +6,13 @@ the line and the reason."""
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ticketing import config
+from ticketing.config import ConfigError, Lines
 from ticketing.sla.calendar import AROUND_THE_CLOCK, WEEKDAYS, Calendar
 from ticketing.values import Metric
 
@@ -23,11 +24,8 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
-class PolicyError(ValueError):
-    def __init__(self, line: int | None, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}" if line else reason)
-        self.line = line
-        self.reason = reason
+PolicyError = ConfigError
+"""A mistake in the policy file (line and reason)."""
 
 
 def duration(text: str) -> timedelta:
@@ -113,37 +111,11 @@ class SlaPolicy:
 
     @classmethod
     def parse(cls, text: str) -> SlaPolicy:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            found = re.search(r"line (\d+)", str(error))
-            raise PolicyError(int(found.group(1)) if found else None, str(error)) from None
-        return _Reader(text).policy(data)
+        return _Reader(text).policy(config.load(text))
 
 
-class _Reader:
+class _Reader(Lines):
     """Turns the parsed file into a policy, naming the line of any mistake."""
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-
-    def line_of(self, key: str, section: str | None = None, nth: int = 0) -> int | None:
-        """The line of `key = ...` in the `nth` `section` (else the section's
-        own line), or at the top level."""
-        start, end = 0, len(self.lines)
-        if section is not None:
-            headers = [i for i, line in enumerate(self.lines) if line.strip().startswith(section)]
-            if nth >= len(headers):
-                return None
-            start = headers[nth] + 1
-            end = next((i for i in range(start, end) if self.lines[i].strip().startswith("[")), end)
-        for i in range(start, end):
-            if re.match(rf"^{re.escape(key)}\s*=", self.lines[i].strip()):
-                return i + 1
-        return start if section is not None else None
-
-    def fail(self, reason: str, key: str, section: str | None = None, nth: int = 0) -> PolicyError:
-        return PolicyError(self.line_of(key, section, nth), reason)
 
     def policy(self, data: dict[str, Any]) -> SlaPolicy:
         unknown = set(data) - {"defaults", "limit", "calendar"}

@@ -1,0 +1,129 @@
+"""What the product's alert raisers share (the SLA monitor, the
+dangerous-customer monitor): the JetStream stream alerts go to, publishing
+an alert once under a key, and a timer that looks at a read model on an
+injected clock once the read model has caught up with the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+import orjson
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+from pydantic import BaseModel
+from sqlalchemy import Engine
+
+from contracts.alerts import ALERT_STREAM
+from contracts.catalog import PREFIX, alert_subject
+from infra.clock import Clock
+from projections.base import marks_of
+
+log = logging.getLogger(__name__)
+
+ALERT_NAMESPACE = UUID("5f0c8a3e-2b7d-4c1e-9e6a-8d3b1f4a7c20")
+DUPLICATE_WINDOW_SECONDS = 24 * 3600.0
+CATCH_UP_SECONDS = 2.0
+"""The longest a tick waits for the read model to catch up before looking anyway."""
+
+
+async def ensure_alert_stream(js: JetStreamContext) -> None:
+    config = StreamConfig(name=ALERT_STREAM, subjects=[f"{PREFIX}.alerts.>"], storage=StorageType.FILE,
+                          duplicate_window=DUPLICATE_WINDOW_SECONDS)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
+def alert_id(key: str) -> UUID:
+    """An alert's id, the same for every copy of it."""
+    return uuid5(ALERT_NAMESPACE, key)
+
+
+class AlertTimer:
+    """Ticks every `tick_seconds`; each tick waits until the projection has
+    applied everything the store held when it began, then runs `look(now)`
+    with the clock's now. Subclasses say what to look at."""
+
+    name = "alerts"
+
+    def __init__(self, engine: Engine, js: JetStreamContext, clock: Clock, *, store_position: Callable[[], int],
+                 projection: str, tick_seconds: float) -> None:
+        self.engine = engine
+        self.js = js
+        self.clock = clock
+        self.store_position = store_position
+        self.projection = projection
+        self.tick_seconds = tick_seconds
+        self.raised = 0
+        self._stopping = asyncio.Event()
+        self._ticking = asyncio.Lock()
+
+    @property
+    def durable(self) -> str:  # the name the worker's tasks go by
+        return self.name
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def prepare(self) -> None:
+        """Before the projection's consumer starts."""
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            pause = self.tick_seconds
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - a bad tick must not stop the timer
+                log.exception("%s: tick failed; trying again", self.name)
+                pause = max(pause, 1.0)
+            with contextlib.suppress(TimeoutError):  # the pause between ticks, cut short by stop()
+                await asyncio.wait_for(self._stopping.wait(), pause)
+
+    async def tick(self) -> int:
+        """Raise what is due now; returns how many alerts were raised."""
+        async with self._ticking:  # one tick at a time: a test may tick besides the loop
+            now = self.clock()
+            await self._caught_up()
+            raised = await self.look(now)
+            self.raised += raised
+            return raised
+
+    async def look(self, now: datetime) -> int:
+        raise NotImplementedError
+
+    async def _caught_up(self) -> None:
+        target = await asyncio.to_thread(self.store_position)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + CATCH_UP_SECONDS
+        while (await asyncio.to_thread(marks_of, self.engine, self.projection))[0] < target:
+            if loop.time() > give_up:
+                log.warning("%s: the read model is behind the store; looking anyway", self.name)
+                return
+            await asyncio.sleep(0.02)
+
+    async def publish(self, alert: BaseModel, key: str) -> bool:
+        """Into the alerts stream under `key` (a copy within the duplicate
+        window is dropped); False when the bus is away."""
+        try:
+            await self.js.publish(alert_subject(alert.type), orjson.dumps(alert.model_dump(mode="json")),  # type: ignore[attr-defined]
+                                  stream=ALERT_STREAM, headers={"Nats-Msg-Id": key})
+        except Exception as error:  # noqa: BLE001 - the bus is away: the next tick tries again
+            log.warning("%s: publishing %s failed (%s); trying again", self.name, key, error)
+            return False
+        return True
+
+    def read(self, query: Callable[..., Any], *args: Any) -> Any:
+        with self.engine.connect() as conn:
+            return query(conn, *args)
+
+    def write(self, change: Callable[..., Any], *args: Any) -> Any:
+        with self.engine.begin() as conn:
+            return change(conn, *args)

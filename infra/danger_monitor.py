@@ -1,0 +1,88 @@
+"""The dangerous-customer monitor: each tick it applies the rules to the
+facts at the clock's now, and announces each change that needs a person,
+once: a customer entering the list or rising to a higher level
+(`ticketing.v1.alerts.customer.dangerous`), and leaving it
+(`ticketing.v1.alerts.customer.cleared`) when their reasons age out or a
+supervisor clears them. A level that falls is noted, not announced.
+
+Once: each alert's `Nats-Msg-Id` is derived from the customer, the start of
+their stay on the list and the level (or `cleared`), so a monitor that
+restarts before noting what it published publishes the same key again and the
+stream drops it; what was published is noted apart from the read model, so
+a rebuild announces nobody again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from sqlalchemy import Engine
+
+from contracts.alerts import CustomerAlert
+from infra.alerts import AlertTimer, alert_id
+from infra.clock import Clock
+from projections.danger import assess_all, ledger_metadata, note, published, reason_of
+from ticketing.danger import LEVELS, Assessment, Rules
+
+log = logging.getLogger(__name__)
+
+
+class DangerMonitor(AlertTimer):
+    name = "danger_monitor"
+
+    def __init__(self, engine: Engine, rules: Rules, js: JetStreamContext, clock: Clock, *,
+                 store_position: Callable[[], int], tick_seconds: float = 1.0) -> None:
+        super().__init__(engine, js, clock, store_position=store_position, projection="danger",
+                         tick_seconds=tick_seconds)
+        self.rules = rules
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(ledger_metadata.create_all, self.engine)
+
+    async def look(self, now: datetime) -> int:
+        states = await asyncio.to_thread(self.read, published)
+        assessed = await asyncio.to_thread(self.read, lambda conn: assess_all(conn, self.rules, now, set(states)))
+        raised = 0
+        for customer_id, (assessment, customer) in sorted(assessed.items()):
+            state = states.get(customer_id)
+            if assessment is not None and (state is None or _rank(assessment.level) > _rank(state["level"])):
+                entered_at = state["entered_at"] if state else assessment.since
+                alert = CustomerAlert(
+                    id=alert_id(key := _key(customer_id, entered_at, assessment.level)),
+                    type="customer.dangerous", raised_at=now, customer_id=customer_id, level=assessment.level,
+                    previous_level=state["level"] if state else None, danger_type=assessment.danger_type,
+                    entered_at=entered_at, reasons=[reason_of(r) for r in assessment.reasons],
+                    counter_measure=assessment.counter_measure)
+            elif assessment is None and state is not None:
+                alert = CustomerAlert(
+                    id=alert_id(key := _key(customer_id, state["entered_at"], "cleared")), type="customer.cleared",
+                    raised_at=now, customer_id=customer_id, level=None, previous_level=state["level"],
+                    danger_type=state["danger_type"], entered_at=state["entered_at"], reasons=[],
+                    counter_measure=None)
+            else:
+                if assessment is not None and state is not None and assessment.level != state["level"]:
+                    await asyncio.to_thread(self.write, note, customer_id, _state(assessment, state["entered_at"]))
+                continue
+            if not await self.publish(alert, key):
+                break
+            await asyncio.to_thread(self.write, note, customer_id,
+                                    _state(assessment, alert.entered_at) if assessment else None)
+            log.info("%s: customer %s (%s)", alert.type, customer_id, alert.level or "off the list")
+            raised += 1
+        return raised
+
+
+def _rank(level: str) -> int:
+    return LEVELS.index(level)
+
+
+def _key(customer_id: str, entered_at: datetime, what: str) -> str:
+    return f"danger/{customer_id}/{entered_at.isoformat()}/{what}"
+
+
+def _state(assessment: Assessment, entered_at: datetime) -> dict[str, Any]:
+    return {"level": assessment.level, "danger_type": assessment.danger_type, "entered_at": entered_at}

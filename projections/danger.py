@@ -1,0 +1,230 @@
+"""The dangerous-customer read model: the facts about each customer that the
+rules count (see ticketing/danger.py), each case's customer, each customer's
+tier and last clearance. The list itself is the rules applied to these facts
+at an instant: facts age out as time passes, with no event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+)
+
+from contracts.alerts import DangerousCustomer, DangerReason
+from projections.base import Envelope, Rows
+from projections.sla import utc
+from ticketing.danger import LEVELS, Assessment, Fact, Rules
+
+metadata = MetaData()
+
+danger_fact = Table(
+    "danger_fact",
+    metadata,
+    Column("position", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("customer_id", String(36), nullable=False, index=True),
+    Column("signal", String(30), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("case_id", String(36)),
+    Column("amount", String(20)),
+    Column("lifted", Boolean, nullable=False),
+)
+
+danger_case = Table(
+    "danger_case",
+    metadata,
+    Column("case_id", String(36), primary_key=True),
+    Column("customer_id", String(36), nullable=False),
+)
+
+danger_customer = Table(
+    "danger_customer",
+    metadata,
+    Column("customer_id", String(36), primary_key=True),
+    Column("tier", String(20), nullable=False),
+    Column("region", String(200)),
+    Column("cleared_at", DateTime(timezone=True)),
+)
+
+WATCHED_TIERS = ("vip", "strategic")
+
+
+def fact_of(event: Envelope, tier: str | None) -> tuple[str, Decimal | None, bool] | None:
+    """(signal, amount, lifted) for an event the rules count, else None."""
+    kind, name = event["type"].split(".", 1)
+    data = event["data"]
+    if kind == "customer":
+        if name in ("flagged", "unflagged"):
+            return f"{data['mark']}_mark", None, name == "unflagged"
+        return None
+    if event["type"] == "complaint.registered":
+        return "complaint", None, False
+    if name == "revisited" and data.get("satisfied") is False:
+        return "unsatisfied_callback", None, False
+    if name == "sla_breached" and tier in WATCHED_TIERS:
+        return "vip_breach", None, False
+    if event["type"] == "complaint.escalated" and data.get("level") == "manager":
+        return "manager_escalation", None, False
+    if event["type"] == "complaint.resolved" and data.get("compensation"):
+        return "compensation", Decimal(data["compensation"]), False
+    if event["type"] == "complaint.withdrawn" or (
+            event["type"] == "complaint.analysed" and data.get("responsible_party") == "customer"):
+        return "unfounded", None, False
+    return None
+
+
+class DangerousCustomers:
+    name = "danger"
+    metadata = metadata
+
+    def apply(self, conn: Connection, events: list[Envelope]) -> None:
+        case_ids = {e["aggregate_id"] for e in events if e["aggregate_type"] != "customer"}
+        cases = Rows(conn, danger_case, danger_case.c.case_id, case_ids)
+        for event in events:  # new cases first: their customer is needed below
+            if event["aggregate_type"] != "customer" and "customer_id" in event["data"] \
+                    and cases.get(event["aggregate_id"]) is None:
+                cases.put(event["aggregate_id"], {"case_id": event["aggregate_id"],
+                                                  "customer_id": event["data"]["customer_id"]})
+        customer_ids = {e["aggregate_id"] for e in events if e["aggregate_type"] == "customer"}
+        customer_ids |= {row["customer_id"] for row in cases.rows.values()}
+        customers = Rows(conn, danger_customer, danger_customer.c.customer_id, customer_ids)
+        facts = []
+        for event in events:
+            at = utc(datetime.fromisoformat(event["occurred_at"]))
+            name, data = event["type"].split(".", 1)[1], event["data"]
+            if event["aggregate_type"] == "customer":
+                customer_id, case_id = event["aggregate_id"], data.get("case_id")
+                if name == "registered":
+                    customers.put(customer_id, {"customer_id": customer_id, "tier": data["tier"],
+                                                "region": data["region"], "cleared_at": None})
+                elif name == "tier_changed":
+                    customers.put(customer_id, customers.get(customer_id) | {"tier": data["tier"]})
+                elif name == "danger_cleared":
+                    customers.put(customer_id, customers.get(customer_id) | {"cleared_at": at})
+            else:
+                case = cases.get(event["aggregate_id"])
+                if case is None:  # a case from before this projection knew its customer
+                    continue
+                customer_id, case_id = case["customer_id"], event["aggregate_id"]
+            customer = customers.get(customer_id)
+            found = fact_of(event, customer["tier"] if customer else None)
+            if found is not None:
+                signal, amount, lifted = found
+                facts.append({"position": event["position"], "customer_id": customer_id, "signal": signal,
+                              "at": at, "case_id": case_id, "amount": str(amount) if amount is not None else None,
+                              "lifted": lifted})
+        cases.write()
+        customers.write()
+        if facts:
+            conn.execute(danger_fact.insert(), facts)
+
+    def reset(self, conn: Connection) -> None:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+def candidates(conn: Connection, since: datetime) -> set[str]:
+    """Customers who may be on the list: a fact since `since`, or a mark."""
+    recent = select(danger_fact.c.customer_id).where(
+        (danger_fact.c.at > utc(since)) | danger_fact.c.signal.in_(("malicious_mark", "extortion_mark")))
+    return set(conn.execute(recent.distinct()).scalars())
+
+
+def facts_of(conn: Connection, customer_ids: set[str]) -> dict[str, list[Fact]]:
+    found: dict[str, list[Fact]] = {c: [] for c in customer_ids}
+    ordered = sorted(customer_ids)
+    for start in range(0, len(ordered), 500):
+        rows = conn.execute(select(danger_fact).where(danger_fact.c.customer_id.in_(ordered[start:start + 500]))
+                            .order_by(danger_fact.c.position)).mappings()
+        for row in rows:
+            found[row["customer_id"]].append(Fact(row["signal"], utc(row["at"]), row["case_id"],
+                                                  Decimal(row["amount"]) if row["amount"] else None, row["lifted"]))
+    return found
+
+
+def customers_of(conn: Connection, customer_ids: set[str]) -> dict[str, dict[str, Any]]:
+    ordered = sorted(customer_ids)
+    found = {}
+    for start in range(0, len(ordered), 500):
+        for row in conn.execute(select(danger_customer).where(
+                danger_customer.c.customer_id.in_(ordered[start:start + 500]))).mappings():
+            found[row["customer_id"]] = dict(row) | {"cleared_at": utc(row["cleared_at"])}
+    return found
+
+
+def assess_all(conn: Connection, rules: Rules, now: datetime, also: set[str] = frozenset()
+               ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
+    """Every customer who may be on the list at `now` (and those in `also`):
+    their assessment (None: not on it) and their row."""
+    ids = candidates(conn, now - rules.longest_window) | set(also)
+    facts = facts_of(conn, ids)
+    rows = customers_of(conn, ids)
+    return {customer_id: (rules.assess(facts[customer_id], now, rows.get(customer_id, {}).get("cleared_at")),
+                          rows.get(customer_id, {"customer_id": customer_id, "tier": "basic", "region": None}))
+            for customer_id in ids}
+
+
+def entry(customer: dict[str, Any], assessment: Assessment, entered_at: datetime) -> DangerousCustomer:
+    return DangerousCustomer(
+        customer_id=customer["customer_id"], tier=customer["tier"], region=customer.get("region"),
+        level=assessment.level, danger_type=assessment.danger_type, types=assessment.types,
+        reasons=[reason_of(r) for r in assessment.reasons], entered_at=entered_at,
+        counter_measure=assessment.counter_measure)
+
+
+def reason_of(reason: Any) -> DangerReason:
+    return DangerReason(rule=reason.rule, type=reason.type, level=reason.level, text=reason.text,
+                        case_ids=list(reason.case_ids), since=reason.since)
+
+
+def dangerous_list(conn: Any, rules: Rules, now: datetime) -> list[DangerousCustomer]:
+    """The list at `now`, the most dangerous first; a customer's entry time is
+    when the monitor announced them, when it has."""
+    states = published(conn)
+    found = []
+    for customer_id, (assessment, customer) in assess_all(conn, rules, now).items():
+        if assessment is not None:
+            state = states.get(customer_id)
+            found.append(entry(customer, assessment, state["entered_at"] if state else assessment.since))
+    return sorted(found, key=lambda e: (-LEVELS.index(e.level), e.entered_at, str(e.customer_id)))
+
+
+# ---- what the monitor has published ---------------------------------------------
+# Kept apart from the read model above: a rebuild replaces the read model but
+# must not announce anyone again.
+
+ledger_metadata = MetaData()
+
+danger_state = Table(
+    "danger_state",
+    ledger_metadata,
+    Column("customer_id", String(36), primary_key=True),
+    Column("level", String(10), nullable=False),
+    Column("danger_type", String(30), nullable=False),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def published(conn: Connection) -> dict[str, dict[str, Any]]:
+    return {row["customer_id"]: dict(row) | {"entered_at": utc(row["entered_at"])}
+            for row in conn.execute(select(danger_state)).mappings()}
+
+
+def note(conn: Connection, customer_id: str, state: dict[str, Any] | None) -> None:
+    """What is published for a customer now (None: off the list)."""
+    conn.execute(danger_state.delete().where(danger_state.c.customer_id == customer_id))
+    if state is not None:
+        conn.execute(danger_state.insert().values(customer_id=customer_id, level=state["level"],
+                                                  danger_type=state["danger_type"],
+                                                  entered_at=utc(state["entered_at"])))

@@ -1,0 +1,248 @@
+"""The dangerous-customer list over the real bus: each rule puts a customer
+on the list, a higher level raises them, time or a supervisor takes them off,
+and each of these is announced once to a plain nats-py subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from contracts.alerts import ALERT_STREAM
+from infra.bootstrap import Runtime
+from infra.rebuild import rebuild_projection
+from infra.settings import Settings
+from projections.danger import DangerousCustomers
+from tests.conftest import Client, FakeClock, complaint_data, customer_data, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+class Announcements:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    async def handle(self, msg: Any) -> None:
+        self.received.append(orjson.loads(msg.data))
+
+    def of(self, customer_id: str) -> list[tuple[str, str | None]]:
+        return [(a["type"], a["level"]) for a in self.received if a["customer_id"] == customer_id]
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Limits for VIP customers only (basic customers' cases never breach here)."""
+    policy = tmp_path / "vip_only.toml"
+    policy.write_text('[[limit]]\ntier = "vip"\nfirst_response = "15m"\n')
+    return settings.model_copy(update={"sla_policy": policy})
+
+
+@pytest.fixture
+async def announced(client: Client) -> AsyncIterator[Announcements]:
+    seen = Announcements()
+    sub = await client.nc.subscribe("ticketing.v1.alerts.customer.>", cb=seen.handle)
+    await client.nc.flush()
+    yield seen
+    await sub.unsubscribe()
+
+
+async def customer(client: Client, tier: str = "basic") -> str:
+    reply = await client.command("customer", "register", customer_data(tier=tier))
+    assert reply["ok"], reply
+    return str(reply["aggregate_id"])
+
+
+async def complaint(client: Client, customer_id: str, **overrides: Any) -> str:
+    reply = await client.command("complaint", "register", complaint_data(customer_id=customer_id, **overrides))
+    assert reply["ok"], reply
+    return str(reply["aggregate_id"])
+
+
+async def look(runtime: Runtime) -> None:
+    """The monitor applies the rules now (as its timer would)."""
+    assert runtime.worker is not None
+    await runtime.worker.danger.tick()
+
+
+async def dangerous(client: Client, customer_id: str) -> dict[str, Any] | None:
+    reply = await client.query("customers.dangerous", {})
+    assert reply["ok"], reply
+    return next((c for c in reply["customers"] if c["customer_id"] == customer_id), None)
+
+
+async def stream_copies(runtime: Runtime, customer_id: str) -> list[tuple[str, str | None]]:
+    info = await runtime.js.stream_info(ALERT_STREAM)
+    found = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
+        alert = orjson.loads((await runtime.js.get_msg(ALERT_STREAM, seq=seq)).data)
+        if alert.get("customer_id") == customer_id:
+            found.append((alert["type"], alert["level"]))
+    return found
+
+
+async def test_repeated_complaints_enter_rise_and_age_out(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements) -> None:
+    who = await customer(client)
+    cases = []
+    for _ in range(2):
+        cases.append(await complaint(client, who))
+        clock.advance(days=5)
+    await look(runtime)
+    assert announced.of(who) == [] and await dangerous(client, who) is None
+    cases.append(await complaint(client, who))
+    entered = clock.now
+    await look(runtime)
+    await wait_for(lambda: announced.of(who) == [("customer.dangerous", "watch")], timeout=3)
+    listed = await dangerous(client, who)
+    assert listed is not None and (listed["level"], listed["danger_type"]) == ("watch", "churn_risk")
+    assert listed["reasons"][0]["case_ids"] == cases and "3 complaints in 30 days" in listed["reasons"][0]["text"]
+    assert listed["entered_at"] == entered.strftime("%Y-%m-%dT%H:%M:%S.%fZ") and listed["counter_measure"]
+
+    for _ in range(2):  # five in the month: high
+        clock.advance(days=1)
+        await complaint(client, who)
+    await look(runtime)
+    await wait_for(lambda: announced.of(who)[-1:] == [("customer.dangerous", "high")], timeout=3)
+    rising = [a for a in announced.received if a["customer_id"] == who][-1]
+    assert rising["previous_level"] == "watch" and rising["entered_at"] == listed["entered_at"]
+
+    clock.advance(days=40)  # every complaint is older than 30 days now
+    await look(runtime)
+    await wait_for(lambda: announced.of(who)[-1:] == [("customer.cleared", None)], timeout=3)
+    assert await dangerous(client, who) is None
+    for _ in range(3):
+        await look(runtime)
+    expected = [("customer.dangerous", "watch"), ("customer.dangerous", "high"), ("customer.cleared", None)]
+    assert announced.of(who) == expected
+    assert await stream_copies(runtime, who) == expected
+
+
+async def test_marks_escalations_compensation_and_unfounded_complaints(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements) -> None:
+    extortionist = await customer(client)
+    magnet = await customer(client)
+    payer = await customer(client)
+    withdrawer = await customer(client)
+    case = await complaint(client, extortionist)
+    assert (await client.command("customer", "flag", {"mark": "extortion", "reason": "要求赔偿十万否则曝光",
+                                                      "case_id": case}, aggregate_id=extortionist,
+                                 role="supervisor"))["ok"]
+    for _ in range(2):
+        escalated = await complaint(client, magnet)
+        assert (await client.command("complaint", "escalate", {"reason": "不满意", "to": "manager"},
+                                     aggregate_id=escalated, role="supervisor"))["ok"]
+    paid = await complaint(client, payer)
+    assert (await client.command("complaint", "resolve", {"resolution": "赔偿", "first_contact": False,
+                                                          "compensation": "2500.00"},
+                                 aggregate_id=paid, role="supervisor"))["ok"]
+    for _ in range(3):
+        withdrawn = await complaint(client, withdrawer)
+        assert (await client.command("complaint", "withdraw", {"reason": "客户撤回"}, aggregate_id=withdrawn))["ok"]
+    await look(runtime)
+
+    async def listed() -> dict[str, tuple[str, str]]:
+        reply = await client.query("customers.dangerous", {})
+        return {c["customer_id"]: (c["danger_type"], c["level"]) for c in reply["customers"]}
+    async def all_listed() -> dict[str, tuple[str, str]]:
+        found = await listed()
+        return found if {extortionist, magnet, payer, withdrawer} <= found.keys() else {}
+    found = await wait_for(all_listed, timeout=5)
+    assert found[extortionist] == ("extortion", "critical")
+    assert found[magnet] == ("escalation_magnet", "high")
+    assert found[payer] == ("escalation_magnet", "watch")
+    # three complaints, all withdrawn: a churn risk and a possible malicious complainant, both to watch
+    assert (await dangerous(client, withdrawer))["types"] == {"churn_risk": "watch", "malicious_complainant": "watch"}
+    ordered = [c["customer_id"] for c in (await client.query("customers.dangerous", {}))["customers"]]
+    assert ordered.index(extortionist) < ordered.index(magnet) < ordered.index(payer)
+    only = await client.query("customers.dangerous", {"level": "high"})
+    assert {c["customer_id"] for c in only["customers"]} >= {extortionist, magnet}
+    assert payer not in {c["customer_id"] for c in only["customers"]}
+
+    assert (await client.command("customer", "unflag", {"mark": "extortion", "reason": "误会已澄清"},
+                                 aggregate_id=extortionist, role="supervisor"))["ok"]
+    await look(runtime)
+    await wait_for(lambda: announced.of(extortionist) == [("customer.dangerous", "critical"),
+                                                         ("customer.cleared", None)], timeout=3)
+
+
+async def test_a_supervisor_clears_a_customer_and_new_reasons_count_again(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements) -> None:
+    who = await customer(client)
+    for _ in range(3):
+        await complaint(client, who)
+    await look(runtime)
+    await wait_for(lambda: announced.of(who) == [("customer.dangerous", "watch")], timeout=3)
+    refused = await client.command("customer", "clear_danger", {"reason": "已上门道歉"}, aggregate_id=who)
+    assert refused["error"]["code"] == "forbidden", "an agent may not"
+    assert (await client.command("customer", "clear_danger", {"reason": "已上门道歉 apologised in person"},
+                                 aggregate_id=who, role="supervisor"))["ok"]
+    await look(runtime)
+    await wait_for(lambda: announced.of(who)[-1:] == [("customer.cleared", None)], timeout=3)
+    history = await client.query("case.history", {"case_id": who})
+    assert history["state"]["danger_clearances"][0]["reason"] == "已上门道歉 apologised in person"
+
+    clock.advance(hours=1)
+    for _ in range(3):
+        await complaint(client, who)
+    await look(runtime)
+    await wait_for(lambda: announced.of(who)[-1:] == [("customer.dangerous", "watch")], timeout=3)
+    assert len(announced.of(who)) == 3
+
+
+async def test_unsatisfied_callbacks_and_a_vip_left_waiting(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements, settings: Settings) -> None:
+    unhappy = await customer(client)
+    for _ in range(2):
+        case = await complaint(client, unhappy)
+        assert (await client.command("complaint", "resolve", {"resolution": "r", "first_contact": True},
+                                     aggregate_id=case))["ok"]
+        assert (await client.command("complaint", "revisit", {"satisfied": False, "score": 30},
+                                     aggregate_id=case))["ok"]
+    await look(runtime)
+    await wait_for(lambda: announced.of(unhappy) == [("customer.dangerous", "high")], timeout=5)
+    reasons = (await dangerous(client, unhappy))["reasons"]
+    assert [r["rule"] for r in reasons] == ["unsatisfied callbacks"]
+
+    vip = await customer(client, tier="vip")
+    waiting = await complaint(client, vip)
+    clock.advance(minutes=20)  # past the VIP's 15 minutes: the SLA monitor records the breach on the case
+    await runtime.worker.sla.tick()
+
+    async def breached() -> bool:
+        history = await client.query("case.history", {"case_id": waiting})
+        return any(e["type"] == "complaint.sla_breached" for e in history["events"])
+    await wait_for(breached, timeout=5)
+    await look(runtime)
+    await wait_for(lambda: announced.of(vip) == [("customer.dangerous", "high")], timeout=5)
+    listed = await dangerous(client, vip)
+    assert listed["reasons"][0]["rule"] == "VIP left waiting" and listed["reasons"][0]["case_ids"] == [waiting]
+
+
+async def test_a_rebuild_announces_nobody_again_and_the_cli_shows_the_list(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements, settings: Settings) -> None:
+    who = await customer(client)
+    for _ in range(3):
+        await complaint(client, who)
+    await look(runtime)
+    await wait_for(lambda: announced.of(who) == [("customer.dangerous", "watch")], timeout=3)
+    before = await client.query("customers.dangerous", {})
+    await asyncio.to_thread(rebuild_projection, runtime.store, runtime.readmodels, DangerousCustomers())
+    for _ in range(3):
+        await look(runtime)
+    assert announced.of(who) == [("customer.dangerous", "watch")]
+    assert await client.query("customers.dangerous", {}) == before | {"at": before["at"]}
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env |= {"TICKETING_DATA_DIR": str(settings.data_dir), "COLUMNS": "250"}
+    shown = await asyncio.to_thread(subprocess.run, [str(Path(sys.executable).parent / "ticketing"), "customers",
+                                                     "dangerous"], env=env, capture_output=True, text=True,
+                                    timeout=30, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert who in shown.stdout and "churn_risk" in shown.stdout and "3 complaints in 30 days" in shown.stdout

@@ -1,0 +1,183 @@
+"""Rebuilt == live, for random histories: Hypothesis draws a department's
+history (customers, complaints, repair jobs, callbacks, marks, tier and
+priority changes, breaches, clearances, through the real aggregates), then
+every projection is fed it the way the live consumer meets it (random batch
+sizes, batches delivered again) in one SQLite file and rebuilt in one pass in
+another; every table must hold the same rows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy import select
+
+from handlers.translate import envelope
+from infra.config_files import DEFAULT_POLICY
+from infra.database import make_engine
+from projections.activity import Activity
+from projections.base import apply_batch, create_tables, rebuild
+from projections.case_summary import CaseSummary
+from projections.danger import DangerousCustomers
+from projections.sla import SlaLimits
+from ticketing.callback import Callback
+from ticketing.case import Context
+from ticketing.complaint import Complaint, Registration
+from ticketing.customer import Customer
+from ticketing.errors import DomainError
+from ticketing.repair_job import JobRegistration, RepairJob
+from ticketing.sla.policy import SlaPolicy
+from ticketing.values import Role
+
+POLICY = SlaPolicy.parse(DEFAULT_POLICY.read_text())
+T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+OPS = ["complaint", "repair_job", "acknowledge", "assign", "analyse", "escalate", "await", "resume", "resolve",
+       "revisit", "reopen", "withdraw", "close", "reprioritise", "breach", "dispatch", "diagnose", "job_resolve",
+       "schedule", "attempt", "complete", "tier", "flag", "unflag", "clear"]
+
+
+class History:
+    """Carries random operations out on real aggregates, keeping the events."""
+
+    def __init__(self) -> None:
+        self.at = T0
+        self.customers: list[Customer] = []
+        self.cases: list[Any] = []
+        self.events: list[Any] = []
+
+    def ctx(self, role: Role = Role.SUPERVISOR) -> Context:
+        return Context(actor_id="p", role=role, at=self.at, correlation_id=uuid.uuid4(),
+                       compensation_limit=Decimal("500"))
+
+    def keep(self, aggregate: Any) -> None:
+        self.events.extend(aggregate.collect_events())
+
+    def run(self, op: str, pick: int, minutes: int) -> None:
+        self.at += timedelta(minutes=minutes)
+        if not self.customers or op == "customer":
+            customer = Customer.register(uuid.uuid4(), self.ctx(), name="n", phone="123", tier=["basic", "vip",
+                                         "strategic"][pick % 3], region="华东")
+            self.customers.append(customer)
+            self.keep(customer)
+            return
+        customer = self.customers[pick % len(self.customers)]
+        try:
+            self._run(op, pick, customer)
+        except DomainError:
+            for aggregate in [*self.customers, *self.cases]:
+                aggregate.collect_events()  # a refused command records nothing
+
+    def _run(self, op: str, pick: int, customer: Customer) -> None:
+        ctx = self.ctx()
+        if op == "complaint":
+            case = Complaint.register(uuid.uuid4(), Registration(
+                customer.id, "phone", ["billing", "delivery"][pick % 2], ["low", "normal", "urgent"][pick % 3],
+                "d", "P", "华东"), ctx)
+            self.cases.append(case)
+            return self.keep(case)
+        if op == "repair_job":
+            job = RepairJob.register(uuid.uuid4(), JobRegistration(customer.id, "repair", "M", "f", "normal",
+                                                                   pick % 2 == 0, "addr"), ctx)
+            self.cases.append(job)
+            return self.keep(job)
+        if op in ("tier", "flag", "unflag", "clear"):
+            if op == "tier":
+                customer.change_tier(ctx, ["basic", "vip", "strategic"][pick % 3])
+            elif op == "flag":
+                customer.flag(ctx, ["malicious", "extortion"][pick % 2], "r")
+            elif op == "unflag":
+                customer.unflag(ctx, ["malicious", "extortion"][pick % 2], "r")
+            else:
+                customer.clear_danger(ctx, "r")
+            return self.keep(customer)
+        if not self.cases:
+            return None
+        case = self.cases[-1 - pick % min(3, len(self.cases))]  # mostly the latest cases: longer lives
+        if op == "schedule":
+            if isinstance(case, Callback):
+                return None
+            callback = Callback.schedule(uuid.uuid4(), ctx, case_id=case.id, case_type=type(case).__name__.lower()
+                                         .replace("repairjob", "repair_job"), customer_id=case.customer_id,
+                                         due_at=self.at + timedelta(days=1))
+            self.cases.append(callback)
+            return self.keep(callback)
+        at = self.at
+        calls: dict[str, tuple[str, tuple[Any, ...]]] = {
+            "acknowledge": ("acknowledge", ()),
+            "assign": ("assign", (f"agent-{pick % 3}",)),
+            "analyse": ("analyse", ("c", ["company", "customer"][pick % 2], "minor", "p")),
+            "escalate": ("escalate", ("r", ["supervisor", "manager"][pick % 2])),
+            "await": ("await_customer", ("r",)),
+            "resume": ("resume", ()),
+            "resolve": ("resolve", ("r", pick % 2 == 0, ["0", "2500.00"][pick % 2])),
+            "revisit": ("revisit", (pick % 2 == 0, 40 + pick % 60)),
+            "reopen": ("reopen", ("r",)),
+            "withdraw": ("withdraw", ("r",)),
+            "close": ("close", ()),
+            "reprioritise": ("reprioritise", (["low", "high", "urgent"][pick % 3], "r")),
+            "dispatch": ("dispatch", ("tech", at + timedelta(hours=1))),
+            "diagnose": ("diagnose", ("d",)),
+            "job_resolve": ("resolve", ("w",)),
+            "attempt": ("attempt", ("no_answer",)),
+            "complete": ("complete", (pick % 2 == 0, 50 + pick % 50)),
+        }
+        if op == "breach":
+            case.record_sla_breach(self.ctx(Role.SYSTEM), "first_response", 1 + pick % 2, at, 1800)
+            return self.keep(case)
+        name, args = calls[op]
+        kind_of = {"dispatch": RepairJob, "diagnose": RepairJob, "job_resolve": RepairJob, "attempt": Callback,
+                   "complete": Callback}
+        wanted = kind_of.get(op, Complaint if op in ("acknowledge", "assign", "analyse", "escalate", "await",
+                                                     "resume", "resolve", "withdraw", "close") else None)
+        if wanted is not None and not isinstance(case, wanted) or not hasattr(case, name):
+            return None
+        getattr(case, name)(ctx, *args)
+        return self.keep(case)
+
+
+operations = st.lists(st.tuples(st.sampled_from(["customer", *OPS]), st.integers(0, 50), st.integers(0, 3000)),
+                      min_size=5, max_size=60)
+
+
+def envelopes(history: History) -> list[dict[str, Any]]:
+    return [envelope(e, position).model_dump(mode="json") for position, e in enumerate(history.events, start=1)]
+
+
+def tables(engine: Any, projection: Any) -> dict[str, list[tuple[Any, ...]]]:
+    with engine.connect() as conn:
+        return {table.name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
+                for table in projection.metadata.sorted_tables}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=operations, cuts=st.lists(st.integers(1, 12), min_size=1, max_size=30), again=st.booleans())
+def test_rebuilt_equals_live_for_random_histories(tmp_path: Path, steps: list[tuple[str, int, int]],
+                                                  cuts: list[int], again: bool) -> None:
+    history = History()
+    for op, pick, minutes in steps:
+        history.run(op, pick, minutes)
+    events = envelopes(history)
+    run = uuid.uuid4().hex[:8]
+    live_engine = make_engine(f"sqlite:///{tmp_path}/live-{run}.db")
+    rebuilt_engine = make_engine(f"sqlite:///{tmp_path}/rebuilt-{run}.db")
+    for projection in (CaseSummary(), SlaLimits(POLICY), Activity(), DangerousCustomers()):
+        create_tables(live_engine, projection)
+        create_tables(rebuilt_engine, projection)
+        start, i = 0, 0
+        while start < len(events):  # live: batches of random sizes, some delivered twice
+            size = cuts[i % len(cuts)]
+            batch = events[start:start + size]
+            apply_batch(live_engine, projection, batch)
+            if again:
+                apply_batch(live_engine, projection, batch)
+            start, i = start + size, i + 1
+        rebuild(rebuilt_engine, projection, lambda end: iter([events]), lambda: len(events))
+        assert tables(live_engine, projection) == tables(rebuilt_engine, projection), projection.name
+    live_engine.dispose()
+    rebuilt_engine.dispose()
