@@ -222,6 +222,11 @@ async def test_the_monthly_report_matches_what_happened(
     assert ("satisfaction" in misses) == (want["satisfaction"] < 90)
     assert ("first-contact" in misses) == (want["first_contact_rate"] < 0.8)
 
+    quarter = await client.query("report", {"period": "2026-q4"})
+    assert quarter["period"] == "2026-Q4" and quarter["previous"]["period"] == "2026-Q3"
+    assert quarter["figures"]["registered"]["complaint"] == want["registered"] + before["registered"]
+    assert quarter["figures"]["callbacks_done"] == want["callbacks_done"] + before["callbacks_done"]
+
     # The same figures as files, from the CLI.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
     env["TICKETING_DATA_DIR"] = str(settings.data_dir)
@@ -295,6 +300,13 @@ async def test_the_dashboard_shows_open_work_and_todays_figures(
         assert reply[period]["first_contact_rate"] == 1.0
     assert reply["today"]["period"] == "2026-11-25"
     assert reply["limits_breached"] >= 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env |= {"TICKETING_DATA_DIR": str(runtime.settings.data_dir), "COLUMNS": "200"}
+    shown = await asyncio.to_thread(subprocess.run, [str(Path(sys.executable).parent / "ticketing"), "dashboard"],
+                                    env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "3 open cases" in shown.stdout and "first-contact resolution" in shown.stdout
+    assert "breached" in shown.stdout and "李娜" in shown.stdout
     bad = await client.query("dashboard", {"extra": 1})
     assert bad["error"]["code"] == "validation_error"
     bad = await client.query("report", {"period": "November"})
