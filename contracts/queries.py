@@ -58,7 +58,9 @@ class SlaOpen(BaseModel):
     limit: Count = 100
 
 
-class SlaLimit(BaseModel):
+class CaseLimit(BaseModel):
+    """One service limit of one case (a cycle of it), with the case's grade and owner."""
+
     case_id: UUID
     case_type: CaseKind
     customer_id: UUID
@@ -67,6 +69,9 @@ class SlaLimit(BaseModel):
     tier: Tier
     priority: Priority
     assignee: str | None
+
+
+class SlaLimit(CaseLimit):
     state: Literal["running", "paused", "at_risk", "breached"]
     """paused: waiting on the customer; at_risk: past the warning instant."""
     started_at: Time
@@ -100,15 +105,7 @@ class SlaBreaches(BaseModel):
     limit: Count = 1000
 
 
-class SlaBreach(BaseModel):
-    case_id: UUID
-    case_type: CaseKind
-    customer_id: UUID
-    metric: Metric
-    cycle: int
-    tier: Tier
-    priority: Priority
-    assignee: str | None
+class SlaBreach(CaseLimit):
     state: Literal["running", "paused", "missed", "ended"]
     """Still running past its deadline, paused, stopped late, or the case ended."""
     started_at: Time

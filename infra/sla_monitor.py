@@ -38,6 +38,7 @@ from contracts.alerts import SlaAlert
 from contracts.catalog import command_subject
 from infra.alerts import AlertTimer, alert_id
 from infra.clock import Clock
+from projections.base import utc
 from projections.sla import (
     SlaLimits,
     due_alerts,
@@ -46,7 +47,6 @@ from projections.sla import (
     mark_recorded,
     running_from,
     unrecorded_breaches,
-    utc,
 )
 from ticketing.sla.policy import SlaPolicy, spelled
 

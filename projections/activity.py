@@ -22,8 +22,7 @@ from sqlalchemy import (
     Table,
 )
 
-from projections.base import Envelope, Rows
-from projections.sla import utc
+from projections.base import Envelope, Rows, empty, utc
 
 metadata = MetaData()
 
@@ -123,8 +122,7 @@ class Activity:
             conn.execute(activity.insert(), rows)
 
     def reset(self, conn: Connection) -> None:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        empty(conn, metadata)
 
 
 def _new_case(event: Envelope, customer: dict[str, Any] | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Tracking keeps two marks, written together with the rows they describe:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -46,6 +47,19 @@ class Projection(Protocol):
     def apply(self, conn: Connection, events: list[Envelope]) -> None:
         """Apply events, in order, none of them applied before."""
     def reset(self, conn: Connection) -> None: ...
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without their zone: every one stored here is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def empty(conn: Connection, metadata: MetaData) -> None:
+    """Delete every row of a read model's tables (what `reset` does)."""
+    for table in reversed(metadata.sorted_tables):
+        conn.execute(table.delete())
 
 
 def create_tables(engine: Engine, projection: Projection) -> None:

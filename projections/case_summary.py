@@ -20,7 +20,7 @@ from sqlalchemy import (
     Table,
 )
 
-from projections.base import Envelope, Rows
+from projections.base import Envelope, Rows, empty
 
 metadata = MetaData()
 
@@ -193,5 +193,4 @@ class CaseSummary:
                              .values(tier=event["data"]["tier"]))
 
     def reset(self, conn: Connection) -> None:
-        conn.execute(case_summary.delete())
-        conn.execute(customers.delete())
+        empty(conn, metadata)

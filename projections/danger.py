@@ -5,6 +5,7 @@ at an instant: facts age out as time passes, with no event."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,8 +24,7 @@ from sqlalchemy import (
 )
 
 from contracts.alerts import DangerousCustomer, DangerReason
-from projections.base import Envelope, Rows
-from projections.sla import utc
+from projections.base import Envelope, Rows, empty, utc
 from ticketing.danger import LEVELS, Assessment, Fact, Rules
 
 metadata = MetaData()
@@ -130,8 +130,7 @@ class DangerousCustomers:
             conn.execute(danger_fact.insert(), facts)
 
     def reset(self, conn: Connection) -> None:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        empty(conn, metadata)
 
 
 def candidates(conn: Connection, since: datetime) -> set[str]:
@@ -163,7 +162,7 @@ def customers_of(conn: Connection, customer_ids: set[str]) -> dict[str, dict[str
     return found
 
 
-def assess_all(conn: Connection, rules: Rules, now: datetime, also: set[str] = frozenset()
+def assess_all(conn: Connection, rules: Rules, now: datetime, also: Iterable[str] = ()
                ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
     """Every customer who may be on the list at `now` (and those in `also`):
     their assessment (None: not on it) and their row."""

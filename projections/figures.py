@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Integer, and_, cast, func, select
 
 from projections.activity import activity, activity_customer
+from projections.base import utc
 from projections.case_summary import case_summary
-from projections.sla import sla_case, sla_clock, utc
+from projections.sla import sla_case, sla_clock
 from ticketing.periods import Period, day_of, month_of, previous, weeks
 
 OPEN = ("registered", "acknowledged", "analysed", "reopened", "dispatch_requested", "dispatched", "scheduled")

@@ -13,7 +13,7 @@ alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -31,7 +31,7 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import Envelope, Rows
+from projections.base import Envelope, Rows, empty, utc
 from projections.case_summary import assignee_after
 from ticketing.sla.clock import CaseClocks, Result, Running
 from ticketing.sla.policy import SlaPolicy
@@ -83,13 +83,6 @@ sla_clock = Table(
 RUNNING = ("running", "paused")
 DEFAULT_TIER = "basic"
 DEFAULT_PRIORITY = "normal"  # callbacks have none
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone: every one stored is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def clock_id(case_id: str, metric: str, cycle: int) -> str:
@@ -254,8 +247,7 @@ class SlaLimits:
         return len(clocks.changed)
 
     def reset(self, conn: Connection) -> None:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(table.delete())
+        empty(conn, metadata)
 
 
 def _merge(clocks: Rows, row: dict[str, Any]) -> None:
