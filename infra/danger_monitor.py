@@ -25,7 +25,16 @@ from sqlalchemy import Engine
 from contracts.alerts import CustomerAlert
 from infra.alerts import AlertTimer, alert_id
 from infra.clock import Clock
-from projections.danger import assess_all, ledger_metadata, note, published, reason_of
+from projections.danger import (
+    assess,
+    assess_all,
+    last_fact,
+    ledger_metadata,
+    note,
+    published,
+    reason_of,
+    with_new_facts,
+)
 from ticketing.danger import LEVELS, Assessment, Rules
 
 log = logging.getLogger(__name__)
@@ -39,13 +48,27 @@ class DangerMonitor(AlertTimer):
         super().__init__(engine, js, clock, store_position=store_position, projection="danger",
                          tick_seconds=tick_seconds)
         self.rules = rules
+        self._seen: int | None = None
+        """The last fact looked at; None until the first look, which looks at everyone."""
+
+    def _assess(self, conn: Any, now: datetime, listed: set[str]) -> dict[str, tuple[Assessment | None, Any]]:
+        """Those who may have changed: everyone at the first look; then those
+        with new facts (the only way onto the list or up it) and those on it
+        (whose facts age out, or who were cleared)."""
+        if self._seen is None:
+            seen = last_fact(conn)  # before looking: a fact added meanwhile is new at the next look
+            found = assess_all(conn, self.rules, now)
+            self._seen = seen
+            return found | assess(conn, self.rules, now, listed - found.keys())
+        fresh, self._seen = with_new_facts(conn, self._seen)
+        return assess(conn, self.rules, now, fresh | listed)
 
     async def prepare(self) -> None:
         await asyncio.to_thread(ledger_metadata.create_all, self.engine)
 
     async def look(self, now: datetime) -> int:
         states = await asyncio.to_thread(self.read, published)
-        assessed = await asyncio.to_thread(self.read, lambda conn: assess_all(conn, self.rules, now, set(states)))
+        assessed = await asyncio.to_thread(self.read, lambda conn: self._assess(conn, now, set(states)))
         raised = 0
         for customer_id, (assessment, customer) in sorted(assessed.items()):
             state = states.get(customer_id)

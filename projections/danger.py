@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    func,
     select,
 )
 
@@ -162,11 +163,27 @@ def customers_of(conn: Connection, customer_ids: set[str]) -> dict[str, dict[str
     return found
 
 
-def assess_all(conn: Connection, rules: Rules, now: datetime, also: Iterable[str] = ()
-               ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
-    """Every customer who may be on the list at `now` (and those in `also`):
-    their assessment (None: not on it) and their row."""
-    ids = candidates(conn, now - rules.longest_window) | set(also)
+def last_fact(conn: Connection) -> int:
+    return int(conn.execute(select(func.max(danger_fact.c.position))).scalar_one() or 0)
+
+
+def with_new_facts(conn: Connection, after: int) -> tuple[set[str], int]:
+    """Customers with a fact past position `after`, and the last position read."""
+    last = last_fact(conn)
+    found = conn.execute(select(danger_fact.c.customer_id).where(
+        danger_fact.c.position > after, danger_fact.c.position <= last).distinct()).scalars()
+    return set(found), max(last, after)
+
+
+def assess_all(conn: Connection, rules: Rules, now: datetime) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
+    """Every customer who may be on the list at `now`: their assessment
+    (None: not on it) and their row."""
+    return assess(conn, rules, now, candidates(conn, now - rules.longest_window))
+
+
+def assess(conn: Connection, rules: Rules, now: datetime, ids: Iterable[str]
+           ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
+    ids = set(ids)
     facts = facts_of(conn, ids)
     rows = customers_of(conn, ids)
     return {customer_id: (rules.assess(facts[customer_id], now, rows.get(customer_id, {}).get("cleared_at")),
