@@ -65,7 +65,7 @@ def alert_of(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaAlert:
     running = running_from(row, row, policy) if row["state"] in ("running", "paused") else None
     elapsed = running.elapsed(now).total_seconds() if running else row["elapsed_seconds"]
     deadline = row["breached_at"] or row["deadline"]
-    limit = spelled_seconds(row["limit_seconds"])
+    limit = spelled(timedelta(seconds=row["limit_seconds"]))
     if alert == "breached":
         reason = f"{row['metric']}: the {limit} limit passed at {deadline:%Y-%m-%d %H:%M} UTC"
     else:
@@ -77,10 +77,6 @@ def alert_of(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaAlert:
         cycle=row["cycle"], tier=row["tier"], priority=row["priority"], assignee=row["assignee"],
         started_at=row["started_at"], deadline=deadline, warning_at=row["warning_at"], elapsed_seconds=elapsed,
         limit_seconds=row["limit_seconds"], calendar=row["calendar"], reasons=[reason + calendar])
-
-
-def spelled_seconds(seconds: int) -> str:
-    return spelled(timedelta(seconds=seconds))
 
 
 class SlaMonitor(AlertTimer):
