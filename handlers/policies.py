@@ -14,6 +14,7 @@ from uuid import UUID, uuid5
 
 from contracts.types import rfc3339
 from handlers.translate import case_id_for
+from ticketing.sla.policy import SlaPolicy
 
 Envelope = dict[str, Any]
 
@@ -52,7 +53,9 @@ def request(event: Envelope, purpose: str, actor: str, data: dict[str, Any],
 
 
 class CallbackPolicy:
-    """回访: a resolved case gets one callback, due within `delay`; a completed
+    """回访: a resolved case gets one callback, due within `delay`, or sooner
+    when the SLA policy gives the case's callback a shorter limit (a VIP's
+    12 hours, say: the callback is due when the limit runs out); a completed
     callback records `revisited` on its case and, when the customer is not
     satisfied or asks for something new, opens a follow-up case linked both
     ways."""
@@ -62,10 +65,13 @@ class CallbackPolicy:
     subjects = ["ticketing.v1.events.complaint.resolved", "ticketing.v1.events.repair_job.resolved",
                 "ticketing.v1.events.callback.completed"]
 
-    def __init__(self, case: Callable[[UUID], Any], *, delay: timedelta, max_attempts: int) -> None:
+    def __init__(self, case: Callable[[UUID], Any], *, delay: timedelta, max_attempts: int,
+                 sla: SlaPolicy | None = None) -> None:
         self.case = case
+        """Loads a case, or a customer, by id."""
         self.delay = delay
         self.max_attempts = max_attempts
+        self.sla = sla
 
     def react(self, event: Envelope) -> list[Send]:
         if event["type"] in ("complaint.resolved", "repair_job.resolved"):
@@ -76,7 +82,13 @@ class CallbackPolicy:
 
     def _schedule(self, event: Envelope) -> list[Send]:
         case = self.case(UUID(event["aggregate_id"]))
-        due = datetime.fromisoformat(event["occurred_at"]) + self.delay
+        resolved_at = datetime.fromisoformat(event["occurred_at"])
+        due = resolved_at + self.delay
+        if self.sla is not None:
+            tier = self.case(case.customer_id).tier
+            target = self.sla.target(event["aggregate_type"], tier, case.priority, "callback")
+            if target is not None:
+                due = min(due, target.calendar.add(resolved_at, target.limit))
         data = {"case_id": event["aggregate_id"], "case_type": event["aggregate_type"],
                 "customer_id": str(case.customer_id), "due_at": rfc3339(due),
                 "max_attempts": self.max_attempts}

@@ -127,7 +127,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         await asyncio.to_thread(ensure_current, store, readmodels, projection)
         await asyncio.to_thread(create_tables, readmodels, projection)
     runners = [ProjectionRunner(p, readmodels, js) for p in chosen]
-    policies = [PolicyRunner(policy, nc, js) for policy in policies_for(settings, store)]
+    policies = [PolicyRunner(policy, nc, js) for policy in policies_for(settings, store, sla_policy)]
     sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
                      tick_seconds=settings.sla_tick_seconds)
     danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock, store_position=store.max_position,
@@ -139,9 +139,9 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     return Worker(relay, runners, policies, sla, danger, tasks, subscription)
 
 
-def policies_for(settings: Settings, store: EventStore) -> list[Any]:
+def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:
     return [CallbackPolicy(store.repository.get, delay=timedelta(hours=settings.callback_delay_hours),
-                           max_attempts=settings.callback_max_attempts)]
+                           max_attempts=settings.callback_max_attempts, sla=sla_policy)]
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

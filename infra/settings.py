@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     sla_tick_seconds: float = 0.2
     """How often the SLA monitor looks for limits falling due (an alert comes at most this late)."""
     callback_delay_hours: float = 24.0
-    """A resolved case's callback is due this long after the resolution (回访: within the day)."""
+    """A resolved case's callback is due this long after the resolution (回访: within the day), or sooner
+    when the SLA policy gives the case's `callback` a shorter limit."""
     callback_max_attempts: int = 3
     """Failed attempts after which a callback is missed."""
 

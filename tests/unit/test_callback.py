@@ -121,3 +121,20 @@ def test_the_policy_derives_every_command_from_the_event() -> None:
         "comment": "好", "new_request": None})
     assert [s.command for s in policy.react(satisfied)] == ["revisit"]
     assert policy.react(envelope("complaint.acknowledged", str(original.id), {})) == []
+
+
+def test_a_vips_callback_is_due_when_their_shorter_callback_limit_runs_out() -> None:
+    from ticketing.customer import Customer
+    from ticketing.sla.policy import SlaPolicy
+
+    policy_text = '[[limit]]\nkind = "*"\ncallback = "24h"\n[[limit]]\ntier = "vip"\ncallback = "12h"\n'
+    customers = {tier: Customer.register(uuid.uuid4(), ctx(), name="n", phone="123", tier=tier, region="华东")
+                 for tier in ("basic", "vip")}
+    cases = {tier: Complaint.register(uuid.uuid4(), Registration(customer.id, "phone", "delivery", "normal", "晚到"),
+                                      ctx()) for tier, customer in customers.items()}
+    known = {a.id: a for a in [*customers.values(), *cases.values()]}
+    policy = CallbackPolicy(known.__getitem__, delay=timedelta(hours=24), max_attempts=3,
+                            sla=SlaPolicy.parse(policy_text))
+    due = {tier: policy.react(envelope("complaint.resolved", str(case.id), {}))[0].body["data"]["due_at"]
+           for tier, case in cases.items()}
+    assert due == {"basic": "2026-11-26T09:00:00.000000Z", "vip": "2026-11-25T21:00:00.000000Z"}
