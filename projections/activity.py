@@ -84,6 +84,7 @@ class Activity:
         customer_ids = {e["aggregate_id"] for e in events if e["aggregate_type"] == "customer"}
         customer_ids |= {e["data"]["customer_id"] for e in events if "customer_id" in e["data"]}
         cases = Rows(conn, activity_case, activity_case.c.case_id, cases_in)
+        customer_ids |= {row["customer_id"] for row in cases.rows.values()}  # events after the first carry none
         customers = Rows(conn, activity_customer, activity_customer.c.customer_id, customer_ids)
         rows = []
         for event in events:

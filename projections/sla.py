@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -78,6 +79,12 @@ sla_clock = Table(
     Column("stopped_at", DateTime(timezone=True)),
     Column("elapsed_seconds", Float),
     Column("recorded", Boolean, nullable=False),  # the breach is on the case (its `sla_breached` event)
+    # What the timer asks several times a second, each answered from an index
+    # whatever the history's size: running limits by deadline and by warning
+    # instant, breaches not yet on their case.
+    Index("ix_sla_clock_running_deadline", "state", "deadline"),
+    Index("ix_sla_clock_running_warning", "state", "warning_at"),
+    Index("ix_sla_clock_unrecorded", "recorded", "breached_at"),
 )
 
 RUNNING = ("running", "paused")
@@ -319,6 +326,7 @@ sla_alert = Table(
     Column("alert", String(10), primary_key=True),  # warning | breached
     Column("raised_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True)),  # a breach: when the case took its sla_breached event
+    Index("ix_sla_alert_unrecorded", "alert", "recorded_at"),
 )
 
 _WITH_CASE = (sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority, sla_case.c.assignee)
@@ -336,13 +344,17 @@ def due_alerts(conn: Connection, now: datetime, limit: int = 500) -> list[dict[s
     running limit past its warning instant but not its deadline."""
     now = utc(now)
     base = select(sla_clock, *_WITH_CASE).join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-    over = sla_clock.c.breached_at.is_not(None) | ((sla_clock.c.state == "running") & (sla_clock.c.deadline <= now))
-    breached = base.add_columns(literal_column("'breached'").label("alert")).where(
-        over, sla_clock.c.recorded.is_(False), ~_raised("breached"))
+    breach = base.add_columns(literal_column("'breached'").label("alert")).where(
+        sla_clock.c.recorded.is_(False), ~_raised("breached"))
+    running_over = breach.where(sla_clock.c.state == "running", sla_clock.c.deadline <= now)
+    stopped_over = breach.where(sla_clock.c.breached_at.is_not(None))  # noted by an event: paused or stopped late
     warned = base.add_columns(literal_column("'warning'").label("alert")).where(
         sla_clock.c.state == "running", sla_clock.c.warning_at <= now, sla_clock.c.deadline > now,
-        sla_clock.c.breached_at.is_(None), ~_raised())
-    found = _rows(conn, breached.limit(limit)) + _rows(conn, warned.limit(limit))
+        sla_clock.c.breached_at.is_(None), ~_raised()).with_hint(
+        sla_clock, "INDEXED BY ix_sla_clock_running_warning", "sqlite")  # SQLite would pick the deadline's
+    found = {row["clock_id"]: row for query in (running_over, stopped_over)
+             for row in _rows(conn, query.limit(limit))}
+    found = list(found.values()) + _rows(conn, warned.limit(limit))
     return sorted(found, key=lambda row: (row["breached_at"] or row["deadline"] or now, row["clock_id"]))[:limit]
 
 

@@ -155,7 +155,7 @@ def tables(engine: Any, projection: Any) -> dict[str, list[tuple[Any, ...]]]:
                 for table in projection.metadata.sorted_tables}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=operations, cuts=st.lists(st.integers(1, 12), min_size=1, max_size=30), again=st.booleans())
 def test_rebuilt_equals_live_for_random_histories(tmp_path: Path, steps: list[tuple[str, int, int]],
                                                   cuts: list[int], again: bool) -> None:
