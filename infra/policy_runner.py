@@ -35,7 +35,20 @@ class Policy(Protocol):
 
 
 class CommandSideAway(Exception):
-    """No answer from the command side: try the event again later."""
+    """No answer from the command side (or the store unavailable): try again later."""
+
+
+async def send_command(nc: Nats, subject: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """A command over the bus as any client sends it: the reply, ok or refused;
+    CommandSideAway when nothing was recorded and a repeat may succeed."""
+    try:
+        reply = await nc.request(subject, orjson.dumps(body), timeout=timeout)
+    except (NatsTimeout, TimeoutError, NoRespondersError) as error:
+        raise CommandSideAway(f"{subject}: {type(error).__name__}") from error
+    answer: dict[str, Any] = orjson.loads(reply.data)
+    if not answer.get("ok") and answer.get("error", {}).get("code") == "unavailable":
+        raise CommandSideAway(f"{subject}: the store is unavailable")
+    return answer
 
 
 class PolicyRunner:
@@ -86,15 +99,9 @@ class PolicyRunner:
                       message.metadata.sequence.stream)
             return
         for send in await asyncio.to_thread(self.policy.react, event):
-            try:
-                reply = await self.nc.request(send.subject, orjson.dumps(send.body), timeout=self.timeout)
-            except (NatsTimeout, TimeoutError, NoRespondersError) as error:
-                raise CommandSideAway(f"{send.subject}: {type(error).__name__}") from error
-            answer = orjson.loads(reply.data)
+            answer = await send_command(self.nc, send.subject, send.body, self.timeout)
             if answer.get("ok"):
                 continue
-            code = answer.get("error", {}).get("code")
-            if code == "unavailable":
-                raise CommandSideAway(f"{send.subject}: the store is unavailable")
+            code = answer["error"].get("code")
             log.warning("%s: %s for event %s refused: %s (%s)", self.durable, send.subject, event.get("id"),
                         code, answer.get("error", {}).get("message"))

@@ -26,10 +26,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from nats.aio.client import Client as Nats
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +35,7 @@ from contracts.alerts import SlaAlert
 from contracts.catalog import command_subject
 from infra.alerts import AlertTimer, alert_id
 from infra.clock import Clock
+from infra.policy_runner import CommandSideAway, send_command
 from projections.base import utc
 from projections.sla import (
     SlaLimits,
@@ -133,16 +131,12 @@ class SlaMonitor(AlertTimer):
                          "deadline": utc(row["breached_at"] or row["deadline"]).isoformat(),
                          "limit_seconds": row["limit_seconds"]}}
         try:
-            reply = await self.nc.request(command_subject(row["kind"], "record_sla_breach"), orjson.dumps(body),
-                                          timeout=self.command_timeout)
-        except (NatsTimeout, TimeoutError, NoRespondersError) as error:
-            log.warning("SLA monitor: recording a breach on %s: %s; trying again", row["case_id"],
-                        type(error).__name__)
+            answer = await send_command(self.nc, command_subject(row["kind"], "record_sla_breach"), body,
+                                        self.command_timeout)
+        except CommandSideAway as away:
+            log.warning("SLA monitor: recording a breach: %s; trying again", away)
             return False
-        answer = orjson.loads(reply.data)
-        code = None if answer.get("ok") else answer.get("error", {}).get("code")
-        if code == "unavailable":
-            return False
+        code = None if answer.get("ok") else answer["error"].get("code")
         if code is not None and code != "invalid_transition":  # invalid_transition: already on the case
             log.error("SLA monitor: the case refused breach %s: %s %s", key, code, answer["error"].get("message"))
         await asyncio.to_thread(self.write, mark_recorded, row["clock_id"], now)

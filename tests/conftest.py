@@ -157,6 +157,31 @@ def complaint_data(**overrides: Any) -> dict[str, Any]:
             "product": "育肥牛饲料 A3", "region": "华东"} | overrides
 
 
+async def stream_messages(js: Any, stream: str) -> list[dict[str, Any]]:
+    """Every message a JetStream stream holds, decoded, in stream order."""
+    info = await js.stream_info(stream)
+    if not info.state.messages:
+        return []
+    return [orjson.loads((await js.get_msg(stream, seq=seq)).data)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+
+
+class Received:
+    """What a plain nats-py (core) subscriber receives, decoded."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    async def handle(self, msg: Any) -> None:
+        self.received.append(orjson.loads(msg.data))
+
+    async def listen(self, client: Client, subject: str) -> Any:
+        """Subscribed (and known to the server) when this returns; the subscription."""
+        sub = await client.nc.subscribe(subject, cb=self.handle)
+        await client.nc.flush()
+        return sub
+
+
 async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
     """Poll `predicate` (sync, run in a thread, or async) until it returns
     something truthy; fail after `timeout` seconds."""

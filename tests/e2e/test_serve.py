@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ import nats
 import orjson
 import pytest
 
+from contracts.alerts import ALERT_STREAM
 from contracts.catalog import EVENT_STREAM
 from infra.nats_server import EmbeddedNats
-from tests.conftest import complaint_data, customer_data, wait_for
+from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -293,13 +295,8 @@ async def test_serve_killed_while_limits_fall_due_raises_each_breach_once(
         js = nc.jetstream()
 
         async def breaches() -> dict[str, int]:
-            found: dict[str, int] = {}
-            info = await js.stream_info("TICKETING_ALERTS")
-            for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
-                alert = orjson.loads((await js.get_msg("TICKETING_ALERTS", seq=seq)).data)
-                if alert["type"] == "sla.breached":
-                    found[alert["case_id"]] = found.get(alert["case_id"], 0) + 1
-            return found
+            return dict(Counter(alert["case_id"] for alert in await stream_messages(js, ALERT_STREAM)
+                                if alert["type"] == "sla.breached"))
 
         async def all_breached() -> bool:
             return set(cases) <= (await breaches()).keys()

@@ -13,19 +13,13 @@ import pytest
 
 from contracts.catalog import EVENT_STREAM
 from infra.bootstrap import Runtime
-from tests.conftest import Client, FakeClock, wait_for
+from tests.conftest import Client, FakeClock, stream_messages, wait_for
 
 pytestmark = pytest.mark.anyio
 
 
 async def stream_events(runtime: Runtime, type_: str | None = None) -> list[dict[str, Any]]:
-    info = await runtime.js.stream_info(EVENT_STREAM)
-    events = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
-        event = orjson.loads((await runtime.js.get_msg(EVENT_STREAM, seq=seq)).data)
-        if type_ is None or event["type"] == type_:
-            events.append(event)
-    return events
+    return [e for e in await stream_messages(runtime.js, EVENT_STREAM) if type_ in (None, e["type"])]
 
 
 async def resolved_complaint(client: Client, clock: FakeClock) -> str:

@@ -12,25 +12,31 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
+from sqlalchemy import delete
 
 from contracts.alerts import ALERT_STREAM
 from infra.bootstrap import Runtime
+from infra.config_files import load_danger_rules
+from infra.danger_monitor import DangerMonitor
 from infra.rebuild import rebuild_projection
 from infra.settings import Settings
-from projections.danger import DangerousCustomers
-from tests.conftest import Client, FakeClock, complaint_data, customer_data, wait_for
+from projections.danger import DangerousCustomers, danger_state
+from tests.conftest import (
+    Client,
+    FakeClock,
+    Received,
+    complaint_data,
+    customer_data,
+    stream_messages,
+    wait_for,
+)
 
 pytestmark = pytest.mark.anyio
 
 
-class Announcements:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    async def handle(self, msg: Any) -> None:
-        self.received.append(orjson.loads(msg.data))
+class Announcements(Received):
+    """What a plain nats-py subscriber of `ticketing.v1.alerts.customer.>` receives."""
 
     def of(self, customer_id: str) -> list[tuple[str, str | None]]:
         return [(a["type"], a["level"]) for a in self.received if a["customer_id"] == customer_id]
@@ -47,8 +53,7 @@ def settings(settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def announced(client: Client) -> AsyncIterator[Announcements]:
     seen = Announcements()
-    sub = await client.nc.subscribe("ticketing.v1.alerts.customer.>", cb=seen.handle)
-    await client.nc.flush()
+    sub = await seen.listen(client, "ticketing.v1.alerts.customer.>")
     yield seen
     await sub.unsubscribe()
 
@@ -78,13 +83,8 @@ async def dangerous(client: Client, customer_id: str) -> dict[str, Any] | None:
 
 
 async def stream_copies(runtime: Runtime, customer_id: str) -> list[tuple[str, str | None]]:
-    info = await runtime.js.stream_info(ALERT_STREAM)
-    found = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1 if info.state.messages else 0):
-        alert = orjson.loads((await runtime.js.get_msg(ALERT_STREAM, seq=seq)).data)
-        if alert.get("customer_id") == customer_id:
-            found.append((alert["type"], alert["level"]))
-    return found
+    return [(alert["type"], alert["level"]) for alert in await stream_messages(runtime.js, ALERT_STREAM)
+            if alert.get("customer_id") == customer_id]
 
 
 async def test_repeated_complaints_enter_rise_and_age_out(
@@ -232,11 +232,22 @@ async def test_a_rebuild_announces_nobody_again_and_the_cli_shows_the_list(
         await complaint(client, who)
     await look(runtime)
     await wait_for(lambda: announced.of(who) == [("customer.dangerous", "watch")], timeout=3)
+    # A monitor that died after publishing, before noting it, publishes the
+    # same alert again when it comes back: the stream drops the copy.
+    with runtime.readmodels.begin() as conn:
+        conn.execute(delete(danger_state))
+    restarted = DangerMonitor(runtime.readmodels, load_danger_rules(settings), runtime.js, clock,
+                              store_position=runtime.store.max_position)
+    await restarted.tick()
+    await wait_for(lambda: len(announced.of(who)) == 2, timeout=3)  # a core subscriber sees the copy...
+    assert await stream_copies(runtime, who) == [("customer.dangerous", "watch")]  # ...the stream does not
+
     before = await client.query("customers.dangerous", {})
     await asyncio.to_thread(rebuild_projection, runtime.store, runtime.readmodels, DangerousCustomers())
     for _ in range(3):
         await look(runtime)
-    assert announced.of(who) == [("customer.dangerous", "watch")]
+    assert announced.of(who) == [("customer.dangerous", "watch")] * 2, "nothing after the copy"
+    assert await stream_copies(runtime, who) == [("customer.dangerous", "watch")]
     assert await client.query("customers.dangerous", {}) == before | {"at": before["at"]}
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}

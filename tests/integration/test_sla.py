@@ -25,19 +25,13 @@ from infra.rebuild import rebuild_projection
 from infra.settings import Settings
 from infra.sla_monitor import SlaMonitor
 from projections.sla import SlaLimits, sla_alert, sla_clock
-from tests.conftest import Client, FakeClock, wait_for
+from tests.conftest import Client, FakeClock, Received, stream_messages, wait_for
 
 pytestmark = pytest.mark.anyio
 
 
-class Alerts:
+class Alerts(Received):
     """What a plain nats-py subscriber of `ticketing.v1.alerts.>` receives."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    async def handle(self, msg: Any) -> None:
-        self.received.append(orjson.loads(msg.data))
 
     def of(self, case_id: str, type_: str | None = None) -> list[tuple[str, str, int]]:
         return [(a["type"], a["metric"], a["cycle"]) for a in self.received
@@ -53,8 +47,7 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def alerts(client: Client) -> AsyncIterator[Alerts]:
     seen = Alerts()
-    sub = await client.nc.subscribe("ticketing.v1.alerts.>", cb=seen.handle)
-    await client.nc.flush()
+    sub = await seen.listen(client, "ticketing.v1.alerts.>")
     yield seen
     await sub.unsubscribe()
 
@@ -65,11 +58,7 @@ async def settle(runtime: Runtime) -> None:
 
 
 async def alerts_in_stream(runtime: Runtime) -> list[dict[str, Any]]:
-    info = await runtime.js.stream_info(ALERT_STREAM)
-    if not info.state.messages:
-        return []
-    return [orjson.loads((await runtime.js.get_msg(ALERT_STREAM, seq=seq)).data)
-            for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    return await stream_messages(runtime.js, ALERT_STREAM)
 
 
 async def case_events(client: Client, case_id: str) -> list[dict[str, Any]]:
