@@ -10,7 +10,31 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from contracts.types import Role, Time, Version
 
 
+class Via(BaseModel):
+    """The gateway through which a person acted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(min_length=1, max_length=200)
+    role: Literal["gateway"] = "gateway"
+
+
 class Actor(BaseModel):
+    """Who acted: always the authenticated user, or the person a gateway
+    signed in (then `via` names the gateway)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(min_length=1, max_length=200)
+    role: Role
+    via: Via | None = None
+
+
+class ClaimedActor(BaseModel):
+    """Who the sender says acts. Optional: the actor is the authenticated
+    user; a body naming anyone else is refused (`forbidden`), but for a
+    gateway naming the person it signed in."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: StrictStr = Field(min_length=1, max_length=200)
@@ -36,7 +60,7 @@ class CommandRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     command_id: UUID = Field(description="chosen by the sender; the idempotency key")
-    actor: Actor
+    actor: ClaimedActor | None = Field(default=None, description="optional: the authenticated user acts")
     aggregate_id: UUID | None = None
     expected_version: Version | None = None
     correlation_id: UUID | None = Field(default=None, description="defaults to command_id")

@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.alerts import DangerousCustomer
-from contracts.envelope import Actor, EventEnvelope
+from contracts.envelope import ClaimedActor, EventEnvelope
 from contracts.types import Metric, Priority, ShortText, Tier, Time
 
 CaseKind = Literal["complaint", "repair_job", "callback"]
@@ -38,7 +38,8 @@ class CustomerGet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: UUID
-    actor: Actor
+    actor: ClaimedActor | None = Field(default=None, description="optional: a gateway names the person it "
+                                       "signed in; anyone else is the authenticated user")
 
 
 class CustomerGetReply(BaseModel):

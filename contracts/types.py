@@ -30,7 +30,7 @@ Score = Annotated[StrictInt, Field(ge=0, le=100)]
 Version = Annotated[StrictInt, Field(ge=0)]
 Flag = StrictBool
 
-Role = Literal["agent", "technician", "supervisor", "manager", "system"]
+Role = Literal["agent", "technician", "supervisor", "manager", "auditor", "service", "gateway", "system"]
 Channel = Literal["phone", "online", "web_form", "email", "letter", "visit", "wechat", "qr_card"]
 Category = Literal["product_quality", "service_attitude", "delivery", "billing",
                    "technical_guidance", "other"]

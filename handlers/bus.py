@@ -6,39 +6,56 @@ detail per field) and answers with the reply bytes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
 from contracts.catalog import COMMANDS, EVENTS, command_subject, event_subject, query_subject
 from handlers.commands import CommandService
-from handlers.queries import QueryService
+from handlers.identity import REQUEST_INFO
+from handlers.queries import QueryService, answer
 
 QUEUE_GROUP = "ticketing"
 
 
-async def raw_body(message: NatsMessage) -> bytes:
-    """The decoder of every handler here: the body as it came, parsed by us."""
-    return message.body
+Request = tuple[bytes, str | None]
+
+
+async def raw_request(message: NatsMessage) -> Request:
+    """The decoder of every handler here: the body as it came (parsed by us)
+    and the server's word on who sent it."""
+    return message.body, (message.headers or {}).get(REQUEST_INFO)
 
 
 def _command_handler(service: CommandService, aggregate: str, command: str
-                     ) -> Callable[[bytes], Awaitable[bytes]]:
-    # The body as a plain argument: asking for the message object instead
+                     ) -> Callable[[Request], Awaitable[bytes]]:
+    # The request as a plain argument: asking for the message object instead
     # makes FastStream resolve it in a worker thread, a hop per command.
-    async def handle(body: bytes) -> bytes:
-        return await service.handle(aggregate, command, body)
+    async def handle(request: Request) -> bytes:
+        return await service.handle(aggregate, command, *request)
 
     handle.__name__ = f"{aggregate}_{command}"
     return handle
 
 
-def _query_handler(answer: Callable[[bytes], Awaitable[bytes]], name: str) -> Callable[[bytes], Awaitable[bytes]]:
-    async def handle(body: bytes) -> bytes:
-        return await answer(body)
+def _query_handler(queries: QueryService, name: str, method: Any) -> Callable[[Request], Awaitable[bytes]]:
+    async def handle(request: Request) -> bytes:
+        return await answer(queries, name, method, *request)
 
     handle.__name__ = name.replace(".", "_")
     return handle
+
+
+QUERY_HANDLERS: dict[str, tuple[Any, str]] = {
+    "case.history": (QueryService.history, "A case's events and its state as of `at` (default now)."),
+    "customer.get": (QueryService.customer, "A customer; contact data only for the roles that may read it."),
+    "sla.open": (QueryService.sla_open, "Running limits with the time left, the most urgent first."),
+    "sla.breaches": (QueryService.sla_breaches, "Limits breached in a period, the latest first."),
+    "dashboard": (QueryService.dashboard, "Open work, today's and this month's figures, limits at risk."),
+    "report": (QueryService.report, "The quality report of a month (2026-11) or a quarter (2026-Q4)."),
+    "customers.dangerous": (QueryService.customers_dangerous, "The dangerous-customer list with reasons."),
+}
 
 
 def include_handlers(broker: NatsBroker, commands: CommandService, queries: QueryService,
@@ -49,23 +66,15 @@ def include_handlers(broker: NatsBroker, commands: CommandService, queries: Quer
         for command, model in models.items():
             broker.subscriber(
                 command_subject(aggregate, command), queue=QUEUE_GROUP, max_workers=max_workers,
-                decoder=raw_body,
+                decoder=raw_request,
                 title=f"{aggregate}.{command}",
                 description=(f"Command request; `data` follows contracts/schemas/commands/"
                              f"{aggregate}.{command}.json. {(model.__doc__ or '').strip()}"),
             )(_command_handler(commands, aggregate, command))
 
-    for name, (answer, description) in {
-        "case.history": (queries.history, "A case's events and its state as of `at` (default now)."),
-        "customer.get": (queries.customer, "A customer; contact data only for the roles that may read it."),
-        "sla.open": (queries.sla_open, "Running limits with the time left, the most urgent first."),
-        "sla.breaches": (queries.sla_breaches, "Limits breached in a period, the latest first."),
-        "dashboard": (queries.dashboard, "Open work, today's and this month's figures, limits at risk."),
-        "report": (queries.report, "The quality report of a month (2026-11) or a quarter (2026-Q4)."),
-        "customers.dangerous": (queries.customers_dangerous, "The dangerous-customer list with reasons."),
-    }.items():
-        broker.subscriber(query_subject(name), queue=QUEUE_GROUP, max_workers=8, decoder=raw_body, title=name,
-                          description=description)(_query_handler(answer, name))
+    for name, (method, description) in QUERY_HANDLERS.items():
+        broker.subscriber(query_subject(name), queue=QUEUE_GROUP, max_workers=8, decoder=raw_request, title=name,
+                          description=description)(_query_handler(queries, name, method))
 
 
 def describe_events(broker: NatsBroker) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -21,8 +22,10 @@ from pydantic import BaseModel, ValidationError
 from contracts.catalog import COMMANDS
 from contracts.envelope import CommandRequest, Error, ErrorDetail, ErrorReply, OkReply
 from handlers.batch import CommandBatch, Store, StoredReply
+from handlers.identity import Directory, Identity, identify
 from handlers.kinds import KINDS
 from handlers.translate import case_id_for, event_id
+from ticketing.access import acting
 from ticketing.case import Case, Context
 from ticketing.customer import Customer
 from ticketing.errors import Conflict, DomainError, FieldProblem, NotFound, ValidationFailed
@@ -91,22 +94,47 @@ def fingerprint(subject: str, raw_request: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+def unknown_sender() -> bytes:
+    return error_reply("forbidden", "no authenticated sender: connect with your credentials "
+                                    "(`ticketing users add`) through the product's NATS accounts")
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who carries out a command: the actor the events record, and the
+    authenticated user behind it (the same, but for a gateway's person)."""
+
+    actor_id: str
+    role: Role
+    via: str | None
+    sender: Identity
+
+
 class CommandService:
-    def __init__(self, store: Store, writer: Writer, clock: Callable[[], datetime], *,
+    def __init__(self, store: Store, writer: Writer, clock: Callable[[], datetime], directory: Directory, *,
                  compensation_limit: Decimal | None = None) -> None:
         self.store = store
         self.writer = writer
         self.clock = clock
+        self.directory = directory
         self.compensation_limit = compensation_limit
 
-    async def handle(self, aggregate: str, command: str, raw: bytes) -> bytes:
+    async def handle(self, aggregate: str, command: str, raw: bytes, request_info: str | None) -> bytes:
+        sender = identify(self.directory, request_info)
+        if sender is None:
+            return unknown_sender()
         try:
             request, data = parse(aggregate, command, raw)
         except _Invalid as invalid:
             return error_reply("validation_error", invalid.message, invalid.details)
+        if not sender.may_send(f"{aggregate}.{command}"):
+            return error_reply("forbidden", f"{aggregate}.{command} is not granted to {sender.name}")
         try:
-            return await self.writer.run(lambda batch: self._execute(batch, aggregate, command, request, data),
-                                         request.command_id)
+            claimed = request.actor
+            who = Acting(*acting(sender.name, sender.role, claimed and claimed.id, claimed and claimed.role),
+                         sender=sender)
+            return await self.writer.run(
+                lambda batch: self._execute(batch, aggregate, command, request, data, who), request.command_id)
         except DomainError as error:
             details = [ErrorDetail(field=p.field if p.field in REQUEST_FIELDS else f"data.{p.field}",
                                    reason=p.reason) for p in error.problems]
@@ -121,15 +149,16 @@ class CommandService:
             return error_reply("unavailable", "the command could not be recorded; nothing was recorded, retry")
 
     def _execute(self, batch: CommandBatch, aggregate: str, command: str, request: CommandRequest,
-                 data: BaseModel) -> bytes:
+                 data: BaseModel, who: Acting) -> bytes:
         """Runs on the writer thread, inside the group's transaction. Raises
         before changing anything when the command cannot be carried out."""
-        subject_fp = fingerprint(f"{aggregate}.{command}", request.model_dump(mode="json"))
+        sent = request.model_dump(mode="json") | {"sender": [who.sender.name, who.actor_id, who.role.value]}
+        subject_fp = fingerprint(f"{aggregate}.{command}", sent)
         stored = batch.stored_reply(request.command_id)
         if stored is not None:
             return _repeat(stored, subject_fp)
         try:
-            return self._carry_out(batch, aggregate, command, request, data, subject_fp)
+            return self._carry_out(batch, aggregate, command, request, data, subject_fp, who)
         except DomainError:
             stored = batch.look_up(request.command_id)
             if stored is not None:  # done before: it fails now only because it was
@@ -137,9 +166,9 @@ class CommandService:
             raise
 
     def _carry_out(self, batch: CommandBatch, aggregate: str, command: str, request: CommandRequest,
-                   data: BaseModel, subject_fp: str) -> bytes:
+                   data: BaseModel, subject_fp: str, who: Acting) -> bytes:
         now = self.clock()
-        ctx = Context(actor_id=request.actor.id, role=Role(request.actor.role), at=now,
+        ctx = Context(actor_id=who.actor_id, role=who.role, via=who.via, at=now,
                       correlation_id=request.correlation_id or request.command_id,
                       causation_id=request.causation_id or request.command_id,
                       compensation_limit=self.compensation_limit)

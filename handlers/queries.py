@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -34,15 +35,17 @@ from contracts.queries import (
     SlaOpen,
     SlaOpenReply,
 )
-from handlers.commands import error_reply, problems_of
+from handlers.commands import error_reply, problems_of, unknown_sender
+from handlers.identity import Directory, Identity, identify
 from handlers.translate import envelope, names, state_json
 from projections import figures, sla
 from projections.danger import dangerous_list
 from ticketing import periods
+from ticketing.access import acting, may_ask
 from ticketing.customer import Customer
 from ticketing.danger import LEVELS, Rules
+from ticketing.errors import Forbidden
 from ticketing.sla.policy import SlaPolicy
-from ticketing.values import Role
 
 Query = TypeVar("Query", bound=BaseModel)
 
@@ -74,17 +77,21 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistor
     )
 
 
+Answer = Callable[["QueryService", bytes, Identity], Awaitable[bytes]]
+
+
 class QueryService:
     def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy,
-                 zone: ZoneInfo, danger_rules: Rules) -> None:
+                 zone: ZoneInfo, danger_rules: Rules, directory: Directory) -> None:
         self.store = store
+        self.directory = directory
         self.danger_rules = danger_rules
         self.clock = clock
         self.readmodels = readmodels
         self.policy = policy
         self.zone = zone
 
-    async def sla_open(self, raw: bytes) -> bytes:
+    async def sla_open(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(SlaOpen, raw, "sla.open")
         if isinstance(query, bytes):
             return query
@@ -98,7 +105,7 @@ class QueryService:
                                    metric=query.metric, limit=query.limit)
         return SlaOpenReply(at=now, limits=[_limit(row, now, self.policy) for row in rows])
 
-    async def sla_breaches(self, raw: bytes) -> bytes:
+    async def sla_breaches(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(SlaBreaches, raw, "sla.breaches")
         if isinstance(query, bytes):
             return query
@@ -106,7 +113,7 @@ class QueryService:
         reply = await asyncio.to_thread(self._sla_breaches, query, now)
         return orjson.dumps(reply.model_dump(mode="json"))
 
-    async def dashboard(self, raw: bytes) -> bytes:
+    async def dashboard(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(Dashboard, raw, "dashboard")
         if isinstance(query, bytes):
             return query
@@ -117,7 +124,7 @@ class QueryService:
                 return DashboardReply.model_validate(figures.dashboard(conn, now, self.zone))
         return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
-    async def customers_dangerous(self, raw: bytes) -> bytes:
+    async def customers_dangerous(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(CustomersDangerous, raw, "customers.dangerous")
         if isinstance(query, bytes):
             return query
@@ -132,7 +139,7 @@ class QueryService:
                 and (query.danger_type is None or query.danger_type in c.types)])
         return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
-    async def report(self, raw: bytes) -> bytes:
+    async def report(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(Report, raw, "report")
         if isinstance(query, bytes):
             return query
@@ -149,7 +156,7 @@ class QueryService:
                                 kind=query.kind, metric=query.metric, limit=query.limit)
         return SlaBreachesReply(at=now, breaches=[_breach(row, now, self.policy) for row in rows])
 
-    async def history(self, raw: bytes) -> bytes:
+    async def history(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(CaseHistory, raw, "case.history")
         if isinstance(query, bytes):
             return query
@@ -159,15 +166,30 @@ class QueryService:
             return error_reply("not_found", f"no case {query.case_id}")
         return orjson.dumps(reply.model_dump(mode="json"))
 
-    async def customer(self, raw: bytes) -> bytes:
+    async def customer(self, raw: bytes, sender: Identity) -> bytes:
         query = _parse(CustomerGet, raw, "customer.get")
         if isinstance(query, bytes):
             return query
+        claimed = query.actor
+        try:
+            _, role, _ = acting(sender.name, sender.role, claimed and claimed.id, claimed and claimed.role)
+        except Forbidden as refused:
+            return error_reply("forbidden", refused.message)
         found = await asyncio.to_thread(_customer, self.store, query.customer_id)
         if found is None:
             return error_reply("not_found", f"no customer {query.customer_id}")
-        view = state_json(found.view(Role(query.actor.role)))
+        view = state_json(found.view(role))
         return orjson.dumps(CustomerGetReply(customer=view).model_dump(mode="json"))
+
+
+async def answer(service: QueryService, name: str, method: Answer, raw: bytes, request_info: str | None) -> bytes:
+    """A query from an authenticated sender whose role may ask it, answered."""
+    sender = identify(service.directory, request_info)
+    if sender is None:
+        return unknown_sender()
+    if not may_ask(sender.role, name):
+        return error_reply("forbidden", f"a {sender.role.value} may not ask {name}")
+    return await method(service, raw, sender)
 
 
 def _limit(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaLimit:

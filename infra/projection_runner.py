@@ -13,7 +13,9 @@ row is written in the same transaction as the read model), dropping whatever
 a dead instance left pending; one instance runs each projection. A database outage is retried until it ends. An event the
 projection cannot apply (a bug, a malformed message) is retried a few times,
 then parked on `ticketing.v1.deadletter.projections.<name>` with the reason,
-and the projection moves on: it is never silently dropped."""
+and the projection moves on: it is never silently dropped. A message the
+relay did not seal (`infra/auth/seal.py`) is not the store's: it is parked
+at once and never applied."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
+from infra.auth.seal import Seal
 from infra.consuming import batches
 from projections.base import Projection, apply_batch, create_tables, marks_of, skip
 
@@ -42,11 +45,12 @@ ACK_WAIT_SECONDS = 30
 
 
 class ProjectionRunner:
-    def __init__(self, projection: Projection, engine: Engine, js: JetStreamContext, *,
+    def __init__(self, projection: Projection, engine: Engine, js: JetStreamContext, seal: Seal, *,
                  batch: int = 256) -> None:
         self.projection = projection
         self.engine = engine
         self.js = js
+        self.seal = seal
         self.batch = batch
         self.applied = 0
         self._stopping = False
@@ -85,8 +89,9 @@ class ProjectionRunner:
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENT_STREAM)
 
     async def _handle(self, messages: list[Any]) -> None:
-        events = [_decode(m.data) for m in messages]
-        if all(e is not None for e in events):
+        events = [_decode(m.data) if self.seal.holds(m.subject, m.data, m.headers) else UNSEALED
+                  for m in messages]
+        if all(e is not None and e is not UNSEALED for e in events):
             try:
                 self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, events,
                                                         _sequence(messages[-1]))
@@ -99,6 +104,9 @@ class ProjectionRunner:
             await self._handle_one(message, event)
 
     async def _handle_one(self, message: Any, event: dict[str, Any] | None) -> None:
+        if event is UNSEALED:
+            await self._park(message, None, "not sealed by the product's relay: not an event of the store")
+            return
         attempt = 0
         while True:
             reason = "not a v1 event envelope" if event is None else None
@@ -134,6 +142,10 @@ class ProjectionRunner:
         )
         await asyncio.to_thread(skip, self.engine, self.projection, _sequence(message))
         await message.ack()
+
+
+UNSEALED: Any = {"type": "(unsealed)"}
+"""Stands for a message that did not come from the relay."""
 
 
 def _sequence(message: Any) -> int:

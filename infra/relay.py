@@ -5,8 +5,11 @@ saving its position:
 - each message's `Nats-Msg-Id` is the event id, so a copy published again within
   the duplicate window is dropped by the stream;
 - before it starts, and after any failed publish, the relay reads the stream's
-  last message and continues after the position it carries, so a restart long
-  after the window closed does not publish a copy either;
+  last message it sealed (`infra/auth/seal.py`: anything else in the stream is
+  a stranger's, whatever position it claims) and continues after the position
+  it carries, so a restart long after the window closed does not publish a
+  copy either; a stream that never held a message (new, or recreated) gets
+  the whole store;
 - `Nats-Expected-Last-Msg-Id` makes the stream refuse a message whose
   predecessor is missing, so the stream's order is the store's order.
 
@@ -30,6 +33,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.catalog import EVENT_STREAM
+from infra.auth.seal import HEADER as SEAL_HEADER
+from infra.auth.seal import Seal
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +54,11 @@ class Log(Protocol):
 class Relay:
     name = "bus"
 
-    def __init__(self, log_: Log, js: JetStreamContext, translate: Translate, *, batch: int = 500,
+    def __init__(self, log_: Log, js: JetStreamContext, translate: Translate, seal: Seal, *, batch: int = 500,
                  poll_seconds: float = 1.0, save_every_seconds: float = 1.0) -> None:
         self.log = log_
         self.js = js
+        self.seal = seal
         self.translate = translate
         self.batch = batch
         self.poll_seconds = poll_seconds
@@ -111,7 +117,7 @@ class Relay:
         previous = self._last_msg_id
         for notification in pending:
             subject, msg_id, payload = self.translate(notification)
-            headers = {"Nats-Msg-Id": msg_id}
+            headers = {"Nats-Msg-Id": msg_id, SEAL_HEADER: self.seal.of(subject, payload)}
             if previous is not None:
                 headers["Nats-Expected-Last-Msg-Id"] = previous
             acks.append(await self.js.publish_async(subject, payload, headers=headers))
@@ -179,22 +185,27 @@ class Relay:
         """Continue after whichever is further: our saved position or the last
         event the stream holds."""
         saved = await asyncio.to_thread(self.log.relay_position, self.name)
-        on_stream, msg_id = await self._stream_tail()
+        on_stream, msg_id, fresh = await self._stream_tail()
+        if fresh and saved:
+            log.warning("relay: %s never held a message (new or recreated): publishing the store from the start",
+                        EVENT_STREAM)
+            saved = 0
         self.position = max(saved, on_stream)
         self._saved = saved
         self._last_msg_id = msg_id
         if on_stream > saved:
             log.info("relay: the stream was ahead of the saved position (%d > %d)", on_stream, saved)
 
-    async def _stream_tail(self) -> tuple[int, str | None]:
+    async def _stream_tail(self) -> tuple[int, str | None, bool]:
         """(position of the last event this relay published that the stream
-        holds, Nats-Msg-Id of the stream's last message). They differ when
-        someone else published into the stream's subjects after us: the next
-        publish must expect that stranger as its predecessor, and must not
-        republish what we had published before it."""
+        holds, Nats-Msg-Id of the stream's last message, whether the stream
+        never held anything). The first two differ when someone else
+        published into the stream's subjects after us: the next publish must
+        expect that stranger as its predecessor, and must not republish what
+        we had published before it."""
         info = await self.js.stream_info(EVENT_STREAM)
         if not info.state.messages:
-            return 0, None
+            return 0, None, info.state.last_seq == 0
         tail_id: str | None = None
         for seq in range(info.state.last_seq, max(info.state.first_seq, info.state.last_seq - SCAN_BACK) - 1, -1):
             try:
@@ -204,22 +215,24 @@ class Relay:
             msg_id = (msg.headers or {}).get("Nats-Msg-Id")
             if seq == info.state.last_seq:
                 tail_id = msg_id
-            position = _own_position(msg.data, msg_id)
+            position = self._own_position(msg.subject, msg.data, msg.headers, msg_id)
             if position is not None:
                 if seq != info.state.last_seq:
                     log.warning("relay: %d message(s) in %s after our last event were not published by us",
                                 info.state.last_seq - seq, EVENT_STREAM)
-                return position, tail_id
-        return 0, tail_id
+                return position, tail_id, False
+        return 0, tail_id, False
 
-
-def _own_position(data: bytes | None, msg_id: str | None) -> int | None:
-    """The position of a message the relay published (an envelope whose id
-    is its Nats-Msg-Id), else None."""
-    try:
-        event = orjson.loads(data or b"{}")
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(event, dict) or event.get("id") != msg_id or not isinstance(event.get("position"), int):
-        return None
-    return int(event["position"])
+    def _own_position(self, subject: str | None, data: bytes | None, headers: dict[str, str] | None,
+                      msg_id: str | None) -> int | None:
+        """The position of a message this relay published (sealed by us, an
+        envelope whose id is its Nats-Msg-Id), else None."""
+        if not subject or not self.seal.holds(subject, data or b"", headers):
+            return None
+        try:
+            event = orjson.loads(data or b"{}")
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(event, dict) or event.get("id") != msg_id or not isinstance(event.get("position"), int):
+            return None
+        return int(event["position"])

@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     cipher_key: str | None = None
     """AES key (base64 of 32 bytes) the event store is encrypted with. Default: the
     key in <data dir>/cipher.key, generated on the first run."""
+    nats_credentials: Path | None = None
+    """The product's own NATS credentials (an nkey seed file) for an external NATS; default: the
+    key `serve` made in <data dir>/auth/system.nk."""
+    nats_responder_credentials: Path | None = None
+    """The product's responders' credentials (their own account) for an external NATS; default:
+    <data dir>/auth/responder.nk."""
+    nats_tls_ca: Path | None = None
+    """A CA file to check a NATS that requires TLS."""
+    nats_tls_cert: Path | None = None
+    """A client certificate for a NATS that asks for one (with `nats_tls_key`)."""
+    nats_tls_key: Path | None = None
+    credentials: Path | None = None
+    """The credentials the CLI's client commands use; default: the local operator's
+    (<data dir>/auth/operator.nk, made by the first `serve`)."""
     nats_port: int = 4222
     """Port the embedded nats-server prefers; a free one is taken when it is busy."""
     log_level: str = "INFO"
@@ -91,6 +105,22 @@ class Settings(BaseSettings):
     @property
     def nats_url_file(self) -> Path:
         return self.data_dir / "nats.url"
+
+    @property
+    def auth_dir(self) -> Path:
+        return self.data_dir / "auth"
+
+    @property
+    def system_credentials(self) -> Path:
+        return self.nats_credentials or self.auth_dir / "system.nk"
+
+    @property
+    def responder_credentials(self) -> Path:
+        return self.nats_responder_credentials or self.auth_dir / "responder.nk"
+
+    @property
+    def client_credentials(self) -> Path:
+        return self.credentials or self.auth_dir / "operator.nk"
 
     @property
     def cipher_key_file(self) -> Path:

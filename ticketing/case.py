@@ -28,11 +28,16 @@ class Context:
     causation_id: UUID | None = None
     compensation_limit: Decimal | None = None
     """The most compensation below a supervisor (None: no limit)."""
+    via: str | None = None
+    """The gateway that signed the actor in and acts on their behalf, if any."""
 
     def event_fields(self) -> dict[str, Any]:
+        actor: dict[str, Any] = {"id": self.actor_id, "role": self.role.value}
+        if self.via is not None:
+            actor["via"] = {"id": self.via, "role": Role.GATEWAY.value}
         return {
             "timestamp": self.at,
-            "actor": {"id": self.actor_id, "role": self.role.value},
+            "actor": actor,
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
         }
@@ -40,6 +45,9 @@ class Context:
 
 STAFF = frozenset({Role.AGENT, Role.SUPERVISOR, Role.MANAGER, Role.SYSTEM})
 LEADS = frozenset({Role.SUPERVISOR, Role.MANAGER, Role.SYSTEM})
+INTAKE = STAFF | {Role.SERVICE}
+"""Who may register a case or a customer: the staff, and another system
+(a web form, a CRM) when the command is granted to it."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class Case(Aggregate):
     waiting_on_customer: bool
 
     class Event(Aggregate.Event):
-        actor: dict[str, str]
+        actor: dict[str, Any]
         correlation_id: UUID
         causation_id: UUID | None
 

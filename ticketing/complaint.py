@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ticketing.case import (
+    INTAKE,
     LEADS,
     Case,
     Context,
@@ -67,6 +68,7 @@ LIFECYCLE = Lifecycle(
         "reprioritise": Step(OPEN, None, LEADS, waiting=None),
         "record_sla_breach": record_sla_breach_step(OPEN | {RESOLVED, REVISITED, CLOSED, WITHDRAWN}),
     },
+    register_roles=INTAKE,
 )
 
 

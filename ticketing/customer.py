@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ticketing.case import LEADS, STAFF, Case, Context, Lifecycle, Step
+from ticketing.case import INTAKE, LEADS, Case, Context, Lifecycle, Step
 from ticketing.errors import InvalidTransition
 from ticketing.values import Checks, Mark, Role, Tier
 
@@ -28,7 +28,7 @@ LIFECYCLE = Lifecycle(
         "unflag": Step(frozenset({ACTIVE}), None, LEADS),
         "clear_danger": Step(frozenset({ACTIVE}), None, LEADS),
     },
-    register_roles=STAFF,
+    register_roles=INTAKE,
 )
 
 CONTACT_FIELDS = ("name", "phone", "address")

@@ -18,8 +18,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ticketing.case import (
+    INTAKE,
     LEADS,
-    STAFF,
     Case,
     Context,
     FollowUp,
@@ -62,7 +62,7 @@ LIFECYCLE = Lifecycle(
         "record_sla_breach": record_sla_breach_step(
             WAITING | {DISPATCH_REQUESTED, DISPATCHED, ANALYSED, RESOLVED, REVISITED, CANCELLED}),
     },
-    register_roles=STAFF,
+    register_roles=INTAKE,
 )
 
 

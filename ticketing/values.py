@@ -10,10 +10,19 @@ from ticketing.errors import FieldProblem, ValidationFailed
 
 
 class Role(StrEnum):
+    """Who may speak on the bus. The first four are the department's people;
+    `auditor` reads (queries and events) and commands nothing; `service` is
+    another system, sending only the commands granted to it; `gateway` is a
+    front-end that signs its own people in and acts on their behalf; `system`
+    is the product itself and is never given to anyone."""
+
     AGENT = "agent"
     TECHNICIAN = "technician"
     SUPERVISOR = "supervisor"
     MANAGER = "manager"
+    AUDITOR = "auditor"
+    SERVICE = "service"
+    GATEWAY = "gateway"
     SYSTEM = "system"
 
 

@@ -1,0 +1,70 @@
+"""The NATS configuration that gives every identity its account and
+permissions, written from the user directory.
+
+Two accounts. TICKETING holds the streams and every user; TICKETING_API holds
+only the product's responders and exports the command and query subjects as
+services, which TICKETING imports with `share: true`: each request crosses
+the import, and the server stamps it with the sender's identity
+(`Nats-Request-Info`). That header is how the responders know who speaks;
+permissions per user keep each one to its role's subjects and its own inbox."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from infra.auth.directory import UserDirectory
+from infra.auth.permissions import permissions
+
+DATA_ACCOUNT = "TICKETING"
+API_ACCOUNT = "TICKETING_API"
+SERVICES = ("ticketing.v1.commands.>", "ticketing.v1.queries.>")
+
+
+def accounts_block(directory: UserDirectory) -> str:
+    users: list[dict[str, object]] = [{"nkey": directory.product.system}]
+    for user in directory.users():
+        granted = permissions(user.name, user.role, user.grants)
+        users.append({"nkey": user.nkey, "permissions": {"publish": {"allow": granted.publish},
+                                                           "subscribe": {"allow": granted.subscribe}}})
+    accounts = {
+        DATA_ACCOUNT: {
+            "jetstream": "enabled",
+            "users": users,
+            "imports": [{"service": {"account": API_ACCOUNT, "subject": s}, "share": True} for s in SERVICES],
+        },
+        API_ACCOUNT: {
+            "users": [{"nkey": directory.product.responder}],
+            "exports": [{"service": s} for s in SERVICES],
+        },
+    }
+    body = json.dumps(accounts, indent=2, ensure_ascii=False)
+    names = "\n".join(f"#   {u.name:<24} {u.role.value:<11} {u.nkey}" for u in directory.users())
+    return (f"# Written by `ticketing` from {directory.path}; do not edit (`ticketing users` changes it).\n"
+            f"# Users:\n{names}\n"
+            f"accounts: {body}\n")
+
+
+def write_accounts(directory: UserDirectory) -> Path:
+    path = directory.auth_dir / "accounts.conf"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(accounts_block(directory))
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+    return path
+
+
+def embedded_config(directory: UserDirectory, store_dir: Path, port: int) -> Path:
+    """The embedded server's whole configuration: it listens on 127.0.0.1
+    only, keeps its JetStream store in `store_dir`, and includes the accounts."""
+    accounts = write_accounts(directory)
+    path = store_dir / "nats-server.conf"
+    include = os.path.relpath(accounts, path.parent)
+    path.write_text(
+        "# Written by `ticketing serve`; the accounts come from the user directory.\n"
+        f"listen: \"127.0.0.1:{port}\"\n"
+        f"jetstream: {{ store_dir: {json.dumps(str(store_dir.resolve()))} }}\n"
+        f"pid_file: {json.dumps(str((store_dir / 'nats-server.pid').resolve()))}\n"
+        f"include \"{include}\"\n")
+    return path
