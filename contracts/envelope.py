@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    StrictStr,
+    model_serializer,
+)
 
 from contracts.types import Role, Time, Version
 
@@ -28,6 +36,14 @@ class Actor(BaseModel):
     id: StrictStr = Field(min_length=1, max_length=200)
     role: Role
     via: Via | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_via(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`via` only when a gateway acted: the envelope stays as it was for everyone else."""
+        data: dict[str, Any] = handler(self)
+        if data.get("via") is None:
+            data.pop("via", None)
+        return data
 
 
 class ClaimedActor(BaseModel):

@@ -1,6 +1,7 @@
 """The `ticketing` command: serve the product, and client commands that talk
 to a running one over NATS (its URL from TICKETING_NATS_URL or
-<data dir>/nats.url)."""
+<data dir>/nats.url) as a user: the local operator's credentials from the
+data directory, or those of --credentials / TICKETING_CREDENTIALS."""
 
 from __future__ import annotations
 
@@ -19,9 +20,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from infra.auth.cli import nats_config, users
 from infra.settings import Settings
 
 console = Console(soft_wrap=True)
+_credentials: Path | None = None
+"""The client commands' --credentials (None: TICKETING_CREDENTIALS or the local operator's)."""
+
+
+def credentials_option(command: Any) -> Any:
+    """--credentials FILE on a client command."""
+    def keep(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+        global _credentials
+        _credentials = value
+
+    return click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path), expose_value=False,
+                        callback=keep, is_eager=True,
+                        help="a user's credentials (nkey seed or .creds file); default: TICKETING_CREDENTIALS, "
+                             "else the local operator's in <data dir>/auth/operator.nk")(command)
 
 
 def setup_logging(level: str) -> None:
@@ -37,6 +53,10 @@ def setup_logging(level: str) -> None:
 @click.group()
 def main() -> None:
     """Event-sourced case handling for customer-service departments."""
+
+
+main.add_command(users)
+main.add_command(nats_config)
 
 
 @main.command()
@@ -60,7 +80,10 @@ async def _serve(settings: Settings) -> None:
     runtime = await start(settings, worker="process")
     where = "embedded nats-server" if runtime.embedded else "external NATS"
     console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
-    console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file})")
+    console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file}); "
+                  f"no anonymous access")
+    console.print(f"  local operator's credentials: {settings.client_credentials.resolve()} (role manager; "
+                  f"the CLI uses them); more users: `ticketing users add NAME --role ROLE --out FILE`")
     console.print(f"  event store:   {_safe_url(settings.event_store_url)}")
     console.print(f"  read models:   {_safe_url(settings.read_model_url)}")
     console.print("  relay and projections in a child process (`ticketing worker`)")
@@ -99,11 +122,46 @@ def _nats_url(settings: Settings) -> str:
 
 
 async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """One request as the CLI's user; any failure is one line saying what to do."""
     import nats
+    from nats.errors import NoRespondersError, NoServersError
+    from nats.errors import TimeoutError as NatsTimeout
 
-    nc = await nats.connect(_nats_url(Settings()), connect_timeout=3, max_reconnect_attempts=1)
+    from infra.auth.connect import client_options
+    from infra.auth.keys import BadCredentials
+
+    settings = Settings()
+    path = _credentials or settings.client_credentials
+    try:
+        options = client_options(settings, path)
+    except BadCredentials as error:
+        raise click.ClickException(f"{error}: run `ticketing serve` once (it makes the local operator's "
+                                   f"credentials) or pass --credentials FILE (`ticketing users add`)") from None
+    refused: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        refused.append(str(error))
+
+    url = _nats_url(settings)
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+                                error_cb=on_error, **options)
+    except Exception as error:  # noqa: BLE001 - said in one line, never a traceback
+        if "authorization" in str(error).lower() or any("authorization" in r.lower() for r in refused):
+            raise click.ClickException(f"NATS refused the credentials in {path} (authorization violation): the "
+                                       f"user may have been removed; ask for new ones") from None
+        raise click.ClickException(f"cannot reach NATS at {url} ({type(error).__name__}): is `ticketing serve` "
+                                   f"running?") from None
     try:
         reply = await nc.request(subject, orjson.dumps(body), timeout=timeout)
+    except (NatsTimeout, TimeoutError, NoRespondersError, NoServersError) as error:
+        await asyncio.sleep(0.05)  # a permissions violation arrives on its own, just after
+        denied = [r for r in refused if "permissions violation" in r.lower()]
+        if denied:
+            raise click.ClickException(f"NATS refused: {denied[0]} (your role may not do this: "
+                                       f"`ticketing roles --bus`)") from None
+        raise click.ClickException(f"no answer on {subject} ({type(error).__name__}): is `ticketing serve` "
+                                   f"running, and is this a command or query it knows?") from None
     finally:
         await nc.close()
     return dict(orjson.loads(reply.data))
@@ -115,13 +173,14 @@ async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) ->
 @click.argument("data", default="{}")
 @click.option("--id", "aggregate_id", help="the case's id (absent on register)")
 @click.option("--expected-version", type=int)
-@click.option("--actor", default="cli", show_default=True)
-@click.option("--role", default="agent", show_default=True)
-def send(aggregate: str, command: str, data: str, aggregate_id: str | None, expected_version: int | None,
-         actor: str, role: str) -> None:
-    """Send a command, e.g. `ticketing send complaint acknowledge '{"note": "called"}' --id ID`."""
-    body: dict[str, Any] = {"command_id": str(uuid.uuid4()), "actor": {"id": actor, "role": role},
-                            "data": orjson.loads(data)}
+@credentials_option
+def send(aggregate: str, command: str, data: str, aggregate_id: str | None, expected_version: int | None) -> None:
+    """Send a command as your user, e.g. `ticketing send complaint acknowledge '{"note": "called"}' --id ID`."""
+    try:
+        fields = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise click.ClickException(f"DATA is not JSON: {error}") from None
+    body: dict[str, Any] = {"command_id": str(uuid.uuid4()), "data": fields}
     if aggregate_id:
         body["aggregate_id"] = aggregate_id
     if expected_version is not None:
@@ -135,6 +194,7 @@ def send(aggregate: str, command: str, data: str, aggregate_id: str | None, expe
 @click.argument("case_id")
 @click.option("--at", help="RFC 3339 instant, e.g. 2026-11-25T08:00:00Z (default: now)")
 @click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
 def history(case_id: str, at: str | None, as_json: bool) -> None:
     """A case's events and its state as it was at --at."""
     query: dict[str, Any] = {"case_id": case_id}
@@ -167,6 +227,7 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
 @click.option("--until", help="breaches before this RFC 3339 instant")
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
 def sla(breaches: bool, assignee: str | None, tier: str | None, kind: str | None, metric: str | None,
         since: str | None, until: str | None, limit: int, as_json: bool) -> None:
     """Service limits running, the most urgent first (or, with --breaches, breached, the latest first)."""
@@ -212,6 +273,7 @@ def _span(seconds: float) -> str:
 @click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
 @click.option("--every", type=float, default=2.0, show_default=True, help="seconds between refreshes")
 @click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
 def dashboard(watch: bool, every: float, as_json: bool) -> None:
     """The live dashboard: open work, today's and this month's figures, limits at risk."""
     reply = asyncio.run(_request("ticketing.v1.queries.dashboard", {}))
@@ -276,6 +338,7 @@ def _dashboard(reply: dict[str, Any]) -> Any:
 @click.option("--quarter", help="a quarter, e.g. 2026-Q4")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
               show_default=True, help="where to write the files")
+@credentials_option
 def report(month: str | None, quarter: str | None, out: Path) -> None:
     """The monthly or quarterly service-quality report: HTML with charts, JSON and CSV."""
     if bool(month) == bool(quarter):
@@ -302,6 +365,7 @@ def customers() -> None:
 @click.option("--type", "danger_type",
               type=click.Choice(["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"]))
 @click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
 def customers_dangerous(level: str | None, danger_type: str | None, as_json: bool) -> None:
     """The dangerous-customer list (危险客户统计表): who, why, since when, what to do."""
     query = {k: v for k, v in {"level": level, "danger_type": danger_type}.items() if v}
@@ -372,9 +436,26 @@ def rebuild_command(name: str | None) -> None:
 
 
 @main.command()
-def roles() -> None:
-    """Who may do what, in which status: every case kind's state table, from the domain."""
+@click.option("--bus", is_flag=True, help="what each role may publish and subscribe to on NATS instead")
+@click.option("--markdown", is_flag=True, help="with --bus: as a Markdown table (the README's)")
+def roles(bus: bool, markdown: bool) -> None:
+    """Who may do what, in which status: every case kind's state table, from the domain
+    (with --bus: each role's NATS permissions, derived from the same tables)."""
     from handlers.kinds import KINDS
+
+    if bus:
+        from infra.auth.permissions import markdown_table, role_table
+
+        if markdown:
+            click.echo(markdown_table(), nl=False)
+            return
+        permissions = Table(title="NATS permissions by role (from the state tables and ticketing/access.py)")
+        for column in ("role", "may publish to", "may subscribe to"):
+            permissions.add_column(column, overflow="fold")
+        for row in role_table():
+            permissions.add_row(*row)
+        console.print(permissions)
+        return
 
     table = Table(title="commands by case kind: from which status, to which, by whom")
     for column in ("kind", "command", "allowed from", "to", "roles"):

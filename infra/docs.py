@@ -8,6 +8,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
+from faststream.specification.asyncapi.v2_6_0.schema.utils import Reference
 
 from contracts.catalog import bus_payloads
 from handlers.bus import describe_events, include_handlers
@@ -22,10 +23,24 @@ DESCRIPTION = (
 )
 
 
+SECURITY_SCHEME = {
+    "type": "asymmetricEncryption",
+    "description": (
+        "NATS nkey authentication: every connection signs the server's nonce with its user's nkey (a seed "
+        "file or a .creds file made by `ticketing users add NAME --role ROLE --out FILE`). Anonymous "
+        "connections are refused. Requests reach the product through a service import with `share: true`, "
+        "so the server stamps each with the sender's identity (Nats-Request-Info): the actor recorded is "
+        "that user and its role, never what the body says. Each role may publish and subscribe only where "
+        "its work needs (README: Identities and permissions); replies come to the user's own inbox "
+        "`_INBOX.<user>.>`, so connect with that inbox prefix."),
+}
+
+
 def docs_app() -> FastStream:
     broker = NatsBroker()
     unused: Any = None
-    include_handlers(broker, CommandService(unused, unused, utc_now), QueryService(unused, utc_now, unused, unused, unused, unused))
+    include_handlers(broker, CommandService(unused, unused, utc_now, unused),
+                     QueryService(unused, utc_now, unused, unused, unused, unused, unused))
     describe_events(broker)
     return FastStream(broker, specification=AsyncAPI(title="ticketing bus", version="v1",
                                                       description=DESCRIPTION))
@@ -44,4 +59,7 @@ def specification() -> Any:
             if schemas.setdefault(name, definition) != definition:
                 raise ValueError(f"two different schemas named {name!r}: rename one of the models")
         schemas[f"{title}:Message:Payload"] = schema
+    spec.components.securitySchemes = {"nkey": SECURITY_SCHEME}
+    for server in spec.servers.values():
+        server.security = [Reference.model_validate({"$ref": "#/components/securitySchemes/nkey"})]
     return spec

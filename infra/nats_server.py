@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,10 +73,11 @@ class EmbeddedNats:
         return server
 
     def reload(self) -> None:
-        """Apply the user directory as it is now."""
+        """Apply the user directory as it is now (returns once the server says it has)."""
         write_accounts(self.directory)
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGHUP)
+            with _reloaded(self.store_dir):
+                self.process.send_signal(signal.SIGHUP)
 
     def _spawn(self, timeout: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -111,14 +114,33 @@ class EmbeddedNats:
 
 
 
+RELOADED = b"Reloaded server configuration"
+
+
+@contextmanager
+def _reloaded(store_dir: Path, timeout: float = 10.0) -> Iterator[None]:
+    """Wait, after the body signals a reload, until the server's log says it
+    reloaded (a request sent in between may find the accounts half applied)."""
+    log_file = store_dir / "nats-server.log"
+    before = log_file.read_bytes().count(RELOADED) if log_file.exists() else 0
+    yield
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_file.exists() and log_file.read_bytes().count(RELOADED) > before:
+            return
+        time.sleep(0.02)
+    log.warning("nats-server did not report the reload within %.0fs; see %s", timeout, log_file)
+
+
 def reload_running(store_dir: Path) -> bool:
     """Ask the embedded server running on `store_dir` (if any) to apply its
-    configuration again; False when none runs there."""
+    configuration again, and wait until it has; False when none runs there."""
     try:
         pid = int((store_dir / "nats-server.pid").read_text().strip())
         if b"nats-server" not in Path(f"/proc/{pid}/cmdline").read_bytes():
             return False  # a stale pid file: that process is not ours
-        os.kill(pid, signal.SIGHUP)
+        with _reloaded(store_dir):
+            os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError):
         return False
     return True

@@ -18,6 +18,9 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from infra.auth.directory import UserDirectory, ensure_local
+from infra.auth.keys import write_secret
+from infra.auth.permissions import grantable_to_services, inbox_prefix
 from infra.bootstrap import Runtime, start
 from infra.nats_server import EmbeddedNats
 from infra.settings import Settings
@@ -50,9 +53,41 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 11, 25, 1, 0, 0, 123456, tzinfo=UTC))
 
 
+TEST_ROLES = ("agent", "technician", "supervisor", "manager", "auditor", "service", "gateway")
+"""A user `<role>-1` of each role is in every test's directory; its seed is in <auth>/test-users/."""
+
+
+def add_user(directory: UserDirectory, name: str, role: str, grants: tuple[str, ...] = ()) -> Path:
+    """A user in the directory, its seed written where tests find it."""
+    _, seed = directory.add(name, role, grants)
+    path = directory.auth_dir / "test-users" / f"{name}.nk"
+    write_secret(path, seed + b"\n")
+    return path
+
+
+def test_directory(data_dir: Path) -> UserDirectory:
+    directory, _ = ensure_local(data_dir / "auth")
+    for role in TEST_ROLES:
+        if directory.get(f"{role}-1") is None:
+            add_user(directory, f"{role}-1", role, tuple(grantable_to_services()) if role == "service" else ())
+    return directory
+
+
+async def connect_as(url: str, directory: UserDirectory, name: str, **options: Any) -> Any:
+    """A plain nats-py connection holding a user's seed file, with its own inbox."""
+    if name == "system":
+        seed = directory.auth_dir / "system.nk"
+    elif name == "operator":
+        seed = directory.auth_dir / "operator.nk"
+    else:
+        seed = directory.auth_dir / "test-users" / f"{name}.nk"
+        options.setdefault("inbox_prefix", inbox_prefix(name))
+    return await nats.connect(url, nkeys_seed=str(seed), **options)
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats.start(tmp_path / "nats", preferred_port=0)
+    server = EmbeddedNats.start(tmp_path / "nats", test_directory(tmp_path / "data"), preferred_port=0)
     yield server
     server.stop()
 
@@ -96,18 +131,41 @@ async def runtime(settings: Settings, clock: FakeClock) -> AsyncIterator[Runtime
 
 @pytest.fixture
 async def client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    nc = await nats.connect(nats_server.url)
-    yield Client(nc)
-    await nc.close()
+    nc = await connect_as(nats_server.url, nats_server.directory, "system")
+    client = Client(nc, nats_server)
+    yield client
+    await client.close()
 
 
 class Client:
-    """A plain nats-py client speaking the bus API, as another service would."""
+    """Plain nats-py clients speaking the bus API, as another service would:
+    one connection per role (the user `<role>-1` holding its seed file), and
+    `nc`, the product's own identity, for watching what the wire carries."""
 
-    def __init__(self, nc: Any) -> None:
+    def __init__(self, nc: Any, server: EmbeddedNats) -> None:
         self.nc = nc
+        self.server = server
+        self._as: dict[str, Any] = {}
+        self.errors: dict[str, list[str]] = {}
+        """What the server said to each role's connection (permission violations)."""
         self._customer: str | None = None
         self._registering = asyncio.Lock()
+
+    async def as_role(self, role: str) -> Any:
+        if role == "system":
+            return self.nc
+        if role not in self._as:
+            errors = self.errors.setdefault(role, [])
+
+            async def collect(error: Exception) -> None:
+                errors.append(str(error))
+            self._as[role] = await connect_as(self.server.url, self.server.directory, f"{role}-1",
+                                              error_cb=collect)
+        return self._as[role]
+
+    async def close(self) -> None:
+        for nc in [self.nc, *self._as.values()]:
+            await nc.close()
 
     async def known_customer(self) -> str:
         """A customer registered once for this client (cases need one)."""
@@ -118,22 +176,33 @@ class Client:
                 self._customer = reply["aggregate_id"]
         return self._customer
 
-    async def raw(self, subject: str, payload: bytes) -> dict[str, Any]:
-        reply = await self.nc.request(subject, payload, timeout=10)
-        return dict(orjson.loads(reply.data))
+    async def raw(self, subject: str, payload: bytes, role: str = "agent") -> dict[str, Any]:
+        """The reply, or `{"ok": False, "refused_by_nats": ...}` when the
+        server refused the publish (a permission violation comes to the
+        connection's error callback; the request itself would only time out)."""
+        nc = await self.as_role(role)
+        violation = f'permissions violation for publish to "{subject}"'
+        seen = len(self.errors.get(role, []))
+        request = asyncio.ensure_future(nc.request(subject, payload, timeout=10))
+        while not request.done():
+            refusals = [e for e in self.errors.get(role, [])[seen:] if violation in e.lower()]
+            if refusals:
+                request.cancel()
+                return {"ok": False, "refused_by_nats": refusals[0]}
+            await asyncio.sleep(0.01)
+        return dict(orjson.loads(request.result().data))
 
     async def command(self, aggregate: str, command: str, data: dict[str, Any], *,
                       aggregate_id: str | None = None, expected_version: int | None = None,
                       role: str = "agent", command_id: str | None = None) -> dict[str, Any]:
         if (aggregate, command) == ("complaint", "register") and "customer_id" not in data:
             data = data | {"customer_id": await self.known_customer()}
-        body: dict[str, Any] = {"command_id": command_id or str(uuid.uuid4()),
-                                "actor": {"id": f"{role}-1", "role": role}, "data": data}
+        body: dict[str, Any] = {"command_id": command_id or str(uuid.uuid4()), "data": data}
         if aggregate_id is not None:
             body["aggregate_id"] = aggregate_id
         if expected_version is not None:
             body["expected_version"] = expected_version
-        return await self.raw(f"ticketing.v1.commands.{aggregate}.{command}", orjson.dumps(body))
+        return await self.raw(f"ticketing.v1.commands.{aggregate}.{command}", orjson.dumps(body), role)
 
     async def register_complaint(self, **overrides: Any) -> dict[str, Any]:
         data = complaint_data() | overrides
@@ -141,8 +210,12 @@ class Client:
         assert reply["ok"], reply
         return reply
 
-    async def query(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.raw(f"ticketing.v1.queries.{name}", orjson.dumps(body))
+    async def query(self, name: str, body: dict[str, Any], role: str = "supervisor") -> dict[str, Any]:
+        return await self.raw(f"ticketing.v1.queries.{name}", orjson.dumps(body), role)
+
+
+def refused_by_nats(reply: dict[str, Any]) -> bool:
+    return "refused_by_nats" in reply
 
 
 def customer_data(**overrides: Any) -> dict[str, Any]:

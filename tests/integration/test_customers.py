@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from infra.bootstrap import Runtime
 from projections.case_summary import case_summary, customers
-from tests.conftest import Client, FakeClock, at_rest, complaint_data, customer_data, wait_for
+from tests.conftest import refused_by_nats, Client, FakeClock, at_rest, complaint_data, customer_data, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -43,19 +43,21 @@ async def test_a_case_for_an_unknown_customer_is_not_found(runtime: Runtime, cli
 async def test_contact_data_only_for_the_roles_that_may_read_it(runtime: Runtime, client: Client) -> None:
     customer_id = await register_customer(client, tier="vip")
     for role in ("agent", "supervisor", "manager"):
-        reply = await client.query("customer.get", {"customer_id": customer_id,
-                                                    "actor": {"id": "x", "role": role}})
+        reply = await client.query("customer.get", {"customer_id": customer_id}, role=role)
         assert (reply["customer"]["name"], reply["customer"]["phone"]) == (NAME, PHONE), role
         assert reply["customer"]["tier"] == "vip"
-    for role in ("system", "technician"):
-        reply = await client.query("customer.get", {"customer_id": customer_id,
-                                                    "actor": {"id": "crm", "role": role}})
+    for role in ("system", "technician", "auditor", "service"):
+        reply = await client.query("customer.get", {"customer_id": customer_id}, role=role)
         assert reply["ok"] and reply["customer"]["tier"] == "vip"
         assert not {"name", "phone", "address"} & set(reply["customer"]), role
+    # Claiming a role in the body changes nothing: the credentials say who asks.
+    claimed = await client.query("customer.get", {"customer_id": customer_id,
+                                                  "actor": {"id": "technician-1", "role": "manager"}},
+                                 role="technician")
+    assert claimed["error"]["code"] == "forbidden"
     history = await client.query("case.history", {"case_id": customer_id})
     assert NAME not in orjson.dumps(history).decode() and PHONE not in orjson.dumps(history).decode()
-    missing = await client.query("customer.get", {"customer_id": str(uuid.uuid4()),
-                                                  "actor": {"id": "x", "role": "agent"}})
+    missing = await client.query("customer.get", {"customer_id": str(uuid.uuid4())}, role="agent")
     assert missing["error"]["code"] == "not_found"
 
 
@@ -66,7 +68,7 @@ async def test_marks_need_a_supervisor_and_stay_in_history(runtime: Runtime, cli
     flag = {"mark": "extortion", "reason": "威胁曝光，索要十倍赔偿 (threatens the press, wants ten times)",
             "case_id": case_id}
     refused = await client.command("customer", "flag", flag, aggregate_id=customer_id, role="agent")
-    assert refused["error"]["code"] == "forbidden"
+    assert refused_by_nats(refused)
     no_reason = await client.command("customer", "flag", {"mark": "malicious"}, aggregate_id=customer_id,
                                      role="supervisor")
     assert no_reason["error"]["code"] == "validation_error"
@@ -89,8 +91,8 @@ async def test_marks_need_a_supervisor_and_stay_in_history(runtime: Runtime, cli
 async def test_tiers_reach_the_case_summary(runtime: Runtime, client: Client) -> None:
     customer_id = await register_customer(client, tier="basic")
     case_id = (await client.command("complaint", "register", complaint_data(customer_id=customer_id)))["aggregate_id"]
-    assert (await client.command("customer", "change_tier", {"tier": "strategic", "reason": "年框协议"},
-                                 aggregate_id=customer_id, role="agent"))["error"]["code"] == "forbidden"
+    assert refused_by_nats(await client.command("customer", "change_tier", {"tier": "strategic", "reason": "年框协议"},
+                                                aggregate_id=customer_id, role="agent"))
     assert (await client.command("customer", "change_tier", {"tier": "strategic", "reason": "年框协议"},
                                  aggregate_id=customer_id, role="supervisor"))["ok"]
 
@@ -145,7 +147,7 @@ def test_a_store_with_events_but_no_key_is_refused(settings: Any) -> None:
     from ticketing.complaint import Complaint, Registration
     from ticketing.values import Role
 
-    settings.data_dir.mkdir(parents=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     key = cipher_key(settings, create=True)
     assert settings.cipher_key_file.read_text().strip() == key
     assert oct(settings.cipher_key_file.stat().st_mode & 0o777) == "0o600"

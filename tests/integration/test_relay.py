@@ -4,22 +4,23 @@ publishing and saving its position, restarted, it loses and doubles nothing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nats
 import orjson
 import pytest
 from nats.js import JetStreamContext
 
 from contracts.catalog import EVENT_STREAM
+from infra.auth.seal import Seal
 from infra.bootstrap import ensure_streams, notification_translator
 from infra.nats_server import EmbeddedNats
 from infra.relay import Relay
 from infra.store import EventStore
-from tests.conftest import wait_for
+from tests.conftest import connect_as, wait_for
 from ticketing.case import Context
 from ticketing.complaint import Complaint, Registration
 from ticketing.values import Role
@@ -27,6 +28,7 @@ from ticketing.values import Role
 pytestmark = pytest.mark.anyio
 
 AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+SEAL = Seal(base64.b64encode(b"k" * 32).decode())
 
 
 class Died(Exception):
@@ -94,7 +96,7 @@ def store(tmp_path: Path) -> EventStore:
 
 @pytest.fixture
 async def js(nats_server: EmbeddedNats) -> Any:
-    nc = await nats.connect(nats_server.url)
+    nc = await connect_as(nats_server.url, nats_server.directory, "system")  # admin rights: the product's own
     js = nc.jetstream()
     await ensure_streams(js)
     yield js
@@ -113,7 +115,7 @@ async def test_relay_killed_before_saving_its_position_resumes_without_copies(
     record_complaints(store, 30)  # 60 events
     translate = notification_translator(store)
 
-    dying = Relay(DiesBeforeSaving(store), js, translate, batch=25)
+    dying = Relay(DiesBeforeSaving(store), js, translate, SEAL, batch=25)
     await dying._reconcile()
     await dying.pump()  # publishes 25, then dies saving its position
     await asyncio.sleep(0.1)
@@ -121,7 +123,7 @@ async def test_relay_killed_before_saving_its_position_resumes_without_copies(
     assert store.relay_position(Relay.name) == 0
 
     record_complaints(store, 5)
-    await run_until_caught_up(Relay(store, js, translate, batch=25))
+    await run_until_caught_up(Relay(store, js, translate, SEAL, batch=25))
 
     assert_exactly_the_store(await stream_messages(js), store)
     assert store.relay_position(Relay.name) == store.max_position() == 70
@@ -131,12 +133,12 @@ async def test_copies_published_again_within_the_window_are_dropped(
         store: EventStore, js: JetStreamContext) -> None:
     record_complaints(store, 10)
     translate = notification_translator(store)
-    await run_until_caught_up(Relay(store, js, translate, batch=7))
+    await run_until_caught_up(Relay(store, js, translate, SEAL, batch=7))
     assert len(await stream_messages(js)) == 20
 
     # A relay that publishes everything again from position 0, without looking
     # at the stream first: every copy is refused by Nats-Msg-Id.
-    blind = Relay(ForgetsTheStream(store), js, translate, batch=7)
+    blind = Relay(ForgetsTheStream(store), js, translate, SEAL, batch=7)
     while await blind.pump():
         pass
     assert blind.published == 20
@@ -150,37 +152,51 @@ async def test_saved_position_ahead_of_an_emptied_stream_is_not_republished(
     replay history onto it (the store is the source of truth)."""
     record_complaints(store, 3)
     translate = notification_translator(store)
-    await run_until_caught_up(Relay(store, js, translate))
+    await run_until_caught_up(Relay(store, js, translate, SEAL))
     await js.purge_stream(EVENT_STREAM)
     record_complaints(store, 1)
-    await run_until_caught_up(Relay(store, js, translate))
+    await run_until_caught_up(Relay(store, js, translate, SEAL))
     assert [m["position"] for m in await stream_messages(js)] == [7, 8]
 
 
 async def test_a_strangers_message_in_the_stream_does_not_stop_the_relay(
         store: EventStore, js: JetStreamContext) -> None:
-    """Anyone may publish on ticketing.v1.events.>, and the stream keeps it:
-    the relay's next publish is then refused (its expected predecessor is not
-    the last message), and it must carry on after it, copying nothing."""
+    """Only the product may publish on ticketing.v1.events.>, but someone
+    with admin rights can still put a message into the stream: the relay's
+    next publish is then refused (its expected predecessor is not the last
+    message), and it must carry on after it, copying nothing, even when the
+    stranger's message looks like one of ours and claims an enormous
+    position, and even across a restart."""
     record_complaints(store, 2)
     translate = notification_translator(store)
-    relay = Relay(store, js, translate)
+    relay = Relay(store, js, translate, SEAL)
     task = asyncio.create_task(relay.run())
+    forged_id = str(uuid.uuid4())
+    forged = {"id": forged_id, "type": "customer.flagged", "schema_version": 1, "aggregate_type": "customer",
+              "aggregate_id": str(uuid.uuid4()), "aggregate_version": 2, "position": 1_000_000_000,
+              "occurred_at": "2026-11-25T09:00:00.000000Z", "actor": {"id": "mallory", "role": "supervisor"},
+              "correlation_id": str(uuid.uuid4()), "causation_id": None,
+              "data": {"mark": "extortion", "reason": "forged", "case_id": None}}
     try:
         await asyncio.wait_for(relay.caught_up.wait(), 10)
         await js.publish("ticketing.v1.events.complaint.registered", b'{"not": "ours"}',
                          headers={"Nats-Msg-Id": "stranger-1"})
+        await js.publish("ticketing.v1.events.customer.flagged", orjson.dumps(forged),
+                         headers={"Nats-Msg-Id": forged_id})
         record_complaints(store, 2)
         relay.wake()
 
         async def all_there() -> bool:
-            return len(await stream_messages(js)) == 9
+            return len(await stream_messages(js)) == 10
         await wait_for(all_there, timeout=20)
     finally:
         relay.stop()
         await task
+    record_complaints(store, 1)  # a restart after the forgery: it resumes from its own last event
+    await run_until_caught_up(Relay(store, js, translate, SEAL))
     messages = await stream_messages(js)
-    ours = [m for m in messages if m.get("_msg_id") != "stranger-1"]
+    ours = [m for m in messages if m["_msg_id"] not in ("stranger-1", forged_id)]
     assert_exactly_the_store(ours, store)
     assert messages[4] == {"not": "ours", "_msg_id": "stranger-1"}
+    assert messages[5]["position"] == 1_000_000_000
 

@@ -1,0 +1,103 @@
+"""`ticketing users ...` and `ticketing nats-config`: who may connect, and the
+server configuration that says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from infra.auth.connect import product_directory
+from infra.auth.directory import DirectoryError, User, UserDirectory
+from infra.auth.keys import write_secret
+from infra.auth.permissions import grantable_to_services, inbox_prefix
+from infra.auth.server_config import accounts_block, write_accounts
+from infra.nats_server import reload_running
+from infra.settings import Settings
+
+console = Console(soft_wrap=True)
+
+
+def _directory(settings: Settings) -> UserDirectory:
+    return product_directory(settings)
+
+
+def _apply(settings: Settings, directory: UserDirectory) -> str:
+    """The configuration written again, and applied to the embedded server if
+    one runs on this data directory; what happened, for people."""
+    write_accounts(directory)
+    if settings.nats_url is None and reload_running(settings.data_dir / "nats"):
+        return "applied to the running embedded nats-server"
+    if settings.nats_url is not None:
+        return ("this product uses an external NATS: apply `ticketing nats-config` there and reload it "
+                "(`nats-server --signal reload`)")
+    return "the embedded nats-server will use it when `ticketing serve` starts"
+
+
+@click.group()
+def users() -> None:
+    """Who may connect to the bus, and with which role."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", required=True, help="agent, technician, supervisor, manager, auditor, service or gateway")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="where to write the user's credentials (an nkey seed file; keep it secret)")
+@click.option("--grant", "grants", multiple=True,
+              help="for a service: a command it may send, e.g. complaint.register (repeatable)")
+def users_add(name: str, role: str, out: Path, grants: tuple[str, ...]) -> None:
+    """Create a user and write its credentials to FILE."""
+    settings = Settings()
+    grantable = grantable_to_services()
+    unknown = [g for g in grants if g not in grantable]
+    if unknown:
+        raise click.ClickException(f"cannot grant {', '.join(unknown)}: a service may be granted "
+                                   f"{', '.join(grantable)}")
+    if out.exists():
+        raise click.ClickException(f"{out} exists: choose another file (credentials are never overwritten)")
+    directory = _directory(settings)
+    try:
+        user, seed = directory.add(name, role, grants)
+    except DirectoryError as error:
+        raise click.ClickException(str(error)) from None
+    write_secret(out, seed + b"\n")
+    console.print(f"added {user.name} ({user.role.value}), key {user.nkey}; credentials in {out} (owner-only)")
+    console.print(f"  {_apply(settings, directory)}")
+    console.print(f"  connect with the seed file and the user's own inbox, e.g. nats-py: "
+                  f"nats.connect(url, nkeys_seed={str(out)!r}, inbox_prefix={inbox_prefix(user.name)!r}); "
+                  f"nats CLI: --nkey {out} --inbox-prefix {inbox_prefix(user.name)}")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Every user: name, role, key, grants."""
+    directory = _directory(Settings())
+    table = Table(title=f"users ({directory.path})")
+    for column in ("name", "role", "key", "grants", "added"):
+        table.add_column(column, overflow="fold")
+    for user in directory.users():
+        table.add_row(user.name, user.role.value, user.nkey, ", ".join(user.grants) or "-", user.added_at)
+    console.print(table)
+
+
+@users.command("remove")
+@click.argument("name")
+def users_remove(name: str) -> None:
+    """Remove a user: its connections are cut and its next request refused."""
+    settings = Settings()
+    directory = _directory(settings)
+    try:
+        user: User = directory.remove(name)
+    except DirectoryError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(f"removed {user.name} ({user.role.value}); {_apply(settings, directory)}")
+
+
+@click.command("nats-config")
+def nats_config() -> None:
+    """Print the accounts block an operator adds to a NATS server's configuration
+    (with JetStream) to give the product and every user its permissions."""
+    click.echo(accounts_block(_directory(Settings())), nl=False)
