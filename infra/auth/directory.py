@@ -136,7 +136,7 @@ class UserDirectory:
     def _changing(self) -> Iterator[dict[str, dict[str, object]]]:
         """The users, changed by one writer at a time and saved whole."""
         self.auth_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.auth_dir / ".users.lock", "a") as lock:
+        with os.fdopen(os.open(self.auth_dir / ".users.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 users = dict(orjson.loads(self.path.read_bytes()).get("users", {}))

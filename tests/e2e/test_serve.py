@@ -23,6 +23,7 @@ import pytest
 
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import EVENT_STREAM
+from infra.auth.permissions import inbox_prefix
 from infra.nats_server import EmbeddedNats
 from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
 
@@ -109,14 +110,25 @@ def alive(pid: int) -> bool:
         return False
 
 
+async def connect(url: str, data: Path, name: str = "operator", **options: Any) -> Any:
+    """A plain nats-py client holding a seed file of the data directory: the
+    local operator's (made by serve), the product's own (`system`, for
+    reading streams as an admin would), or a test user's."""
+    auth = data / "auth"
+    seed = auth / f"{name}.nk" if name in ("operator", "system") else auth / "test-users" / f"{name}.nk"
+    if name != "system":
+        options.setdefault("inbox_prefix", inbox_prefix(name))
+    return await nats.connect(url, nkeys_seed=str(seed), **options)
+
+
 async def send(nc: Any, subject: str, data: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-    body = {"command_id": str(uuid.uuid4()), "actor": {"id": "a", "role": "agent"}, "data": data}
+    body = {"command_id": str(uuid.uuid4()), "data": data}
     return dict(orjson.loads((await nc.request(subject, orjson.dumps(body), timeout=timeout)).data))
 
 
-async def register(url: str) -> dict[str, Any]:
+async def register(url: str, data: Path) -> dict[str, Any]:
     """A customer, then a complaint of theirs; the complaint's reply."""
-    nc = await nats.connect(url)
+    nc = await connect(url, data)
     try:
         customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
         assert customer["ok"], customer
@@ -126,8 +138,8 @@ async def register(url: str) -> dict[str, Any]:
         await nc.close()
 
 
-async def stream_positions(url: str) -> list[int]:
-    nc = await nats.connect(url)
+async def stream_positions(url: str, data: Path) -> list[int]:
+    nc = await connect(url, data, "system")
     try:
         js = nc.jetstream()
         info = await js.stream_info(EVENT_STREAM)
@@ -159,7 +171,7 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     url = serve.wait_ready(data)
     assert "embedded nats-server" in serve.output()
     assert (data / "events.db").exists() and (data / "nats").is_dir()
-    reply = await register(url)
+    reply = await register(url, data)
     assert reply["ok"], reply
 
     async def projected() -> bool:
@@ -177,11 +189,11 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     # Started again on the same directory: resumes with what it had.
     serves.append(again := Serve(tmp_path, {}))
     url = again.wait_ready(data)
-    second = await register(url)
+    second = await register(url, data)
     assert second["ok"]
     
     async def both_relayed() -> bool:
-        return await stream_positions(url) == [1, 2, 3, 4]
+        return await stream_positions(url, data) == [1, 2, 3, 4]
     await wait_for(both_relayed, timeout=30)
 
     async def both_projected() -> bool:
@@ -197,7 +209,7 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
     serves.append(first := Serve(tmp_path, env))
     first.wait_ready(data)
 
-    nc = await nats.connect(nats_server.url)
+    nc = await connect(nats_server.url, data, "agent-1")
     customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
     answered: list[dict[str, Any]] = []
 
@@ -224,9 +236,9 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
     assert recorded >= len(answered)
 
     async def relayed() -> bool:
-        return len(await stream_positions(nats_server.url)) >= recorded
+        return len(await stream_positions(nats_server.url, data)) >= recorded
     await wait_for(relayed, timeout=30)
-    positions = await stream_positions(nats_server.url)
+    positions = await stream_positions(nats_server.url, data)
     assert positions == list(range(1, recorded + 1)), "every event once, in store order"
 
     async def projected() -> bool:
@@ -260,11 +272,11 @@ async def test_a_worker_that_dies_is_started_again_and_catches_up(
     serve.wait_ready(data)
     [worker] = children_of(serve.process.pid)
     os.kill(worker, signal.SIGKILL)
-    reply = await register(nats_server.url)  # recorded while no worker runs
+    reply = await register(nats_server.url, data)  # recorded while no worker runs
     assert reply["ok"], reply
 
     async def relayed() -> bool:
-        return await stream_positions(nats_server.url) == [1, 2]
+        return await stream_positions(nats_server.url, data) == [1, 2]
     await wait_for(relayed, timeout=30)
     [again] = children_of(serve.process.pid)
     assert again != worker
@@ -280,7 +292,7 @@ async def test_serve_killed_while_limits_fall_due_raises_each_breach_once(
            "TICKETING_SLA_POLICY": str(policy)}
     serves.append(first := Serve(tmp_path, env))
     first.wait_ready(data)
-    nc = await nats.connect(nats_server.url)
+    nc = await connect(nats_server.url, data, "system")
     try:
         customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
         cases = []
@@ -315,3 +327,61 @@ async def test_serve_killed_while_limits_fall_due_raises_each_breach_once(
     finally:
         await nc.close()
     assert second.interrupt() == 0
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    return subprocess.run([TICKETING, *args], cwd=cwd, env=clean | {"COLUMNS": "250"}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+async def test_users_added_and_removed_on_a_running_serve_take_effect_at_once(
+        tmp_path: Path, serves: list[Serve]) -> None:
+    data = tmp_path / "var"
+    serves.append(serve := Serve(tmp_path, {}))
+    url = serve.wait_ready(data)
+    assert str((data / "auth" / "operator.nk").resolve()) in serve.output(), "serve says where they are"
+    for secret in (data / "auth").iterdir():
+        if secret.is_file():
+            assert secret.stat().st_mode & 0o077 == 0, f"{secret} is readable by others"
+    with pytest.raises(Exception, match="(?i)authorization"):
+        await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+
+    added = await asyncio.to_thread(cli, tmp_path, "users", "add", "li-na", "--role", "agent", "--out", "li-na.nk")
+    assert added.returncode == 0, added.stderr
+    assert "applied to the running embedded nats-server" in added.stdout
+    assert (tmp_path / "li-na.nk").stat().st_mode & 0o077 == 0
+    nc = await nats.connect(url, nkeys_seed=str(tmp_path / "li-na.nk"), inbox_prefix="_INBOX.li-na",
+                            allow_reconnect=False)
+    customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
+    assert customer["ok"], customer
+    history = orjson.loads((await nc.request("ticketing.v1.queries.case.history",
+                                             orjson.dumps({"case_id": customer["aggregate_id"]}), timeout=10)).data)
+    assert history["events"][0]["actor"] == {"id": "li-na", "role": "agent"}
+
+    as_her = await asyncio.to_thread(cli, tmp_path, "send", "customer", "flag",
+                                     '{"mark": "malicious", "reason": "x"}', "--id", customer["aggregate_id"],
+                                     "--credentials", "li-na.nk")
+    assert as_her.returncode == 1 and "Traceback" not in as_her.stderr
+    assert "NATS refused" in as_her.stderr and "customer.flag" in as_her.stderr
+    as_operator = await asyncio.to_thread(cli, tmp_path, "send", "customer", "flag",
+                                          '{"mark": "malicious", "reason": "恶意投诉"}', "--id", customer["aggregate_id"])
+    assert as_operator.returncode == 0, as_operator.stderr + as_operator.stdout
+    listed = await asyncio.to_thread(cli, tmp_path, "users", "list")
+    assert "li-na" in listed.stdout and "operator" in listed.stdout
+
+    removed = await asyncio.to_thread(cli, tmp_path, "users", "remove", "li-na")
+    assert removed.returncode == 0, removed.stderr
+    with pytest.raises(Exception):  # noqa: B017 - cut off by the reload, or refused: either way no reply
+        reply = await send(nc, "ticketing.v1.commands.customer.register", customer_data(), timeout=2)
+        assert reply["error"]["code"] == "forbidden"
+        raise RuntimeError("refused")
+    refused = await asyncio.to_thread(cli, tmp_path, "dashboard", "--credentials", "li-na.nk")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "refused the credentials" in refused.stderr
+    missing = await asyncio.to_thread(cli, tmp_path, "dashboard", "--credentials", "nobody.nk")
+    assert missing.returncode == 1 and "no credentials file" in missing.stderr and "Traceback" not in missing.stderr
+    system = await asyncio.to_thread(cli, tmp_path, "users", "add", "root", "--role", "system", "--out", "r.nk")
+    assert system.returncode == 1 and "no role 'system' to give" in system.stderr
+    await nc.close()
+    assert serve.interrupt() == 0
