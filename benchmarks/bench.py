@@ -42,6 +42,9 @@ import nats
 import orjson
 from nats.js.api import StorageType, StreamConfig
 
+from infra.auth.directory import UserDirectory, ensure_local
+from infra.auth.keys import write_secret
+from infra.auth.permissions import inbox_prefix
 from infra.database import sqlite_pragmas
 from infra.nats_server import EmbeddedNats
 
@@ -61,8 +64,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def raw_jetstream_publish(url: str, count: int) -> float:
-    nc = await nats.connect(url)
+def bench_users(data_dir: Path) -> UserDirectory:
+    """The data directory's keys, with an agent that sends and an auditor that watches."""
+    directory, _ = ensure_local(data_dir / "auth")
+    for name, role in (("bench-agent", "agent"), ("bench-auditor", "auditor")):
+        _, seed = directory.add(name, role)
+        write_secret(data_dir / "auth" / f"{name}.nk", seed + b"\n")
+    return directory
+
+
+async def connect(url: str, data_dir: Path, name: str) -> Any:
+    """A plain nats-py client holding a seed file (the product's own for `system`)."""
+    seed = data_dir / "auth" / f"{name}.nk"
+    if name == "system":
+        return await nats.connect(url, nkeys_seed=str(seed))
+    return await nats.connect(url, nkeys_seed=str(seed), inbox_prefix=inbox_prefix(name))
+
+
+async def raw_jetstream_publish(url: str, data_dir: Path, count: int) -> float:
+    nc = await connect(url, data_dir, "system")
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="BENCH_RAW", subjects=["bench.raw.>"], storage=StorageType.FILE,
                                      duplicate_window=600))
@@ -148,7 +168,8 @@ def projection_position(readmodels: Path) -> int:
 
 
 async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, alerts: int) -> dict[str, Any]:
-    nc = await nats.connect(url)
+    nc = await connect(url, data_dir, "bench-agent")
+    watcher = await connect(url, data_dir, "bench-auditor")
     event_seen: dict[str, float] = {}
     breach_late: dict[str, float] = {}  # case id -> seconds from deadline to alert
 
@@ -160,8 +181,8 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, aler
         deadline = datetime.fromisoformat(alert["deadline"]).timestamp()
         breach_late.setdefault(alert["case_id"], time.time() - deadline)
 
-    await nc.subscribe("ticketing.v1.events.>", cb=on_event)
-    await nc.subscribe("ticketing.v1.alerts.sla.breached", cb=on_breach)
+    await watcher.subscribe("ticketing.v1.events.>", cb=on_event)
+    await watcher.subscribe("ticketing.v1.alerts.sla.breached", cb=on_breach)
     sent: list[tuple[float, float, list[str]]] = []  # request time, reply time, event ids
     errors: list[dict[str, Any]] = []
     per_sender = commands // senders
@@ -179,24 +200,23 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, aler
     async def sender(n: int) -> None:
         case_id = None
         for i in range(per_sender):
-            actor = {"id": f"agent-{n}", "role": "agent"}
             if i % 2 == 0:
                 reply = await request("ticketing.v1.commands.complaint.register", {
-                    "command_id": str(uuid.uuid4()), "actor": actor,
+                    "command_id": str(uuid.uuid4()),
                     "data": {"customer_id": customer, "channel": "phone", "category": "delivery",
                              "priority": "normal", "description": "送货延迟三天 (delivery three days late)"}})
                 case_id = reply.get("aggregate_id")
             else:
                 await request("ticketing.v1.commands.complaint.acknowledge", {
-                    "command_id": str(uuid.uuid4()), "actor": actor, "aggregate_id": case_id,
+                    "command_id": str(uuid.uuid4()), "aggregate_id": case_id,
                     "expected_version": 1, "data": {"note": "已回电"}})
 
     # Warm up: connections, prepared tables, first case loads; the customer.
     customer = (await request("ticketing.v1.commands.customer.register", {
-        "command_id": str(uuid.uuid4()), "actor": {"id": "warm", "role": "agent"},
+        "command_id": str(uuid.uuid4()),
         "data": {"name": "李雷", "phone": "+86 139 0000 0000", "tier": "vip", "region": "华南"}}))["aggregate_id"]
     await asyncio.gather(*(request("ticketing.v1.commands.complaint.register", {
-        "command_id": str(uuid.uuid4()), "actor": {"id": "warm", "role": "agent"},
+        "command_id": str(uuid.uuid4()),
         "data": {"customer_id": customer, "channel": "phone", "category": "other", "priority": "low",
                  "description": "warm-up"}}) for _ in range(senders)))
     warm = {event_id for _, _, ids in sent for event_id in ids}
@@ -210,7 +230,7 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, aler
     async def left_waiting() -> None:  # never acknowledged: each breaches its 3 s limit
         for _ in range(alerts):
             msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps({
-                "command_id": str(uuid.uuid4()), "actor": {"id": "agent-urgent", "role": "agent"},
+                "command_id": str(uuid.uuid4()),
                 "data": {"customer_id": customer, "channel": "phone", "category": "billing",
                          "priority": "urgent", "description": "停机 (line cut off)"}}), timeout=30)
             urgent.append(orjson.loads(msg.data)["aggregate_id"])
@@ -238,6 +258,7 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, aler
             raise SystemExit(f"{len(set(urgent) - breach_late.keys())} breach alerts never came")
         await asyncio.sleep(0.05)
     await nc.close()
+    await watcher.close()
 
     done = len(sent)
     return {
@@ -260,9 +281,9 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ticketing-bench-") as tmp:
         root = Path(tmp)
-        server = EmbeddedNats.start(root / "nats", preferred_port=0)
+        server = EmbeddedNats.start(root / "nats", bench_users(root / "data"), preferred_port=0)
         try:
-            js_rate = await raw_jetstream_publish(server.url, args.raw)
+            js_rate = await raw_jetstream_publish(server.url, root / "data", args.raw)
             sqlite_rate = raw_sqlite_append(root / "raw.db", args.raw)
             serve = Serve(root / "data", server.url)
             try:
@@ -274,7 +295,7 @@ async def main() -> None:
         finally:
             server.stop()
 
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, NATS authorization on, "
           f"{time.strftime('%Y-%m-%d')}")
     print(f"raw JetStream publish (pipelined, file stream):   {js_rate:9,.0f} msg/s")
     print(f"raw SQLite append (1 row per commit, WAL):         {sqlite_rate:9,.0f} rows/s")

@@ -5,8 +5,8 @@ read model."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo

@@ -58,6 +58,8 @@ class EmbeddedNats:
     store_dir: Path
     port: int
     directory: UserDirectory
+    extra_config: str = ""
+    """More server configuration (a `tls` block, say), for tests and benchmarks."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,9 +68,9 @@ class EmbeddedNats:
 
     @classmethod
     def start(cls, store_dir: Path, directory: UserDirectory, preferred_port: int = 4222,
-              timeout: float = 15.0) -> EmbeddedNats:
+              timeout: float = 15.0, extra_config: str = "") -> EmbeddedNats:
         port = preferred_port if preferred_port and port_is_free(preferred_port) else free_port()
-        server = cls(store_dir, port, directory)
+        server = cls(store_dir, port, directory, extra_config)
         server._spawn(timeout)
         return server
 
@@ -82,7 +84,7 @@ class EmbeddedNats:
     def _spawn(self, timeout: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.store_dir / "nats-server.log"
-        config = embedded_config(self.directory, self.store_dir, self.port)
+        config = embedded_config(self.directory, self.store_dir, self.port, self.extra_config)
         args = [binary(), "-c", str(config.resolve()), "-l", str(log_file)]
         self.process = spawn(args, log_file=self.store_dir / "nats-server.out")
         deadline = time.monotonic() + timeout

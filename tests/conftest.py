@@ -65,7 +65,7 @@ def add_user(directory: UserDirectory, name: str, role: str, grants: tuple[str, 
     return path
 
 
-def test_directory(data_dir: Path) -> UserDirectory:
+def directory_with_test_users(data_dir: Path) -> UserDirectory:
     directory, _ = ensure_local(data_dir / "auth")
     for role in TEST_ROLES:
         if directory.get(f"{role}-1") is None:
@@ -87,7 +87,8 @@ async def connect_as(url: str, directory: UserDirectory, name: str, **options: A
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats.start(tmp_path / "nats", test_directory(tmp_path / "data"), preferred_port=0)
+    server = EmbeddedNats.start(tmp_path / "nats", directory_with_test_users(tmp_path / "data"),
+                                preferred_port=0)
     yield server
     server.stop()
 
@@ -147,6 +148,7 @@ class Client:
         self.server = server
         self._as: dict[str, Any] = {}
         self.errors: dict[str, list[str]] = {}
+        self._told: dict[str, asyncio.Event] = {}
         """What the server said to each role's connection (permission violations)."""
         self._customer: str | None = None
         self._registering = asyncio.Lock()
@@ -156,9 +158,11 @@ class Client:
             return self.nc
         if role not in self._as:
             errors = self.errors.setdefault(role, [])
+            told = self._told.setdefault(role, asyncio.Event())
 
             async def collect(error: Exception) -> None:
                 errors.append(str(error))
+                told.set()
             self._as[role] = await connect_as(self.server.url, self.server.directory, f"{role}-1",
                                               error_cb=collect)
         return self._as[role]
@@ -184,13 +188,18 @@ class Client:
         violation = f'permissions violation for publish to "{subject}"'
         seen = len(self.errors.get(role, []))
         request = asyncio.ensure_future(nc.request(subject, payload, timeout=10))
-        while not request.done():
+        while True:
+            told = asyncio.ensure_future(self._told[role].wait()) if role in self._told else None
+            await asyncio.wait([f for f in (request, told) if f is not None], return_when=asyncio.FIRST_COMPLETED)
+            if told is not None:
+                told.cancel()
+            if request.done():
+                return dict(orjson.loads(request.result().data))
+            self._told[role].clear()
             refusals = [e for e in self.errors.get(role, [])[seen:] if violation in e.lower()]
             if refusals:
                 request.cancel()
                 return {"ok": False, "refused_by_nats": refusals[0]}
-            await asyncio.sleep(0.01)
-        return dict(orjson.loads(request.result().data))
 
     async def command(self, aggregate: str, command: str, data: dict[str, Any], *,
                       aggregate_id: str | None = None, expected_version: int | None = None,

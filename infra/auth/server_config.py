@@ -55,7 +55,7 @@ def write_accounts(directory: UserDirectory) -> Path:
     return path
 
 
-def embedded_config(directory: UserDirectory, store_dir: Path, port: int) -> Path:
+def embedded_config(directory: UserDirectory, store_dir: Path, port: int, extra: str = "") -> Path:
     """The embedded server's whole configuration: it listens on 127.0.0.1
     only, keeps its JetStream store in `store_dir`, and includes the accounts."""
     accounts = write_accounts(directory)
@@ -66,5 +66,5 @@ def embedded_config(directory: UserDirectory, store_dir: Path, port: int) -> Pat
         f"listen: \"127.0.0.1:{port}\"\n"
         f"jetstream: {{ store_dir: {json.dumps(str(store_dir.resolve()))} }}\n"
         f"pid_file: {json.dumps(str((store_dir / 'nats-server.pid').resolve()))}\n"
-        f"include \"{include}\"\n")
+        f"include \"{include}\"\n{extra}")
     return path

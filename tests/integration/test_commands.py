@@ -14,7 +14,7 @@ from contracts.catalog import EVENTS
 from contracts.envelope import EventEnvelope
 from infra.bootstrap import Runtime, start
 from infra.settings import Settings
-from tests.conftest import refused_by_nats, Client, FakeClock, complaint_data, wait_for
+from tests.conftest import Client, FakeClock, complaint_data, refused_by_nats, wait_for
 
 pytestmark = pytest.mark.anyio
 

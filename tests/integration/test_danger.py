@@ -23,12 +23,12 @@ from infra.rebuild import rebuild_projection
 from infra.settings import Settings
 from projections.danger import DangerousCustomers, danger_state
 from tests.conftest import (
-    refused_by_nats,
     Client,
     FakeClock,
     Received,
     complaint_data,
     customer_data,
+    refused_by_nats,
     stream_messages,
     wait_for,
 )

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select, update
 
 from contracts.catalog import EVENT_STREAM
-from infra.bootstrap import Runtime
 from infra.auth.seal import HEADER as SEAL
+from infra.bootstrap import Runtime
 from infra.projection_runner import DEADLETTER_STREAM, ProjectionRunner
 from infra.rebuild import rebuild_projection
 from infra.settings import Settings

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from infra.bootstrap import Runtime
 from projections.case_summary import case_summary
-from tests.conftest import refused_by_nats, Client, FakeClock, at_rest, complaint_data, wait_for
+from tests.conftest import Client, FakeClock, at_rest, complaint_data, refused_by_nats, wait_for
 
 pytestmark = pytest.mark.anyio
 

@@ -17,3 +17,32 @@ def test_the_roles_table_comes_from_the_state_tables() -> None:
     assert by_command[("customer", "flag")][4] == "manager, supervisor, system"
     assert by_command[("complaint", "revisit")][2:4] == ["resolved", "revisited"]
     assert "technician" in by_command[("repair_job", "diagnose")][4]
+
+
+def test_the_readme_permission_table_is_the_one_the_permissions_come_from() -> None:
+    from pathlib import Path
+
+    result = CliRunner().invoke(main, ["roles", "--bus", "--markdown"])
+    assert result.exit_code == 0, result.output
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    between = readme.split("<!-- roles:begin -->\n", 1)[1].split("<!-- roles:end -->", 1)[0]
+    assert between == result.output, "README's table is stale: paste `ticketing roles --bus --markdown`"
+
+
+def test_only_a_gateway_may_name_a_person_and_only_a_person() -> None:
+    import pytest
+
+    from ticketing.access import acting
+    from ticketing.errors import Forbidden
+    from ticketing.values import Role
+
+    assert acting("li-na", Role.AGENT, None, None) == ("li-na", Role.AGENT, None)
+    assert acting("li-na", Role.AGENT, "li-na", "agent") == ("li-na", Role.AGENT, None)
+    assert acting("desk", Role.GATEWAY, "wang", "supervisor") == ("wang", Role.SUPERVISOR, "desk")
+    assert acting("system", Role.SYSTEM, "sla-monitor", "system") == ("sla-monitor", Role.SYSTEM, None)
+    for user, role, claimed in [("li-na", Role.AGENT, ("li-na", "supervisor")), ("li-na", Role.AGENT, ("x", "agent")),
+                                ("desk", Role.GATEWAY, ("x", "system")), ("desk", Role.GATEWAY, ("x", "gateway")),
+                                ("desk", Role.GATEWAY, ("x", "auditor")), ("crm", Role.SERVICE, ("x", "agent")),
+                                ("system", Role.SYSTEM, ("x", "manager")), ("desk", Role.GATEWAY, ("x", "boss"))]:
+        with pytest.raises(Forbidden):
+            acting(user, role, *claimed)
