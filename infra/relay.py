@@ -122,7 +122,9 @@ class Relay:
                 headers["Nats-Expected-Last-Msg-Id"] = previous
             acks.append(await self.js.publish_async(subject, payload, headers=headers))
             previous = msg_id
-        await self._all_acked(acks)
+        for ack, notification in zip(await self._all_acked(acks), pending, strict=True):
+            if getattr(ack, "duplicate", False):
+                await self._check_copy(ack.seq, notification.id)
         self.position = pending[-1].id
         self._last_msg_id = previous
         self.published += len(pending)
@@ -156,13 +158,29 @@ class Relay:
             await asyncio.to_thread(self.log.save_relay_position, self.name, position)
             self._saved = position
 
-    async def _all_acked(self, acks: list[asyncio.Future[Any]]) -> None:
+    async def _check_copy(self, seq: int, position: int) -> None:
+        """A publish the stream dropped as a copy: of ours (a republish after a
+        crash) as it should be, or of a stranger's message that took the
+        event's id first, which only someone with admin rights can do. Then
+        the stream lacks that event: said loudly (a rebuild from the store
+        puts it back into the read models)."""
+        try:
+            held = await self.js.get_msg(EVENT_STREAM, seq=seq)
+        except Exception:  # noqa: BLE001 - gone since: nothing to tell
+            return
+        if not self.seal.holds(held.subject or "", held.data or b"", held.headers):
+            log.error("relay: the event at position %d was dropped by %s as a copy of stream message %d, which "
+                      "the product did not publish: someone with admin rights published under the event's id. "
+                      "The stream lacks it; rebuild the projections from the store (`ticketing projections "
+                      "rebuild`) and find who holds admin credentials.", position, EVENT_STREAM, seq)
+
+    async def _all_acked(self, acks: list[asyncio.Future[Any]]) -> list[Any]:
         """Wait for every ack. A rejected publish never completes its future in
         nats-py 2.16 (its error handler raises instead of setting the
         exception), so a batch not acked in time counts as failed, and its
         futures are cancelled to give back their in-flight slots."""
         try:
-            await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_SECONDS)
+            return list(await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_SECONDS))
         except TimeoutError:
             for ack in acks:
                 ack.cancel()

@@ -200,3 +200,24 @@ async def test_a_strangers_message_in_the_stream_does_not_stop_the_relay(
     assert messages[4] == {"not": "ours", "_msg_id": "stranger-1"}
     assert messages[5]["position"] == 1_000_000_000
 
+
+
+async def test_a_stranger_taking_an_events_id_first_is_reported(
+        store: EventStore, js: JetStreamContext, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone with admin rights publishes under the id the next event will
+    carry: the stream drops the real one as a copy. The relay cannot undo
+    that, but says which event the stream lacks (the store still has it)."""
+    from handlers.translate import event_id
+
+    [case_id] = record_complaints(store, 1)
+    translate = notification_translator(store)
+    await run_until_caught_up(Relay(store, js, translate, SEAL))
+    squatted = str(event_id(case_id, 3))
+    await js.publish("ticketing.v1.events.complaint.assigned", b'{"forged": true}',
+                     headers={"Nats-Msg-Id": squatted})
+    case = store.repository.get(case_id)
+    case.assign(Context("agent-1", Role.AGENT, AT, uuid.uuid4()), assignee="李娜")
+    store.save(case)
+    await run_until_caught_up(Relay(store, js, translate, SEAL))
+    assert "the event at position 3 was dropped" in caplog.text
+    assert [m["_msg_id"] for m in await stream_messages(js)][-1] == squatted
