@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from sqlalchemy import select
 
 from handlers.translate import envelope
@@ -156,6 +156,10 @@ def tables(engine: Any, projection: Any) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Found by this property: a complaint reopened while its first loop still ran
+# left an `ended` row when applied event by event and none in one pass.
+@example(steps=[("customer", 0, 0), ("complaint", 0, 0), ("resolve", 0, 0), ("reopen", 0, 0)], cuts=[1],
+         again=False)
 @given(steps=operations, cuts=st.lists(st.integers(1, 12), min_size=1, max_size=30), again=st.booleans())
 def test_rebuilt_equals_live_for_random_histories(tmp_path: Path, steps: list[tuple[str, int, int]],
                                                   cuts: list[int], again: bool) -> None:

@@ -121,8 +121,8 @@ class CaseClocks:
             return
         if event == "reopened":
             self.cycle += 1
-            for metric in ENDED_BY_REOPEN:
-                if metric in self.running:
+            for metric in (*ENDED_BY_REOPEN, *RESTARTED_BY_REOPEN):
+                if metric in self.running:  # the old cycle's limit ends without its step
                     self._stop(metric, at, reached=False)
             for metric in RESTARTED_BY_REOPEN:
                 self._start(metric, at, policy)
