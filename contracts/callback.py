@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import Field, StrictInt
 
 from contracts import complaint
-from contracts.types import AttemptOutcome, CaseType, Command, EventData, Flag, Score, Text, Time
+from contracts.types import AttemptOutcome, CaseType, Command, EventData, Flag, Instant, Score, Text, Time
 
 MaxAttempts = Annotated[StrictInt, Field(ge=1, le=20)]
 
@@ -23,7 +23,7 @@ class Schedule(Command):
     case_id: UUID
     case_type: CaseType
     customer_id: UUID
-    due_at: Time
+    due_at: Instant
     max_attempts: MaxAttempts = 3
 
 

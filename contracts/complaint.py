@@ -14,6 +14,7 @@ from contracts.types import (
     EscalationLevel,
     EventData,
     Flag,
+    Instant,
     Metric,
     Money,
     Priority,
@@ -37,7 +38,7 @@ class Register(Command):
     description: Text
     product: ShortText | None = None
     region: ShortText | None = None
-    occurred_at: Time | None = None
+    occurred_at: Instant | None = None
     follows_case_id: UUID | None = None
     """Set on a follow-up case: the case it follows."""
 
@@ -112,7 +113,7 @@ class RecordSlaBreach(Command):
 
     metric: Metric
     cycle: Cycle
-    deadline: Time
+    deadline: Instant
     limit_seconds: Seconds
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.alerts import DangerousCustomer
 from contracts.envelope import ClaimedActor, EventEnvelope
-from contracts.types import Metric, Priority, ShortText, Tier, Time
+from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
 
 CaseKind = Literal["complaint", "repair_job", "callback"]
 Count = Annotated[StrictInt, Field(ge=1, le=1000)]
@@ -19,7 +19,7 @@ class CaseHistory(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     case_id: UUID
-    at: Time | None = None
+    at: Instant | None = None
 
 
 class CaseHistoryReply(BaseModel):
@@ -98,8 +98,8 @@ class SlaBreaches(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: Time | None = None
-    until: Time | None = None
+    since: Instant | None = None
+    until: Instant | None = None
     metric: Metric | None = None
     tier: Tier | None = None
     kind: CaseKind | None = None

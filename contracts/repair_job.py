@@ -22,7 +22,19 @@ from contracts.complaint import (
     Revisited,
     SlaBreached,
 )
-from contracts.types import Command, EventData, Flag, JobKind, Money, Priority, ShortText, Text, Time
+from contracts.types import (
+    Command,
+    Day,
+    EventData,
+    Flag,
+    Instant,
+    JobKind,
+    Money,
+    Priority,
+    ShortText,
+    Text,
+    Time,
+)
 
 Number = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 
@@ -38,7 +50,7 @@ class RegisterRepairJob(Command):
     in_warranty: Flag
     site_address: Annotated[StrictStr, Field(max_length=500)]
     serial_number: Number | None = None
-    purchase_date: dt.date | None = None
+    purchase_date: Day | None = None
     follows_case_id: UUID | None = None
 
 
@@ -47,7 +59,7 @@ class Dispatch(Command):
     supervisor approves. `contractor` needs a manager."""
 
     technician: ShortText
-    scheduled_at: Time
+    scheduled_at: Instant
     contractor: Flag = False
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -18,11 +20,30 @@ from pydantic import (
 
 
 def rfc3339(value: datetime) -> str:
-    """RFC 3339 in UTC with a Z and always six digits of microseconds."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with a Z, a 4-digit year and always six digits of microseconds."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+"""The years a request's time or date may name: four digits, from purchases
+long past to plans far ahead, and nothing a calendar cannot count with."""
+
+
+def _sane_year(value: datetime | dt.date) -> datetime | dt.date:
+    year = value.astimezone(UTC).year if isinstance(value, datetime) else value.year
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise ValueError(f"the year must be between {EARLIEST_YEAR} and {LATEST_YEAR}")
+    return value
 
 
 Time = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+Instant = Annotated[AwareDatetime, AfterValidator(_sane_year),
+                    PlainSerializer(rfc3339, return_type=str, when_used="json"),
+                    Field(description=f"RFC 3339 with a time zone; the year {EARLIEST_YEAR}-{LATEST_YEAR}")]
+"""A time in a request: RFC 3339 with a time zone, a year in range."""
+Day = Annotated[dt.date, AfterValidator(_sane_year),
+                Field(description=f"YYYY-MM-DD; the year {EARLIEST_YEAR}-{LATEST_YEAR}")]
+"""A date in a request, a year in range."""
 Text = Annotated[StrictStr, Field(max_length=4000)]
 ShortText = Annotated[StrictStr, Field(max_length=200)]
 Money = Annotated[StrictStr, Field(pattern=r"^\d{1,12}(\.\d{1,2})?$", examples=["120.50"])]

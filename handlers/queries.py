@@ -17,6 +17,7 @@ from eventsourcing.persistence import Notification
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
+from contracts.envelope import ErrorDetail
 from contracts.queries import (
     CaseHistory,
     CaseHistoryReply,
@@ -143,7 +144,10 @@ class QueryService:
         query = _parse(Report, raw, "report")
         if isinstance(query, bytes):
             return query
-        period = periods.parse(query.period, self.zone)
+        try:
+            period = periods.parse(query.period, self.zone)
+        except ValueError as error:
+            return error_reply("validation_error", str(error), [ErrorDetail(field="period", reason=str(error))])
 
         def read() -> ReportReply:
             with self.readmodels.connect() as conn:

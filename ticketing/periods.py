@@ -43,14 +43,19 @@ def month_of(now: datetime, zone: ZoneInfo) -> Period:
     return month(local.year, local.month, zone)
 
 
+YEARS = range(1900, 3000)
+"""The years a report may cover (with the period before it, for comparison)."""
+
+
 def parse(text: str, zone: ZoneInfo) -> Period:
-    """`2026-11` (a month) or `2026-Q4` (a quarter)."""
-    if found := re.fullmatch(r"(\d{4})-(\d{2})", text):
-        year, number = int(found.group(1)), int(found.group(2))
-        if 1 <= number <= 12:
-            return month(year, number, zone)
-    if found := re.fullmatch(r"(\d{4})-Q([1-4])", text, re.IGNORECASE):
+    """`2026-11` (a month) or `2026-Q4` (a quarter); ValueError otherwise."""
+    found = re.fullmatch(r"(\d{4})-(\d{2})", text) or re.fullmatch(r"(\d{4})-[Qq]([1-4])", text)
+    if found and int(found.group(1)) not in YEARS:
+        raise ValueError(f"{text!r}: the year must be between {YEARS[0]} and {YEARS[-1]}")
+    if found and "-Q" in text.upper():
         return quarter(int(found.group(1)), int(found.group(2)), zone)
+    if found and 1 <= int(found.group(2)) <= 12:
+        return month(int(found.group(1)), int(found.group(2)), zone)
     raise ValueError(f"{text!r} is not a month such as 2026-11 or a quarter such as 2026-Q4")
 
 

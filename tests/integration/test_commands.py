@@ -247,3 +247,20 @@ async def test_store_locked_is_unavailable_and_records_nothing(
         assert (await client.register_complaint())["ok"], "the store is back"
     finally:
         await rt.stop()
+
+
+@pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00Z", "0999-12-31T23:59:59Z", "9999-12-31T00:00:00Z",
+                                         "1899-12-31T23:59:59Z", "3000-01-01T00:00:00Z"])
+async def test_times_outside_four_digit_sane_years_are_refused(runtime: Runtime, client: Client,
+                                                              occurred_at: str) -> None:
+    reply = await client.command("complaint", "register", complaint_data(occurred_at=occurred_at))
+    assert reply["error"]["code"] == "validation_error"
+    assert [d["field"] for d in reply["error"]["details"]] == ["data.occurred_at"]
+    assert store_size(runtime) == 0
+
+
+@pytest.mark.parametrize("period", ["0001-01", "0001-Q1", "9999-12", "9999-99", "2026-13", "1899-Q4"])
+async def test_every_report_period_is_answered(runtime: Runtime, client: Client, period: str) -> None:
+    reply = await client.query("report", {"period": period})
+    assert reply["error"]["code"] == "validation_error"
+    assert reply["error"]["details"][0]["field"] == "period"

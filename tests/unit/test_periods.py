@@ -38,3 +38,12 @@ def test_weeks_cover_the_period_exactly() -> None:
     assert found[0].start == november.start and found[-1].end == november.end
     assert all(a.end == b.start for a, b in zip(found, found[1:], strict=False))
     assert [w.name for w in found][:2] == ["2026-W44", "2026-W45"]
+
+
+def test_times_are_written_with_four_digit_years() -> None:
+    from datetime import UTC, datetime
+
+    from contracts.types import rfc3339
+
+    assert rfc3339(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000000Z"
+    assert rfc3339(datetime(2026, 11, 25, 2, 5, 15, 123456, tzinfo=UTC)) == "2026-11-25T02:05:15.123456Z"
