@@ -36,6 +36,7 @@ from infra.auth.directory import UserDirectory
 from infra.auth.seal import Seal
 from infra.clock import Clock, utc_now
 from infra.config_files import load_danger_rules, load_sla_policy
+from infra.connection_log import ConnectionLog
 from infra.danger_monitor import DangerMonitor
 from infra.database import make_engine
 from infra.nats_server import EmbeddedNats
@@ -65,10 +66,10 @@ def projections(policy: SlaPolicy) -> list[Any]:
     return [CaseSummary(), SlaLimits(policy), Activity(), DangerousCustomers()]
 
 
-async def connect_nats(url: str, settings: Settings) -> Nats:
+async def connect_nats(url: str, settings: Settings, name: str = "ticketing") -> Nats:
     """The product's own connection (identity `system`)."""
-    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name="ticketing",
-                              **product_options(settings))
+    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
+                              **ConnectionLog(name).callbacks(), **product_options(settings))
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -155,7 +156,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     key = cipher_key(settings)
     store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
     readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
-    nc = await connect_nats(nats_url, settings)
+    nc = await connect_nats(nats_url, settings, "ticketing-worker")
     try:
         js = nc.jetstream()
         await ensure_streams(js)
@@ -215,8 +216,35 @@ class Runtime:
             log.warning("the worker process exited with %s; starting it again", code)
             await asyncio.sleep(1.0)
 
+    async def supervise_nats(self, every: float = 0.5) -> None:
+        """Start the embedded nats-server again whenever it dies, on the same
+        port (every client reconnects to the URL it holds); said once per
+        change of state, not per failed attempt."""
+        assert self.embedded is not None
+        server = self.embedded
+        while True:
+            await asyncio.sleep(every)
+            if server.alive:
+                continue
+            code = server.process.returncode if server.process else None
+            log.error("the embedded nats-server died (exit %s): starting it again on %s", code, server.url)
+            failed_before = False
+            while True:
+                try:
+                    await server.revive()
+                    break
+                except (RuntimeError, OSError) as error:
+                    if not failed_before:
+                        log.error("the embedded nats-server does not start again (%s); retrying every 2s", error)
+                        failed_before = True
+                    await asyncio.sleep(2.0)
+            log.warning("the embedded nats-server is back on %s", server.url)
+
     async def stop(self) -> None:
-        await self.broker.stop()
+        try:
+            await self.broker.stop()
+        except Exception as error:  # noqa: BLE001 - stopping while NATS is away: nothing left to drain
+            log.info("the responders stopped without NATS (%s)", type(error).__name__)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -233,6 +261,7 @@ class Runtime:
         await asyncio.to_thread(terminate, self.worker_process)
         if self.embedded is not None:
             self.embedded.stop()
+            self.settings.nats_url_file.unlink(missing_ok=True)  # nobody serves there any more
 
 
 async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["inline", "process"] = "inline",
@@ -281,12 +310,15 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         tls = responder.pop("tls", None)
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1, name="ticketing-responders",
+                            **ConnectionLog("ticketing-responders").callbacks(),
                             security=BaseSecurity(ssl_context=tls) if tls else None, **responder)
         commands = CommandService(store, writer, clock, directory, compensation_limit=settings.compensation_limit)
         include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
                                                         ZoneInfo(settings.timezone), danger_rules, directory))
         seal = Seal(key)
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, seal, embedded)
+        if embedded is not None:
+            runtime.tasks.append(asyncio.create_task(runtime.supervise_nats(), name="nats-server"))
         if worker == "inline":
             runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock, seal)
         else:

@@ -15,15 +15,22 @@ log = logging.getLogger(__name__)
 
 async def batches(subscription: Any, size: int, running: Callable[[], bool], name: str,
                   ) -> AsyncIterator[list[Any]]:
-    """Non-empty batches of at most `size` messages while `running()`."""
+    """Non-empty batches of at most `size` messages while `running()`. An
+    outage is said when it begins and when it ends, not at every attempt."""
+    failing = False
     while running():
         try:
             messages = await subscription.fetch(size, timeout=0.25)
         except (NatsTimeout, TimeoutError):
             continue
         except Exception as error:  # noqa: BLE001 - bus outage: wait and fetch again
-            log.warning("%s: fetch failed (%s)", name, error)
+            if not failing:
+                log.warning("%s: cannot fetch (%s); trying again until it works", name, error)
+                failing = True
             await asyncio.sleep(0.5)
             continue
+        if failing:
+            log.warning("%s: fetching again", name)
+            failing = False
         if messages:
             yield messages

@@ -6,6 +6,7 @@ with us. A changed user directory is applied by a configuration reload
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -39,7 +40,10 @@ def binary() -> str:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether nats-server could listen there: with SO_REUSEADDR as it does,
+    so connections of a server just stopped (TIME_WAIT) do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -69,10 +73,37 @@ class EmbeddedNats:
     @classmethod
     def start(cls, store_dir: Path, directory: UserDirectory, preferred_port: int = 4222,
               timeout: float = 15.0, extra_config: str = "") -> EmbeddedNats:
-        port = preferred_port if preferred_port and port_is_free(preferred_port) else free_port()
+        """On the port this data directory's server had before (kept in
+        `<store>/port`), so clients holding its URL find it again; on first
+        start the preferred port when free, else any free one."""
+        kept = store_dir / "port"
+        previous = int(kept.read_text()) if kept.exists() and kept.read_text().strip().isdigit() else None
+        wanted = previous or preferred_port
+        port = wanted if wanted and port_is_free(wanted) else free_port()
+        if previous and port != previous:
+            log.error("nats-server: port %d, which this data directory's server had before, is taken: starting "
+                      "on %d instead. Clients holding nats://127.0.0.1:%d will not find it; free the port and "
+                      "restart to have it back.", previous, port, previous)
         server = cls(store_dir, port, directory, extra_config)
         server._spawn(timeout)
+        kept.write_text(f"{port}\n")
         return server
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def revive(self, timeout: float = 15.0) -> None:
+        """Start a dead server again on the same port, from the calling
+        (event-loop) thread, waiting for it without blocking the loop."""
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._answers():
+                return
+            await asyncio.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not start again on port {self.port} within {timeout}s")
 
     def reload(self) -> None:
         """Apply the user directory as it is now (returns once the server says it has)."""
@@ -81,22 +112,31 @@ class EmbeddedNats:
             with _reloaded(self.store_dir):
                 self.process.send_signal(signal.SIGHUP)
 
-    def _spawn(self, timeout: float) -> None:
+    def _launch(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        log_file = self.store_dir / "nats-server.log"
         config = embedded_config(self.directory, self.store_dir, self.port, self.extra_config)
-        args = [binary(), "-c", str(config.resolve()), "-l", str(log_file)]
+        args = [binary(), "-c", str(config.resolve()), "-l", str(self.store_dir / "nats-server.log")]
         self.process = spawn(args, log_file=self.store_dir / "nats-server.out")
+
+    def _answers(self) -> bool:
+        """Whether the server greets a connection (raises if it exited)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {self.process.returncode}; see "
+                               f"{self.store_dir / 'nats-server.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                return conn.recv(4).startswith(b"INFO")
+        except OSError:
+            return False
+
+    def _spawn(self, timeout: float) -> None:
+        self._launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {log_file}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    if conn.recv(4).startswith(b"INFO"):
-                        return
-            except OSError:
-                time.sleep(0.05)
+            if self._answers():
+                return
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nats-server did not start on port {self.port} within {timeout}s")
 

@@ -91,9 +91,14 @@ class Relay:
             self._wake.clear()  # before reading, so a commit during the read still wakes us
             try:
                 moved = await self.pump()
+                if backoff > 0.1:
+                    log.warning("relay: publishing again")
                 backoff = 0.1
             except Exception as error:  # noqa: BLE001 - the relay must outlive bus and store outages
-                log.warning("relay: %s: %s; retrying in %.1fs", type(error).__name__, error, backoff)
+                # Said when the trouble begins; the retries after it (backing
+                # off to one every 5 s) only at DEBUG, so an outage is one line.
+                (log.warning if backoff == 0.1 else log.debug)(
+                    "relay: %s: %s; retrying, backing off to every 5s", type(error).__name__, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 await self._safe_reconcile()

@@ -385,3 +385,36 @@ async def test_users_added_and_removed_on_a_running_serve_take_effect_at_once(
     assert system.returncode == 1 and "no role 'system' to give" in system.stderr
     await nc.close()
     assert serve.interrupt() == 0
+
+
+async def test_a_killed_embedded_nats_server_is_started_again_on_its_port_without_a_log_flood(
+        tmp_path: Path, serves: list[Serve]) -> None:
+    data = tmp_path / "var"
+    serves.append(serve := Serve(tmp_path, {}))
+    url = serve.wait_ready(data)
+    assert (await register(url, data))["ok"]
+    [nats_pid] = [pid for pid in children_of(serve.process.pid) if b"nats-server" in
+                  (Path("/proc") / str(pid) / "cmdline").read_bytes()]
+    before = serve.output().count("\n")
+    os.kill(nats_pid, signal.SIGKILL)
+
+    async def answered() -> Any:
+        try:
+            return (await register(url, data))["ok"]
+        except Exception:  # noqa: BLE001 - still away
+            return False
+    await wait_for(answered, timeout=30)
+    assert not alive(nats_pid), "the dead server was reaped, not left a zombie"
+    await asyncio.sleep(2)  # a while back up: nothing more to say
+    during = serve.output().splitlines()[before:]
+    assert "Traceback" not in "\n".join(during)
+    assert len(during) < 40, "\n".join(during)
+    assert any("died" in line for line in during) and any("is back" in line for line in during)
+
+    assert serve.interrupt() == 0, serve.output()
+    assert "Traceback" not in serve.output()
+    assert not (data / "nats.url").exists(), "nobody serves there any more"
+
+    serves.append(again := Serve(tmp_path, {}))
+    assert again.wait_ready(data) == url, "the data directory keeps its port"
+    assert again.interrupt() == 0

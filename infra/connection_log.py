@@ -1,0 +1,38 @@
+"""What a NATS connection of the product says about itself: once per change
+of state (lost, back, a new kind of error), never once per reconnect
+attempt. nats-py's default logs a traceback for every failed attempt, twice
+a second per connection while the server is away."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("ticketing.nats")
+
+
+class ConnectionLog:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+        self._said: str | None = None
+
+    async def error(self, error: Exception) -> None:
+        text = str(error) or type(error).__name__
+        if self.down or text == self._said:
+            log.debug("%s: %s", self.name, text)
+            return
+        self._said = text
+        log.warning("%s: %s", self.name, text)
+
+    async def disconnected(self) -> None:
+        if not self.down:
+            self.down = True
+            log.warning("%s: lost NATS; reconnecting in the background (requests fail fast meanwhile)", self.name)
+
+    async def reconnected(self) -> None:
+        self.down, self._said = False, None
+        log.warning("%s: NATS is back", self.name)
+
+    def callbacks(self) -> dict[str, Any]:
+        return {"error_cb": self.error, "disconnected_cb": self.disconnected, "reconnected_cb": self.reconnected}
