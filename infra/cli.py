@@ -117,8 +117,8 @@ def _nats_url(settings: Settings) -> str:
         return settings.nats_url
     if settings.nats_url_file.exists():
         return settings.nats_url_file.read_text().strip()
-    raise click.ClickException(f"no NATS URL: set TICKETING_NATS_URL or run `ticketing serve` "
-                               f"(which writes {settings.nats_url_file})")
+    raise click.ClickException(f"ticketing serve is not running here (no {settings.nats_url_file}): start it "
+                               f"with `make run` or `ticketing serve`, or set TICKETING_NATS_URL")
 
 
 async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
@@ -131,6 +131,7 @@ async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) ->
     from infra.auth.keys import BadCredentials
 
     settings = Settings()
+    url = _nats_url(settings)
     path = _credentials or settings.client_credentials
     try:
         options = client_options(settings, path)
@@ -142,7 +143,6 @@ async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) ->
     async def on_error(error: Exception) -> None:
         refused.append(str(error))
 
-    url = _nats_url(settings)
     try:
         nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
                                 error_cb=on_error, **options)
@@ -176,10 +176,17 @@ async def _request(subject: str, body: dict[str, Any], timeout: float = 10.0) ->
 @credentials_option
 def send(aggregate: str, command: str, data: str, aggregate_id: str | None, expected_version: int | None) -> None:
     """Send a command as your user, e.g. `ticketing send complaint acknowledge '{"note": "called"}' --id ID`."""
+    from contracts.catalog import COMMANDS
+
+    if aggregate not in COMMANDS:
+        raise click.ClickException(f"no aggregate {aggregate!r}; there are: {', '.join(COMMANDS)}")
+    if command not in COMMANDS[aggregate]:
+        raise click.ClickException(f"a {aggregate} has no command {command!r}; it has: "
+                                   f"{', '.join(COMMANDS[aggregate])}")
     try:
         fields = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise click.ClickException(f"DATA is not JSON: {error}") from None
+        raise click.ClickException(f"DATA is not JSON ({error}); e.g. '{{\"note\": \"called back\"}}'") from None
     body: dict[str, Any] = {"command_id": str(uuid.uuid4()), "data": fields}
     if aggregate_id:
         body["aggregate_id"] = aggregate_id

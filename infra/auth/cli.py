@@ -56,6 +56,9 @@ def users_add(name: str, role: str, out: Path, grants: tuple[str, ...]) -> None:
     if unknown:
         raise click.ClickException(f"cannot grant {', '.join(unknown)}: a service may be granted "
                                    f"{', '.join(grantable)}")
+    if out.suffix == ".creds":
+        raise click.ClickException("users get an nkey seed file (name it NAME.nk): a .creds file holds a user JWT, "
+                                   "which this deployment's accounts do not use")
     if out.exists():
         raise click.ClickException(f"{out} exists: choose another file (credentials are never overwritten)")
     directory = _directory(settings)
