@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.alerts import DangerousCustomer
 from contracts.envelope import ClaimedActor, EventEnvelope
+from contracts.health import Health, HealthReply
 from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
 
 CaseKind = Literal["complaint", "repair_job", "callback"]
@@ -242,4 +243,5 @@ QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "dashboard": (Dashboard, DashboardReply),
     "report": (Report, ReportReply),
     "customers.dangerous": (CustomersDangerous, CustomersDangerousReply),
+    "health": (Health, HealthReply),
 }

@@ -5,6 +5,7 @@ detail per field) and answers with the reply bytes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,12 +29,22 @@ async def raw_request(message: NatsMessage) -> Request:
     return message.body, (message.headers or {}).get(REQUEST_INFO)
 
 
-def _command_handler(service: CommandService, aggregate: str, command: str
+Observe = Callable[[str, bytes, float], None]
+"""Told each command's name, reply and seconds taken (for metrics)."""
+
+
+def _command_handler(service: CommandService, aggregate: str, command: str, observe: Observe | None,
                      ) -> Callable[[Request], Awaitable[bytes]]:
     # The request as a plain argument: asking for the message object instead
     # makes FastStream resolve it in a worker thread, a hop per command.
+    name = f"{aggregate}.{command}"
+
     async def handle(request: Request) -> bytes:
-        return await service.handle(aggregate, command, *request)
+        started = time.perf_counter()
+        reply = await service.handle(aggregate, command, *request)
+        if observe is not None:
+            observe(name, reply, time.perf_counter() - started)
+        return reply
 
     handle.__name__ = f"{aggregate}_{command}"
     return handle
@@ -55,11 +66,12 @@ QUERY_HANDLERS: dict[str, tuple[Any, str]] = {
     "dashboard": (QueryService.dashboard, "Open work, today's and this month's figures, limits at risk."),
     "report": (QueryService.report, "The quality report of a month (2026-11) or a quarter (2026-Q4)."),
     "customers.dangerous": (QueryService.customers_dangerous, "The dangerous-customer list with reasons."),
+    "health": (QueryService.health, "Each part: up or not, lag behind the store, parked messages, last error."),
 }
 
 
 def include_handlers(broker: NatsBroker, commands: CommandService, queries: QueryService,
-                     max_workers: int = 64) -> None:
+                     max_workers: int = 64, observe: Observe | None = None) -> None:
     """Concurrent workers let many commands wait on one group commit; order
     between commands on one case is the sender's (`expected_version`)."""
     for aggregate, models in COMMANDS.items():
@@ -70,7 +82,7 @@ def include_handlers(broker: NatsBroker, commands: CommandService, queries: Quer
                 title=f"{aggregate}.{command}",
                 description=(f"Command request; `data` follows contracts/schemas/commands/"
                              f"{aggregate}.{command}.json. {(model.__doc__ or '').strip()}"),
-            )(_command_handler(commands, aggregate, command))
+            )(_command_handler(commands, aggregate, command, observe))
 
     for name, (method, description) in QUERY_HANDLERS.items():
         broker.subscriber(query_subject(name), queue=QUEUE_GROUP, max_workers=8, decoder=raw_request, title=name,

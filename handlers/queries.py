@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from contracts.envelope import ErrorDetail
+from contracts.health import Health, HealthReply
 from contracts.queries import (
     CaseHistory,
     CaseHistoryReply,
@@ -83,9 +84,11 @@ Answer = Callable[["QueryService", bytes, Identity], Awaitable[bytes]]
 
 class QueryService:
     def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy,
-                 zone: ZoneInfo, danger_rules: Rules, directory: Directory) -> None:
+                 zone: ZoneInfo, danger_rules: Rules, directory: Directory,
+                 health: Callable[[], Awaitable[HealthReply]] | None = None) -> None:
         self.store = store
         self.directory = directory
+        self.health_report = health
         self.danger_rules = danger_rules
         self.clock = clock
         self.readmodels = readmodels
@@ -169,6 +172,14 @@ class QueryService:
         if reply is None:
             return error_reply("not_found", f"no case {query.case_id}")
         return orjson.dumps(reply.model_dump(mode="json"))
+
+    async def health(self, raw: bytes, _sender: Identity) -> bytes:
+        query = _parse(Health, raw, "health")
+        if isinstance(query, bytes):
+            return query
+        if self.health_report is None:
+            return error_reply("unavailable", "no health report here")
+        return (await self.health_report()).model_dump_json().encode()
 
     async def customer(self, raw: bytes, sender: Identity) -> bytes:
         query = _parse(CustomerGet, raw, "customer.get")

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
 from infra.clock import Clock
+from infra.runtime.parts import PartState
 from projections.base import marks_of
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class AlertTimer:
         self.projection = projection
         self.tick_seconds = tick_seconds
         self.raised = 0
+        self.state = PartState()
         self._stopping = asyncio.Event()
         self._ticking = asyncio.Lock()
 
@@ -81,7 +83,8 @@ class AlertTimer:
             pause = self.tick_seconds
             try:
                 await self.tick()
-            except Exception:  # noqa: BLE001 - a bad tick must not stop the timer
+            except Exception as error:  # noqa: BLE001 - a bad tick must not stop the timer
+                self.state.failed(error)
                 log.exception("%s: tick failed; trying again", self.name)
                 pause = max(pause, 1.0)
             with contextlib.suppress(TimeoutError):  # the pause between ticks, cut short by stop()
@@ -116,6 +119,7 @@ class AlertTimer:
             await self.js.publish(alert_subject(alert.type), orjson.dumps(alert.model_dump(mode="json")),  # type: ignore[attr-defined]
                                   stream=ALERT_STREAM, headers={"Nats-Msg-Id": key})
         except Exception as error:  # noqa: BLE001 - the bus is away: the next tick tries again
+            self.state.failed(error)
             log.warning("%s: publishing %s failed (%s); trying again", self.name, key, error)
             return False
         return True

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,8 @@ from infra.processes import spawn, terminate
 from infra.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.rebuild import ensure_current
 from infra.relay import Relay
+from infra.runtime.health import HealthCheck, WorkerWord, say_status, worker_status
+from infra.runtime.metrics import Metrics, keep_fresh, serve_http
 from infra.secrets import cipher_key
 from infra.settings import Settings
 from infra.sla_monitor import SlaMonitor
@@ -162,7 +165,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await ensure_streams(js)
         worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key))
         await nc.publish(WORKER_READY_SUBJECT, b"")
-        await stop.wait()
+        await say_status(nc, worker, stop)
         await worker.stop()
     finally:
         with contextlib.suppress(Exception):
@@ -188,7 +191,14 @@ class Runtime:
     """The relay and projections when they run in this process."""
     worker_process: subprocess.Popen[bytes] | None = None
     worker_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    worker_word: WorkerWord = field(default_factory=WorkerWord)
+    """What the worker process last said of its parts."""
+    metrics: Metrics = field(default_factory=Metrics)
+    http: ThreadingHTTPServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def worker_status(self) -> dict[str, Any] | None:
+        return worker_status(self.worker) if self.worker is not None else self.worker_word.current()
 
     @property
     def relay(self) -> Relay:
@@ -241,6 +251,9 @@ class Runtime:
             log.warning("the embedded nats-server is back on %s", server.url)
 
     async def stop(self) -> None:
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
         try:
             await self.broker.stop()
         except Exception as error:  # noqa: BLE001 - stopping while NATS is away: nothing left to drain
@@ -313,15 +326,25 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
                             **ConnectionLog("ticketing-responders").callbacks(),
                             security=BaseSecurity(ssl_context=tls) if tls else None, **responder)
         commands = CommandService(store, writer, clock, directory, compensation_limit=settings.compensation_limit)
+        word = WorkerWord()
+        runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, Seal(key),
+                          embedded, worker_word=word)
+        health = HealthCheck(store, readmodels, nc, js, [p.name for p in projections(sla_policy)],
+                             runtime.worker_status)
         include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
-                                                        ZoneInfo(settings.timezone), danger_rules, directory))
-        seal = Seal(key)
-        runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, seal, embedded)
+                                                        ZoneInfo(settings.timezone), danger_rules, directory,
+                                                        health.report),
+                         observe=runtime.metrics.observe_command)
+        runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
+                                                 name="health"))
+        if settings.metrics_port:
+            runtime.http = serve_http(runtime.metrics, settings.metrics_port)
         if embedded is not None:
             runtime.tasks.append(asyncio.create_task(runtime.supervise_nats(), name="nats-server"))
         if worker == "inline":
-            runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock, seal)
+            runtime.worker = await start_worker(settings, store, readmodels, nc, js, clock, runtime.seal)
         else:
+            await word.listen(nc)
             runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
             try:  # ready means relayed and projected, not only answered
                 await asyncio.wait_for(runtime.worker_ready.wait(), 60)

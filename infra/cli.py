@@ -341,6 +341,31 @@ def _dashboard(reply: dict[str, Any]) -> Any:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
+def status(as_json: bool) -> None:
+    """Each part of the running product: up or not, how far behind the store, parked messages, last error.
+    Exits 1 when a part is down."""
+    reply = asyncio.run(_request("ticketing.v1.queries.health", {}))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") and reply.get("healthy") else 1)
+    table = Table(title=f"{'healthy' if reply['healthy'] else 'NOT healthy'} as of {reply['at']}, "
+                        f"store head {reply['head']}")
+    for column in ("part", "up", "position", "behind", "parked", "last error"):
+        table.add_column(column, overflow="fold", no_wrap=column == "part")
+    for part in reply["parts"]:
+        behind = "-" if part["lag_events"] is None else (
+            f"{part['lag_events']}" + (f" ({_span(part['lag_seconds'])})" if part["lag_seconds"] else ""))
+        table.add_row(part["name"], "yes" if part["up"] else "NO",
+                      "-" if part["position"] is None else str(part["position"]), behind,
+                      "-" if part["parked"] is None else str(part["parked"]), part["last_error"] or "-",
+                      style=None if part["up"] else "bold red")
+    console.print(table)
+    sys.exit(0 if reply["healthy"] else 1)
+
+
+@main.command()
 @click.option("--month", help="a month, e.g. 2026-11")
 @click.option("--quarter", help="a quarter, e.g. 2026-Q4")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),

@@ -22,6 +22,7 @@ from nats.js.errors import BadRequestError
 from contracts.catalog import EVENT_STREAM
 from infra.auth.seal import Seal
 from infra.consuming import batches
+from infra.runtime.parts import PartState
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class PolicyRunner:
         self.seal = seal
         self.timeout = timeout
         self.handled = 0
+        self.state = PartState()
         self._stopping = False
 
     @property
@@ -77,6 +79,7 @@ class PolicyRunner:
                 try:
                     await self._handle(message)
                 except CommandSideAway as away:
+                    self.state.failed(away)
                     log.warning("%s: %s; trying again in %.0fs", self.durable, away, RETRY_SECONDS)
                     for later in messages[index:]:  # keep the order: the rest comes back after it
                         await later.nak(delay=RETRY_SECONDS)
@@ -110,5 +113,6 @@ class PolicyRunner:
             if answer.get("ok"):
                 continue
             code = answer["error"].get("code")
+            self.state.failed(f"{send.subject} for event {event.get('id')} refused: {code}")
             log.warning("%s: %s for event %s refused: %s (%s)", self.durable, send.subject, event.get("id"),
                         code, answer.get("error", {}).get("message"))

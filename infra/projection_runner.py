@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
 from infra.auth.seal import Seal
 from infra.consuming import batches
+from infra.runtime.parts import PartState
 from projections.base import Projection, apply_batch, create_tables, marks_of, skip
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class ProjectionRunner:
         self.seal = seal
         self.batch = batch
         self.applied = 0
+        self.parked = 0
+        self.state = PartState()
         self._stopping = False
 
     @property
@@ -98,6 +101,7 @@ class ProjectionRunner:
                 await messages[-1].ack()  # AckPolicy.ALL: the batch's last ack covers the batch
                 return
             except Exception as error:  # noqa: BLE001 - find the culprit one by one below
+                self.state.failed(error)
                 log.warning("%s: batch of %d failed (%s); applying one by one",
                             self.durable, len(messages), error)
         for message, event in zip(messages, events, strict=True):
@@ -118,6 +122,7 @@ class ProjectionRunner:
                     return
                 except (OperationalError, DBAPIError) as error:
                     if _is_outage(error):
+                        self.state.failed(error)
                         log.warning("%s: database unavailable (%s); retrying", self.durable, error)
                         await message.in_progress()
                         await asyncio.sleep(1.0)
@@ -133,6 +138,8 @@ class ProjectionRunner:
             await asyncio.sleep(0.2 * 2 ** attempt)
 
     async def _park(self, message: Any, event: dict[str, Any] | None, reason: str) -> None:
+        self.parked += 1
+        self.state.failed(f"parked stream message {message.metadata.sequence.stream}: {reason}")
         log.error("%s: parking stream message %s: %s", self.durable, message.metadata.sequence.stream, reason)
         await self.js.publish(
             f"{PREFIX}.deadletter.projections.{self.projection.name}", message.data,

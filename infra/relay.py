@@ -35,6 +35,7 @@ from nats.js.errors import NotFoundError
 from contracts.catalog import EVENT_STREAM
 from infra.auth.seal import HEADER as SEAL_HEADER
 from infra.auth.seal import Seal
+from infra.runtime.parts import PartState
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Relay:
         self._stopping = False
         self.published = 0
         self.caught_up = asyncio.Event()
+        self.state = PartState()
 
     def wake(self) -> None:
         loop = self._loop
@@ -95,6 +97,7 @@ class Relay:
                     log.warning("relay: publishing again")
                 backoff = 0.1
             except Exception as error:  # noqa: BLE001 - the relay must outlive bus and store outages
+                self.state.failed(error)
                 # Said when the trouble begins; the retries after it (backing
                 # off to one every 5 s) only at DEBUG, so an outage is one line.
                 (log.warning if backoff == 0.1 else log.debug)(
@@ -174,6 +177,7 @@ class Relay:
         except Exception:  # noqa: BLE001 - gone since: nothing to tell
             return
         if not self.seal.holds(held.subject or "", held.data or b"", held.headers):
+            self.state.failed(f"the event at position {position} was dropped as a copy of a stranger's message")
             log.error("relay: the event at position %d was dropped by %s as a copy of stream message %d, which "
                       "the product did not publish: someone with admin rights published under the event's id. "
                       "The stream lacks it; rebuild the projections from the store (`ticketing projections "

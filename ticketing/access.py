@@ -23,6 +23,7 @@ QUERIES: dict[str, frozenset[Role]] = {
     "dashboard": _STAFF_READERS,
     "report": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR}),
     "customers.dangerous": _STAFF_READERS,
+    "health": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE}),
 }
 """A gateway may ask whatever the people it signs in may (and then as them)."""
 

@@ -411,6 +411,11 @@ async def test_a_killed_embedded_nats_server_is_started_again_on_its_port_withou
     assert len(during) < 40, "\n".join(during)
     assert any("died" in line for line in during) and any("is back" in line for line in during)
 
+    def healthy() -> bool:
+        shown = cli(tmp_path, "status")
+        return shown.returncode == 0 and "healthy" in shown.stdout and "projection:case_summary" in shown.stdout
+    await wait_for(healthy, timeout=30)
+
     assert serve.interrupt() == 0, serve.output()
     assert "Traceback" not in serve.output()
     assert not (data / "nats.url").exists(), "nobody serves there any more"

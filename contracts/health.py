@@ -1,0 +1,39 @@
+"""The `health` query: each part of the product, up or not, and how far
+behind the store it is."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.types import Time
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Part(BaseModel):
+    name: str
+    """`store`, `nats`, `relay`, `projection:<name>`, `monitor:<name>`, `policy:<name>`, `worker`."""
+    up: bool
+    position: int | None = None
+    """The last store position this part has dealt with (the store's head, for the store)."""
+    lag_events: int | None = None
+    lag_seconds: float | None = None
+    """How long ago the oldest event this part has not dealt with happened."""
+    parked: int | None = None
+    """Messages this part parked on its dead-letter subject."""
+    last_error: str | None = None
+    last_error_at: Time | None = None
+
+
+class HealthReply(BaseModel):
+    ok: Literal[True] = True
+    at: Time
+    healthy: bool
+    """Every part up."""
+    head: int | None
+    """The store's last position."""
+    parts: list[Part]

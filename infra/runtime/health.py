@@ -1,0 +1,163 @@
+"""The health report: each part of the product, up or not, how far behind
+the store's head it is (in events, and in seconds since the oldest event it
+has not dealt with), what it parked and its last error.
+
+The store, NATS and the read models' positions are read by the serving
+process itself; what only the worker knows (the relay's position, each
+part's last error, alerts raised) it says every second on an internal
+subject, and a worker silent for longer than `WORKER_SILENT_SECONDS` is down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+from sqlalchemy import Engine
+
+from contracts.catalog import EVENT_STREAM, PREFIX
+from contracts.health import HealthReply, Part
+from infra.projection_runner import DEADLETTER_STREAM
+from infra.store import EventStore
+from projections.base import marks_of
+
+log = logging.getLogger(__name__)
+
+STATUS_SUBJECT = "ticketing.internal.worker.status"
+STATUS_EVERY_SECONDS = 1.0
+WORKER_SILENT_SECONDS = 5.0
+
+
+def worker_status(worker: Any) -> dict[str, Any]:
+    """What the worker knows of its parts (see `bootstrap.Worker`)."""
+    return {
+        "relay": {"position": worker.relay.position, "published": worker.relay.published,
+                  **worker.relay.state.as_dict()},
+        "projections": {r.projection.name: {"applied": r.applied, "parked": r.parked, **r.state.as_dict()}
+                        for r in worker.runners},
+        "monitors": {m.name: {"raised": m.raised, **m.state.as_dict()} for m in (worker.sla, worker.danger)},
+        "policies": {p.policy.name: {"handled": p.handled, "durable": p.durable, **p.state.as_dict()}
+                     for p in worker.policies},
+    }
+
+
+async def say_status(nc: Nats, worker: Any, stop: asyncio.Event) -> None:
+    """The worker's side: its status every second, until `stop`."""
+    while not stop.is_set():
+        with contextlib.suppress(Exception):  # NATS away: the silence says so
+            await nc.publish(STATUS_SUBJECT, orjson.dumps(worker_status(worker)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STATUS_EVERY_SECONDS)
+
+
+class WorkerWord:
+    """The serving process's side: the worker's last status and when it came."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, Any] | None = None
+        self.heard_at = float("-inf")
+
+    async def listen(self, nc: Nats) -> None:
+        async def heard(msg: Any) -> None:
+            self.status, self.heard_at = orjson.loads(msg.data), time.monotonic()
+        await nc.subscribe(STATUS_SUBJECT, cb=heard)
+
+    def current(self) -> dict[str, Any] | None:
+        return self.status if time.monotonic() - self.heard_at < WORKER_SILENT_SECONDS else None
+
+
+class HealthCheck:
+    def __init__(self, store: EventStore, readmodels: Engine, nc: Nats, js: JetStreamContext,
+                 projections: list[str], worker: Callable[[], dict[str, Any] | None]) -> None:
+        self.store = store
+        self.readmodels = readmodels
+        self.nc = nc
+        self.js = js
+        self.projections = projections
+        self.worker = worker
+
+    async def report(self) -> HealthReply:
+        now = datetime.now(UTC)
+        parts: list[Part] = []
+        head = await self._head(parts)
+        parts.append(Part(name="nats", up=self.nc.is_connected))
+        status = self.worker()
+        parts.append(Part(name="worker", up=status is not None,
+                          last_error=None if status else f"no word from the worker for {WORKER_SILENT_SECONDS:.0f}s"))
+        status = status or {}
+        relay = status.get("relay", {})
+        parts.append(await self._behind("relay", status is not None and bool(relay), relay.get("position"), head,
+                                        now, relay))
+        parked = await self._parked()
+        for name in self.projections:
+            own = status.get("projections", {}).get(name, {})
+            position = await self._tracked(name)
+            part = await self._behind(f"projection:{name}", bool(own), position, head, now, own)
+            part.parked = parked.get(f"{PREFIX}.deadletter.projections.{name}", 0)
+            parts.append(part)
+        for name, own in status.get("monitors", {}).items():
+            parts.append(Part(name=f"monitor:{name}", up=True, last_error=own.get("last_error"),
+                              last_error_at=own.get("last_error_at")))
+        for name, own in status.get("policies", {}).items():
+            pending = await self._pending(own.get("durable"))
+            parts.append(Part(name=f"policy:{name}", up=True, lag_events=pending, last_error=own.get("last_error"),
+                              last_error_at=own.get("last_error_at")))
+        return HealthReply(at=now, healthy=all(p.up for p in parts), head=head, parts=parts)
+
+    async def _head(self, parts: list[Part]) -> int | None:
+        try:
+            head = await asyncio.wait_for(asyncio.to_thread(self.store.max_position), 3.0)
+        except Exception as error:  # noqa: BLE001 - down is an answer too
+            parts.append(Part(name="store", up=False, last_error=f"{type(error).__name__}: {error}"[:500]))
+            return None
+        parts.append(Part(name="store", up=True, position=head))
+        return int(head)
+
+    async def _behind(self, name: str, up: bool, position: int | None, head: int | None, now: datetime,
+                      own: dict[str, Any]) -> Part:
+        part = Part(name=name, up=up, position=position, last_error=own.get("last_error"),
+                    last_error_at=own.get("last_error_at"))
+        if position is not None and head is not None:
+            part.lag_events = max(0, head - position)
+            part.lag_seconds = await self._age_of(position + 1, now) if part.lag_events else 0.0
+        return part
+
+    async def _age_of(self, position: int, now: datetime) -> float | None:
+        """Seconds since the event at `position` happened."""
+        def occurred() -> datetime | None:
+            found = self.store.notifications(position - 1, 1)
+            return self.store.mapper.to_domain_event(found[0]).timestamp if found else None
+        try:
+            at = await asyncio.to_thread(occurred)
+        except Exception:  # noqa: BLE001 - the store part says why
+            return None
+        return max(0.0, (now - at).total_seconds()) if at else None
+
+    async def _tracked(self, name: str) -> int | None:
+        try:
+            return int((await asyncio.to_thread(marks_of, self.readmodels, name))[0])
+        except Exception:  # noqa: BLE001 - the read model is away: position unknown
+            return None
+
+    async def _parked(self) -> dict[str, int]:
+        try:
+            info = await self.js.stream_info(DEADLETTER_STREAM, subjects_filter=f"{PREFIX}.deadletter.>")
+        except Exception:  # noqa: BLE001 - NATS away: the nats part says so
+            return {}
+        return dict(info.state.subjects or {})
+
+    async def _pending(self, durable: str | None) -> int | None:
+        if not durable:
+            return None
+        try:
+            info = await self.js.consumer_info(EVENT_STREAM, durable)
+        except Exception:  # noqa: BLE001 - NATS away: the nats part says so
+            return None
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
