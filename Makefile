@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench schemas asyncapi clean
+.PHONY: run test bench fuzz schemas asyncapi clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -22,6 +22,9 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench.py
+
+fuzz: $(BIN)/.installed
+	TICKETING_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q -s tests/fuzz
 
 schemas: $(BIN)/.installed
 	$(BIN)/python -m contracts.generate
