@@ -7,13 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
-import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,146 +17,23 @@ import orjson
 import pytest
 
 from contracts.alerts import ALERT_STREAM
-from contracts.catalog import EVENT_STREAM
-from infra.auth.permissions import inbox_prefix
 from infra.nats_server import EmbeddedNats
 from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
+from tests.processes import (
+    TICKETING,
+    Serve,
+    alive,
+    children_of,
+    cli,
+    connect,
+    processes_using,
+    query,
+    register,
+    send,
+    stream_positions,
+)
 
 pytestmark = pytest.mark.anyio
-
-TICKETING = str(Path(sys.executable).parent / "ticketing")
-
-
-class Serve:
-    """One `ticketing serve` process."""
-
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.cwd = cwd
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
-        self.log = (cwd / "serve.log").open("ab")
-        self.offset = self.log.tell()  # this run's output starts here
-        self.process = subprocess.Popen([TICKETING, "serve"], cwd=cwd, env=clean | env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, data_dir: Path, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
-            if "Ctrl-C to stop" in self.output():
-                return (data_dir / "nats.url").read_text().strip()
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not start:\n{self.output()}")
-
-    def output(self) -> str:
-        with (self.cwd / "serve.log").open("rb") as log:
-            log.seek(self.offset)
-            return log.read().decode(errors="replace")
-
-    def interrupt(self, timeout: float = 30.0) -> int:
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
-@pytest.fixture
-def serves() -> Iterator[list[Serve]]:
-    started: list[Serve] = []
-    yield started
-    for serve in started:
-        if serve.process.poll() is None:
-            serve.kill()
-        serve.log.close()
-
-
-def processes_using(path: Path) -> list[int]:
-    """Pids whose command line mentions `path` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if str(path).encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def children_of(pid: int) -> list[int]:
-    """Pids whose parent is `pid` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-async def connect(url: str, data: Path, name: str = "operator", **options: Any) -> Any:
-    """A plain nats-py client holding a seed file of the data directory: the
-    local operator's (made by serve), the product's own (`system`, for
-    reading streams as an admin would), or a test user's."""
-    auth = data / "auth"
-    seed = auth / f"{name}.nk" if name in ("operator", "system") else auth / "test-users" / f"{name}.nk"
-    if name != "system":
-        options.setdefault("inbox_prefix", inbox_prefix(name))
-    return await nats.connect(url, nkeys_seed=str(seed), **options)
-
-
-async def send(nc: Any, subject: str, data: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-    body = {"command_id": str(uuid.uuid4()), "data": data}
-    return dict(orjson.loads((await nc.request(subject, orjson.dumps(body), timeout=timeout)).data))
-
-
-async def register(url: str, data: Path) -> dict[str, Any]:
-    """A customer, then a complaint of theirs; the complaint's reply."""
-    nc = await connect(url, data)
-    try:
-        customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
-        assert customer["ok"], customer
-        return await send(nc, "ticketing.v1.commands.complaint.register",
-                          complaint_data(customer_id=customer["aggregate_id"]))
-    finally:
-        await nc.close()
-
-
-async def stream_positions(url: str, data: Path) -> list[int]:
-    nc = await connect(url, data, "system")
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(EVENT_STREAM)
-        if not info.state.messages:
-            return []
-        positions = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            positions.append(orjson.loads((await js.get_msg(EVENT_STREAM, seq=seq)).data)["position"])
-        return positions
-    finally:
-        await nc.close()
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows, or none while the projections process has not created its tables."""
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute(sql).fetchall()
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):
-            return []
-        raise
 
 
 async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
@@ -327,12 +199,6 @@ async def test_serve_killed_while_limits_fall_due_raises_each_breach_once(
     finally:
         await nc.close()
     assert second.interrupt() == 0
-
-
-def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
-    return subprocess.run([TICKETING, *args], cwd=cwd, env=clean | {"COLUMNS": "250"}, capture_output=True,
-                          text=True, timeout=60, check=False)
 
 
 async def test_users_added_and_removed_on_a_running_serve_take_effect_at_once(
