@@ -295,7 +295,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     if not nats_url:
         # Started from this thread on purpose: the child's parent-death signal
         # is tied to the thread that forks it, and a pool thread may exit first.
-        embedded = EmbeddedNats.start(settings.data_dir / "nats", directory, settings.nats_port)
+        embedded = EmbeddedNats.start(settings.data_dir / "nats", directory, settings.nats_port,
+                                      max_file_store=settings.nats_max_file_store)
         nats_url = embedded.url
     settings.nats_url_file.write_text(nats_url + "\n")
     try:

@@ -64,6 +64,8 @@ class EmbeddedNats:
     directory: UserDirectory
     extra_config: str = ""
     """More server configuration (a `tls` block, say), for tests and benchmarks."""
+    max_file_store: str | None = None
+    """The most disk JetStream may use (e.g. "10GB"); default: the server's (75 % of the free disk)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +74,7 @@ class EmbeddedNats:
 
     @classmethod
     def start(cls, store_dir: Path, directory: UserDirectory, preferred_port: int = 4222,
-              timeout: float = 15.0, extra_config: str = "") -> EmbeddedNats:
+              timeout: float = 15.0, extra_config: str = "", max_file_store: str | None = None) -> EmbeddedNats:
         """On the port this data directory's server had before (kept in
         `<store>/port`), so clients holding its URL find it again; on first
         start the preferred port when free, else any free one."""
@@ -84,7 +86,7 @@ class EmbeddedNats:
             log.error("nats-server: port %d, which this data directory's server had before, is taken: starting "
                       "on %d instead. Clients holding nats://127.0.0.1:%d will not find it; free the port and "
                       "restart to have it back.", previous, port, previous)
-        server = cls(store_dir, port, directory, extra_config)
+        server = cls(store_dir, port, directory, extra_config, max_file_store)
         server._spawn(timeout)
         kept.write_text(f"{port}\n")
         return server
@@ -114,7 +116,7 @@ class EmbeddedNats:
 
     def _launch(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        config = embedded_config(self.directory, self.store_dir, self.port, self.extra_config)
+        config = embedded_config(self.directory, self.store_dir, self.port, self.extra_config, self.max_file_store)
         args = [binary(), "-c", str(config.resolve()), "-l", str(self.store_dir / "nats-server.log")]
         self.process = spawn(args, log_file=self.store_dir / "nats-server.out")
 

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     credentials: Path | None = None
     """The credentials the CLI's client commands use; default: the local operator's
     (<data dir>/auth/operator.nk, made by the first `serve`)."""
+    nats_max_file_store: str | None = None
+    """The most disk the embedded server's JetStream may use (e.g. "10GB"); default: the server's own."""
     metrics_port: int = 9464
     """Where serve answers /metrics (Prometheus), /ready and /live on 127.0.0.1; 0 turns it off."""
     nats_port: int = 4222

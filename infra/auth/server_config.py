@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from infra.auth.directory import UserDirectory
@@ -55,16 +56,26 @@ def write_accounts(directory: UserDirectory) -> Path:
     return path
 
 
-def embedded_config(directory: UserDirectory, store_dir: Path, port: int, extra: str = "") -> Path:
+def size_in_bytes(size: str) -> int:
+    """`10GB`, `512MB`, `64K`, `1000000` as bytes (ValueError otherwise)."""
+    found = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)B?\s*", size.upper())
+    if not found:
+        raise ValueError(f"{size!r} is not a size such as 10GB or 512MB")
+    return int(found.group(1)) * 1024 ** " KMGT".index(found.group(2) or " ")
+
+
+def embedded_config(directory: UserDirectory, store_dir: Path, port: int, extra: str = "",
+                    max_file_store: str | None = None) -> Path:
     """The embedded server's whole configuration: it listens on 127.0.0.1
     only, keeps its JetStream store in `store_dir`, and includes the accounts."""
     accounts = write_accounts(directory)
     path = store_dir / "nats-server.conf"
     include = os.path.relpath(accounts, path.parent)
+    limit = f", max_file_store: {size_in_bytes(max_file_store)}" if max_file_store else ""
     path.write_text(
         "# Written by `ticketing serve`; the accounts come from the user directory.\n"
         f"listen: \"127.0.0.1:{port}\"\n"
-        f"jetstream: {{ store_dir: {json.dumps(str(store_dir.resolve()))} }}\n"
+        f"jetstream: {{ store_dir: {json.dumps(str(store_dir.resolve()))}{limit} }}\n"
         f"pid_file: {json.dumps(str((store_dir / 'nats-server.pid').resolve()))}\n"
         f"include \"{include}\"\n{extra}")
     return path
