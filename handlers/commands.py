@@ -118,6 +118,7 @@ class CommandService:
         self.clock = clock
         self.directory = directory
         self.compensation_limit = compensation_limit
+        self._store_down = False
 
     async def handle(self, aggregate: str, command: str, raw: bytes, request_info: str | None) -> bytes:
         sender = identify(self.directory, request_info)
@@ -133,8 +134,12 @@ class CommandService:
             claimed = request.actor
             who = Acting(*acting(sender.name, sender.role, claimed and claimed.id, claimed and claimed.role),
                          sender=sender)
-            return await self.writer.run(
+            reply = await self.writer.run(
                 lambda batch: self._execute(batch, aggregate, command, request, data, who), request.command_id)
+            if self._store_down:
+                self._store_down = False
+                log.warning("the event store is back: commands are recorded again")
+            return reply
         except DomainError as error:
             details = [ErrorDetail(field=p.field if p.field in REQUEST_FIELDS else f"data.{p.field}",
                                    reason=p.reason) for p in error.problems]
@@ -142,7 +147,10 @@ class CommandService:
         except IntegrityError:
             return error_reply("conflict", "the case was changed by another writer; reload and retry")
         except PersistenceError as error:
-            log.warning("store unavailable for %s.%s: %s", aggregate, command, type(error).__name__)
+            if not self._store_down:  # said once per outage, not per command
+                self._store_down = True
+                log.warning("the event store is unavailable (%s: %s): commands are answered `unavailable`, "
+                            "nothing recorded, until it is back", type(error).__name__, str(error)[:200])
             return error_reply("unavailable", "the event store is unavailable; nothing was recorded, retry")
         except Exception:  # noqa: BLE001 - a bug must still get an answer, and is logged without payload
             log.exception("command %s.%s failed", aggregate, command)

@@ -65,6 +65,7 @@ class AlertTimer:
         self.tick_seconds = tick_seconds
         self.raised = 0
         self.state = PartState()
+        self._behind = False
         self._stopping = asyncio.Event()
         self._ticking = asyncio.Lock()
 
@@ -108,9 +109,13 @@ class AlertTimer:
         give_up = loop.time() + CATCH_UP_SECONDS
         while (await asyncio.to_thread(marks_of, self.engine, self.projection))[0] < target:
             if loop.time() > give_up:
-                log.warning("%s: the read model is behind the store; looking anyway", self.name)
+                (log.debug if self._behind else log.warning)(
+                    "%s: the read model is behind the store; looking anyway (said again once it caught up)",
+                    self.name)
+                self._behind = True
                 return
             await asyncio.sleep(0.02)
+        self._behind = False
 
     async def publish(self, alert: BaseModel, key: str) -> bool:
         """Into the alerts stream under `key` (a copy within the duplicate

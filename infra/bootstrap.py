@@ -89,6 +89,54 @@ def notification_translator(store: EventStore) -> Callable[[Notification], tuple
     return translate
 
 
+JETSTREAM_PATIENCE_SECONDS = 15.0
+
+
+class JetStreamWatch:
+    """Whether the embedded server's JetStream is stuck while the connection
+    is up: it stops answering, or it answers but the relay's publishes keep
+    failing with the store ahead (nats-server leaves a stream that hit a full
+    disk failing every write until it restarts, even once space is back)."""
+
+    def __init__(self, js: JetStreamContext, head: Callable[[], int],
+                 worker: Callable[[], dict[str, Any] | None], every: float = 2.0) -> None:
+        self.js = js
+        self.head = head
+        self.worker = worker
+        self.every = every
+        self._asked = 0.0
+        self._silent_since: float | None = None
+        self._relay_at: tuple[int, float] | None = None
+
+    async def trouble(self, connected: bool) -> str | None:
+        """What is wrong, once it has lasted `JETSTREAM_PATIENCE_SECONDS`; None when all is well."""
+        now = asyncio.get_running_loop().time()
+        if not connected:
+            self._silent_since = self._relay_at = None  # reconnecting: that is another story
+            return None
+        if now - self._asked < self.every:
+            return None
+        self._asked = now
+        try:
+            await asyncio.wait_for(self.js.account_info(), 2.0)
+            self._silent_since = None
+        except Exception:  # noqa: BLE001 - not answering, for whatever reason
+            self._silent_since = self._silent_since or now
+            if now - self._silent_since >= JETSTREAM_PATIENCE_SECONDS:
+                return "has not answered"
+        relay = (self.worker() or {}).get("relay")
+        head = await asyncio.to_thread(self.head)
+        if not relay or relay["position"] >= head or not relay.get("last_error"):
+            self._relay_at = None
+            return None
+        if self._relay_at is None or self._relay_at[0] != relay["position"]:
+            self._relay_at = (relay["position"], now)
+            return None
+        if now - self._relay_at[1] >= JETSTREAM_PATIENCE_SECONDS:
+            return f"refused every event for the stream ({relay['last_error']})"
+        return None
+
+
 WORKER_READY_SUBJECT = "ticketing.internal.worker.ready"
 WAKE_SUBJECT = "ticketing.internal.committed"
 """Published (empty, core NATS) after each group commit, to wake the relay
@@ -232,12 +280,19 @@ class Runtime:
         change of state, not per failed attempt."""
         assert self.embedded is not None
         server = self.embedded
+        jetstream = JetStreamWatch(self.js, self.store.max_position, self.worker_status)
         while True:
             await asyncio.sleep(every)
-            if server.alive:
+            trouble = await jetstream.trouble(self.nc.is_connected) if server.alive else None
+            if server.alive and trouble is None:
                 continue
-            code = server.process.returncode if server.process else None
-            log.error("the embedded nats-server died (exit %s): starting it again on %s", code, server.url)
+            if server.alive:
+                log.error("the embedded nats-server's JetStream %s for %.0fs (its store was full, say): restarting "
+                          "the server on %s", trouble, JETSTREAM_PATIENCE_SECONDS, server.url)
+                await asyncio.to_thread(server.stop)
+            else:
+                code = server.process.returncode if server.process else None
+                log.error("the embedded nats-server died (exit %s): starting it again on %s", code, server.url)
             failed_before = False
             while True:
                 try:
@@ -249,6 +304,7 @@ class Runtime:
                         failed_before = True
                     await asyncio.sleep(2.0)
             log.warning("the embedded nats-server is back on %s", server.url)
+            jetstream = JetStreamWatch(self.js, self.store.max_position, self.worker_status)
 
     async def stop(self) -> None:
         if self.http is not None:

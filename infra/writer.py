@@ -101,7 +101,7 @@ class GroupCommitWriter(Generic[Batch]):
             else:
                 # A repeated command does this too (see CommandBatch), so it is no alarm.
                 self.split += 1
-                log.info("group of %d writes failed (%s); running them one by one", len(jobs), error)
+                log.debug("group of %d writes failed (%s); running them one by one", len(jobs), error)
                 for job in jobs:
                     self._commit([job])
                 return

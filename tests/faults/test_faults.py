@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
+import subprocess
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,12 +111,15 @@ async def settled(url: str, data: Path, store: EventStore) -> None:
     """The stream holds the whole store, and every projection has applied it."""
     engine = create_engine(f"sqlite:///{data / 'readmodels.db'}")
     head = store.max_position()
-    nc = await connect(url, data, "system")
+    nc = await connect(url, data, "system", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
         js = nc.jetstream()
 
         async def caught_up() -> bool:
-            info = await js.stream_info(EVENT_STREAM)
+            try:
+                info = await js.stream_info(EVENT_STREAM)
+            except Exception:  # noqa: BLE001 - the server is being mended: not yet
+                return False
             with engine.connect() as conn:
                 tracked = [row[0] for row in conn.exec_driver_sql("select position from projection_tracking")]
             return info.state.messages >= head and len(tracked) == 4 and min(tracked) >= head
@@ -206,16 +212,37 @@ def nats_of(serve: Serve) -> int:
                 if b"nats-server" in (Path("/proc") / str(pid) / "cmdline").read_bytes())
 
 
-@pytest.mark.parametrize("fault", ["serve", "worker", "nats-server", "jetstream-full"])
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system of its own (tmpfs, 128 MB), to be filled; skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(disk)], capture_output=True,
+                             text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system to fill here ({mounted.stderr.strip() or 'mount failed'}): "
+                    f"the disk-full fault needs root (CI runs as root)")
+    try:
+        yield disk
+    finally:
+        for log in (disk / "var" / "nats").glob("nats-server.*"):  # kept for a post-mortem
+            shutil.copy(log, tmp_path / log.name)
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+FAULTS = ["serve", "worker", "nats-server", "jetstream-full", "disk-full"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
-        tmp_path: Path, serves: list[Serve], fault: str) -> None:
+        tmp_path: Path, serves: list[Serve], fault: str, request: pytest.FixtureRequest) -> None:
     chance = random.Random(f"{SEED}-{fault}")
     print(f"fault {fault}: TICKETING_FAULT_SEED={SEED}")
-    data = tmp_path / "var"
+    data = (request.getfixturevalue("small_disk") if fault == "disk-full" else tmp_path) / "var"
     directory_with_test_users(data)
     policy = tmp_path / "sla.toml"
     policy.write_text(f'[[limit]]\nkind = "complaint"\nfirst_response = "{LIMIT_SECONDS}s"\n')
-    env = {"TICKETING_SLA_POLICY": str(policy), "TICKETING_METRICS_PORT": "0"}
+    env = {"TICKETING_SLA_POLICY": str(policy), "TICKETING_METRICS_PORT": "0", "TICKETING_DATA_DIR": str(data)}
     if fault == "jetstream-full":
         env["TICKETING_NATS_MAX_FILE_STORE"] = "24MB"
     serves.append(serve := Serve(tmp_path, env))
@@ -233,8 +260,10 @@ async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
             os.kill(worker_of(serve), signal.SIGKILL)
         elif fault == "nats-server":
             os.kill(nats_of(serve), signal.SIGKILL)
-        else:
+        elif fault == "jetstream-full":
             await fill_jetstream(url, data, chance)
+        else:
+            await fill_disk(data.parent, chance)
         answered_before = len(load.answered)
         await wait_for(lambda: len(load.answered) > answered_before + 50, timeout=60)
     finally:
@@ -246,6 +275,18 @@ async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
     await verify(url, data, load, policy)
     assert "Traceback" not in serve.output(), serve.output()[-3000:]
     assert serve.interrupt() == 0
+
+
+async def fill_disk(disk: Path, chance: random.Random) -> None:
+    """The data directory's disk full for a while, then freed."""
+    junk = disk / "junk"
+    with junk.open("wb") as file:
+        with pytest.raises(OSError):  # ENOSPC: full
+            while True:
+                file.write(b"\0" * (1 << 20))
+                file.flush()
+    await asyncio.sleep(chance.uniform(1.0, 3.0))  # commands are refused meanwhile, nothing half-written
+    junk.unlink()
 
 
 async def fill_jetstream(url: str, data: Path, chance: random.Random) -> None:
