@@ -19,6 +19,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 from pydantic import BaseModel
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
@@ -66,6 +67,7 @@ class AlertTimer:
         self.raised = 0
         self.state = PartState()
         self._behind = False
+        self._db_down = False
         self._stopping = asyncio.Event()
         self._ticking = asyncio.Lock()
 
@@ -84,6 +86,16 @@ class AlertTimer:
             pause = self.tick_seconds
             try:
                 await self.tick()
+                if self._db_down:
+                    self._db_down = False
+                    log.warning("%s: the database is back", self.name)
+            except DBAPIError as error:  # the database away: said once, not per tick
+                if not self._db_down:
+                    self._db_down = True
+                    log.warning("%s: the database is away (%s); ticking on until it is back", self.name,
+                                str(error.orig or error).splitlines()[0][:200])
+                self.state.failed(f"database: {str(error.orig or error).splitlines()[0][:200]}")
+                pause = max(pause, 1.0)
             except Exception as error:  # noqa: BLE001 - a bad tick must not stop the timer
                 self.state.failed(error)
                 log.exception("%s: tick failed; trying again", self.name)

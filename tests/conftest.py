@@ -96,7 +96,7 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
 def _postgres_schema_url() -> Iterator[str]:
     assert POSTGRES_URL is not None
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in POSTGRES_URL else "?"

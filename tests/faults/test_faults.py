@@ -38,7 +38,14 @@ from infra.config_files import load_sla_policy
 from infra.rebuild import rebuild_projection
 from infra.settings import Settings
 from infra.store import EventStore
-from tests.conftest import complaint_data, customer_data, directory_with_test_users, wait_for
+from tests.conftest import (
+    POSTGRES_URL,
+    _postgres_schema_url,
+    complaint_data,
+    customer_data,
+    directory_with_test_users,
+    wait_for,
+)
 from tests.integration.test_rebuild_property import tables
 from tests.processes import Serve, children_of, connect, send
 
@@ -103,13 +110,13 @@ class Load:
         self._running = False
 
 
-def settings_of(data: Path, policy: Path) -> Settings:
-    return Settings(data_dir=data, sla_policy=policy)
+def settings_of(data: Path, policy: Path, database_url: str | None) -> Settings:
+    return Settings(data_dir=data, sla_policy=policy, database_url=database_url)
 
 
-async def settled(url: str, data: Path, store: EventStore) -> None:
+async def settled(url: str, data: Path, store: EventStore, settings: Settings) -> None:
     """The stream holds the whole store, and every projection has applied it."""
-    engine = create_engine(f"sqlite:///{data / 'readmodels.db'}")
+    engine = create_engine(settings.read_model_url)
     head = store.max_position()
     nc = await connect(url, data, "system", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
@@ -129,12 +136,13 @@ async def settled(url: str, data: Path, store: EventStore) -> None:
         engine.dispose()
 
 
-async def verify(url: str, data: Path, load: Load, policy: Path) -> None:
-    settings = settings_of(data, policy)
+async def verify(url: str, data: Path, load: Load, policy: Path, database_url: str | None,
+                 rebuilt_url: str | None) -> None:
+    settings = settings_of(data, policy, database_url)
     store = EventStore(settings.event_store_url, (data / "cipher.key").read_text().strip())
     try:
         await asyncio.sleep(1.0)  # the monitor records the last breaches
-        await settled(url, data, store)
+        await settled(url, data, store, settings)
         notifications = store.notifications(0, 10**7)
         events = [store.mapper.to_domain_event(n) for n in notifications]
         ids = [str(event_id(e.originator_id, e.originator_version)) for e in events]
@@ -189,8 +197,8 @@ async def verify(url: str, data: Path, load: Load, policy: Path) -> None:
         assert all(n == 1 for n in counted.values()), [k for k, n in counted.items() if n > 1]
 
         # Every read model equals a rebuild from the store.
-        live = create_engine(f"sqlite:///{data / 'readmodels.db'}")
-        rebuilt = create_engine(f"sqlite:///{data / 'rebuilt.db'}")
+        live = create_engine(settings.read_model_url)
+        rebuilt = create_engine(rebuilt_url or f"sqlite:///{data / 'rebuilt.db'}")
         try:
             for projection in projections(load_sla_policy(settings)):
                 rebuild_projection(store, rebuilt, projection)
@@ -230,7 +238,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-FAULTS = ["serve", "worker", "nats-server", "jetstream-full", "disk-full"]
+FAULTS = ["serve", "worker", "nats-server", "jetstream-full", "disk-full", "postgres-connections"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -239,10 +247,18 @@ async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
     chance = random.Random(f"{SEED}-{fault}")
     print(f"fault {fault}: TICKETING_FAULT_SEED={SEED}")
     data = (request.getfixturevalue("small_disk") if fault == "disk-full" else tmp_path) / "var"
+    database_url = rebuilt_url = None
+    if fault == "postgres-connections":
+        if not POSTGRES_URL:
+            pytest.skip("the PostgreSQL fault needs TICKETING_TEST_POSTGRES_URL (CI sets it)")
+        database_url, rebuilt_url = (request.getfixturevalue("postgres_schema"),
+                                     request.getfixturevalue("another_postgres_schema"))
     directory_with_test_users(data)
     policy = tmp_path / "sla.toml"
     policy.write_text(f'[[limit]]\nkind = "complaint"\nfirst_response = "{LIMIT_SECONDS}s"\n')
     env = {"TICKETING_SLA_POLICY": str(policy), "TICKETING_METRICS_PORT": "0", "TICKETING_DATA_DIR": str(data)}
+    if database_url:
+        env["TICKETING_DATABASE_URL"] = database_url
     if fault == "jetstream-full":
         env["TICKETING_NATS_MAX_FILE_STORE"] = "24MB"
     serves.append(serve := Serve(tmp_path, env))
@@ -262,8 +278,10 @@ async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
             os.kill(nats_of(serve), signal.SIGKILL)
         elif fault == "jetstream-full":
             await fill_jetstream(url, data, chance)
-        else:
+        elif fault == "disk-full":
             await fill_disk(data.parent, chance)
+        else:
+            await cut_postgres_connections(chance)
         answered_before = len(load.answered)
         await wait_for(lambda: len(load.answered) > answered_before + 50, timeout=60)
     finally:
@@ -272,9 +290,33 @@ async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
     print(f"fault {fault}: {len(load.answered)} answered ({sum(bool(r.get('ok')) for _, r in load.answered)} ok), "
           f"{load.unanswered} unanswered")
     await asyncio.sleep(LIMIT_SECONDS + 3.5)  # every limit left running falls due
-    await verify(url, data, load, policy)
+    await verify(url, data, load, policy, database_url, rebuilt_url)
     assert "Traceback" not in serve.output(), serve.output()[-3000:]
     assert serve.interrupt() == 0
+
+
+async def cut_postgres_connections(chance: random.Random) -> None:
+    """Every other connection to the database terminated, twice."""
+    admin = create_engine(str(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        for _ in range(2):
+            with admin.connect() as conn:
+                cut = conn.exec_driver_sql("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                                           "where datname = current_database() and pid <> pg_backend_pid()").scalar()
+            assert cut, "no connection of the product's to cut"
+            await asyncio.sleep(chance.uniform(0.2, 1.0))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def another_postgres_schema() -> Iterator[str]:
+    yield from _postgres_schema_url()
 
 
 async def fill_disk(disk: Path, chance: random.Random) -> None:
