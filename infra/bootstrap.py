@@ -1,225 +1,49 @@
-"""Wiring: the one place that builds the parts and hands each what it needs."""
+"""Wiring: the one place that builds the parts and hands each what it needs
+(the worker's own wiring is `infra/runtime/worker.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import subprocess
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import nats
-from eventsourcing.persistence import Notification
 from faststream.nats import NatsBroker
 from faststream.security import BaseSecurity
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 from sqlalchemy import Engine
 
 from handlers.batch import CommandBatches
 from handlers.bus import include_handlers
 from handlers.commands import CommandService
-from handlers.policies import CallbackPolicy
 from handlers.queries import QueryService
-from handlers.translate import message
-from infra.alerts import ensure_alert_stream
 from infra.auth.connect import product_directory, product_options
 from infra.auth.directory import UserDirectory
 from infra.auth.seal import Seal
-from infra.clock import Clock, utc_now
+from infra.bus.connection import ConnectionLog, connect_nats
+from infra.bus.nats_server import EmbeddedNats
+from infra.bus.projection_runner import ProjectionRunner
+from infra.bus.relay import Relay
 from infra.config_files import load_danger_rules, load_sla_policy
-from infra.connection_log import ConnectionLog
-from infra.danger_monitor import DangerMonitor
-from infra.database import make_engine
-from infra.nats_server import EmbeddedNats
-from infra.policy_runner import PolicyRunner
-from infra.processes import spawn, terminate
-from infra.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
-from infra.rebuild import ensure_current
-from infra.relay import Relay
-from infra.runtime.health import HealthCheck, WorkerWord, say_status, worker_status
+from infra.runtime.clock import Clock, utc_now
+from infra.runtime.health import HealthCheck, WorkerWord, worker_status
 from infra.runtime.metrics import Metrics, keep_fresh, serve_http
-from infra.secrets import cipher_key
+from infra.runtime.processes import terminate
+from infra.runtime.supervision import keep_nats_running, keep_worker_running
+from infra.runtime.worker import WAKE_SUBJECT, Worker, ensure_streams, projections, start_worker
 from infra.settings import Settings
-from infra.sla_monitor import SlaMonitor
-from infra.store import EventStore
-from infra.streams import ensure_event_stream
-from infra.writer import GroupCommitWriter
-from projections.activity import Activity
-from projections.base import create_tables
-from projections.case_summary import CaseSummary
-from projections.danger import DangerousCustomers
-from projections.sla import SlaLimits
+from infra.store.database import make_engine
+from infra.store.event_store import EventStore
+from infra.store.secrets import cipher_key
+from infra.store.writer import GroupCommitWriter
 from ticketing.errors import DomainError
-from ticketing.sla.policy import SlaPolicy
 
 log = logging.getLogger(__name__)
-
-
-def projections(policy: SlaPolicy) -> list[Any]:
-    return [CaseSummary(), SlaLimits(policy), Activity(), DangerousCustomers()]
-
-
-async def connect_nats(url: str, settings: Settings, name: str = "ticketing") -> Nats:
-    """The product's own connection (identity `system`)."""
-    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
-                              **ConnectionLog(name).callbacks(), **product_options(settings))
-
-
-async def ensure_streams(js: JetStreamContext) -> None:
-    await ensure_event_stream(js)
-    await ensure_alert_stream(js)
-    with contextlib.suppress(BadRequestError):
-        await js.add_stream(StreamConfig(name=DEADLETTER_STREAM, subjects=[DEADLETTER_SUBJECTS],
-                                         storage=StorageType.FILE))
-
-
-def notification_translator(store: EventStore) -> Callable[[Notification], tuple[str, str, bytes]]:
-    def translate(notification: Notification) -> tuple[str, str, bytes]:
-        return message(store.mapper.to_domain_event(notification), notification.id)
-    return translate
-
-
-JETSTREAM_PATIENCE_SECONDS = 15.0
-
-
-class JetStreamWatch:
-    """Whether the embedded server's JetStream is stuck while the connection
-    is up: it stops answering, or it answers but the relay's publishes keep
-    failing with the store ahead (nats-server leaves a stream that hit a full
-    disk failing every write until it restarts, even once space is back)."""
-
-    def __init__(self, js: JetStreamContext, head: Callable[[], int],
-                 worker: Callable[[], dict[str, Any] | None], every: float = 2.0) -> None:
-        self.js = js
-        self.head = head
-        self.worker = worker
-        self.every = every
-        self._asked = 0.0
-        self._silent_since: float | None = None
-        self._relay_at: tuple[int, float] | None = None
-
-    async def trouble(self, connected: bool) -> str | None:
-        """What is wrong, once it has lasted `JETSTREAM_PATIENCE_SECONDS`; None when all is well."""
-        now = asyncio.get_running_loop().time()
-        if not connected:
-            self._silent_since = self._relay_at = None  # reconnecting: that is another story
-            return None
-        if now - self._asked < self.every:
-            return None
-        self._asked = now
-        try:
-            await asyncio.wait_for(self.js.account_info(), 2.0)
-            self._silent_since = None
-        except Exception:  # noqa: BLE001 - not answering, for whatever reason
-            self._silent_since = self._silent_since or now
-            if now - self._silent_since >= JETSTREAM_PATIENCE_SECONDS:
-                return "has not answered"
-        relay = (self.worker() or {}).get("relay")
-        head = await asyncio.to_thread(self.head)
-        if not relay or relay["position"] >= head or not relay.get("last_error"):
-            self._relay_at = None
-            return None
-        if self._relay_at is None or self._relay_at[0] != relay["position"]:
-            self._relay_at = (relay["position"], now)
-            return None
-        if now - self._relay_at[1] >= JETSTREAM_PATIENCE_SECONDS:
-            return f"refused every event for the stream ({relay['last_error']})"
-        return None
-
-
-WORKER_READY_SUBJECT = "ticketing.internal.worker.ready"
-WAKE_SUBJECT = "ticketing.internal.committed"
-"""Published (empty, core NATS) after each group commit, to wake the relay
-wherever it runs; not part of the public v1 interface."""
-
-
-@dataclass
-class Worker:
-    """The relay, the projections, the policies and the SLA monitor:
-    everything that reads the store or the stream after commands have
-    committed."""
-
-    relay: Relay
-    runners: list[ProjectionRunner]
-    policies: list[PolicyRunner]
-    sla: SlaMonitor
-    danger: DangerMonitor
-    tasks: list[asyncio.Task[None]]
-    wake: Any
-
-    async def stop(self) -> None:
-        self.relay.stop()
-        for runner in [*self.runners, *self.policies, self.sla, self.danger]:
-            runner.stop()
-        with contextlib.suppress(Exception):
-            await self.wake.unsubscribe()
-        done, pending = await asyncio.wait(self.tasks, timeout=5)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
-                       js: JetStreamContext, clock: Clock, seal: Seal) -> Worker:
-    relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
-                  poll_seconds=settings.relay_poll_seconds)
-
-    async def wake(_msg: Any) -> None:
-        relay.wake()
-
-    subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
-    sla_policy = load_sla_policy(settings)
-    chosen = projections(sla_policy)
-    for projection in chosen:
-        await asyncio.to_thread(ensure_current, store, readmodels, projection)
-        await asyncio.to_thread(create_tables, readmodels, projection)
-    runners = [ProjectionRunner(p, readmodels, js, seal) for p in chosen]
-    policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
-    sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
-                     tick_seconds=settings.sla_tick_seconds)
-    danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock, store_position=store.max_position,
-                           tick_seconds=settings.danger_tick_seconds)
-    for timer in (sla, danger):
-        await timer.prepare()  # before the projections' consumers start
-    tasks = [asyncio.create_task(relay.run(), name="relay"),
-             *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla, danger])]
-    return Worker(relay, runners, policies, sla, danger, tasks, subscription)
-
-
-def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:
-    return [CallbackPolicy(store.repository.get, delay=timedelta(hours=settings.callback_delay_hours),
-                           max_attempts=settings.callback_max_attempts, sla=sla_policy)]
-
-
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """The worker alone, until `stop` is set: `ticketing worker`."""
-    nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
-    key = cipher_key(settings)
-    store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
-    readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
-    nc = await connect_nats(nats_url, settings, "ticketing-worker")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key))
-        await nc.publish(WORKER_READY_SUBJECT, b"")
-        await say_status(nc, worker, stop)
-        await worker.stop()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()
-        readmodels.dispose()
-        store.engine.dispose()
 
 
 @dataclass
@@ -258,53 +82,10 @@ class Runtime:
         return self.worker.runners if self.worker else []
 
     async def supervise_worker(self) -> None:
-        """Run `ticketing worker` as a child, started again if it dies."""
-        args = [sys.executable, "-m", "infra.cli", "worker"]
-        env = os.environ | self.settings.as_env(nats_url=self.nats_url)
+        await keep_worker_running(self)
 
-        async def ready(_msg: Any) -> None:
-            self.worker_ready.set()
-
-        await self.nc.subscribe(WORKER_READY_SUBJECT, cb=ready)
-        await self.nc.flush()
-        while True:
-            self.worker_process = spawn(args, env=env)
-            while (code := self.worker_process.poll()) is None:
-                await asyncio.sleep(0.5)
-            log.warning("the worker process exited with %s; starting it again", code)
-            await asyncio.sleep(1.0)
-
-    async def supervise_nats(self, every: float = 0.5) -> None:
-        """Start the embedded nats-server again whenever it dies, on the same
-        port (every client reconnects to the URL it holds); said once per
-        change of state, not per failed attempt."""
-        assert self.embedded is not None
-        server = self.embedded
-        jetstream = JetStreamWatch(self.js, self.store.max_position, self.worker_status)
-        while True:
-            await asyncio.sleep(every)
-            trouble = await jetstream.trouble(self.nc.is_connected) if server.alive else None
-            if server.alive and trouble is None:
-                continue
-            if server.alive:
-                log.error("the embedded nats-server's JetStream %s for %.0fs (its store was full, say): restarting "
-                          "the server on %s", trouble, JETSTREAM_PATIENCE_SECONDS, server.url)
-                await asyncio.to_thread(server.stop)
-            else:
-                code = server.process.returncode if server.process else None
-                log.error("the embedded nats-server died (exit %s): starting it again on %s", code, server.url)
-            failed_before = False
-            while True:
-                try:
-                    await server.revive()
-                    break
-                except (RuntimeError, OSError) as error:
-                    if not failed_before:
-                        log.error("the embedded nats-server does not start again (%s); retrying every 2s", error)
-                        failed_before = True
-                    await asyncio.sleep(2.0)
-            log.warning("the embedded nats-server is back on %s", server.url)
-            jetstream = JetStreamWatch(self.js, self.store.max_position, self.worker_status)
+    async def supervise_nats(self) -> None:
+        await keep_nats_running(self)
 
     async def stop(self) -> None:
         if self.http is not None:

@@ -14,7 +14,7 @@ from contracts.catalog import bus_payloads
 from handlers.bus import describe_events, include_handlers
 from handlers.commands import CommandService
 from handlers.queries import QueryService
-from infra.clock import utc_now
+from infra.runtime.clock import utc_now
 
 DESCRIPTION = (
     "Commands (request/reply) on ticketing.v1.commands.<aggregate>.<command>, queries on "

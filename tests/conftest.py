@@ -22,7 +22,7 @@ from infra.auth.directory import UserDirectory, ensure_local
 from infra.auth.keys import write_secret
 from infra.auth.permissions import grantable_to_services, inbox_prefix
 from infra.bootstrap import Runtime, start
-from infra.nats_server import EmbeddedNats
+from infra.bus.nats_server import EmbeddedNats
 from infra.settings import Settings
 from projections.case_summary import case_summary
 from projections.case_summary import customers as customer_summary

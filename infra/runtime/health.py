@@ -24,8 +24,8 @@ from sqlalchemy import Engine
 
 from contracts.catalog import EVENT_STREAM, PREFIX
 from contracts.health import HealthReply, Part
-from infra.projection_runner import DEADLETTER_STREAM
-from infra.store import EventStore
+from infra.bus.projection_runner import DEADLETTER_STREAM
+from infra.store.event_store import EventStore
 from projections.base import marks_of
 
 log = logging.getLogger(__name__)

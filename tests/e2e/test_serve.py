@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from contracts.alerts import ALERT_STREAM
-from infra.nats_server import EmbeddedNats
+from infra.bus.nats_server import EmbeddedNats
 from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
 from tests.processes import (
     TICKETING,

@@ -33,11 +33,11 @@ from sqlalchemy import create_engine
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import EVENT_STREAM
 from handlers.translate import event_id
-from infra.bootstrap import projections
 from infra.config_files import load_sla_policy
-from infra.rebuild import rebuild_projection
+from infra.runtime.worker import projections
 from infra.settings import Settings
-from infra.store import EventStore
+from infra.store.event_store import EventStore
+from infra.store.rebuild import rebuild_projection
 from tests.conftest import (
     POSTGRES_URL,
     _postgres_schema_url,

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from contracts.catalog import COMMANDS, command_subject, query_subject
 from contracts.queries import QUERIES
 from infra.bootstrap import Runtime, start
-from infra.nats_server import EmbeddedNats
+from infra.bus.nats_server import EmbeddedNats
 from infra.settings import Settings
 from tests.conftest import (
     RELAXED_SLA_POLICY,

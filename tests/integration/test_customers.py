@@ -149,8 +149,8 @@ async def test_contact_data_is_not_published_logged_or_stored_in_clear(
 
 
 def test_a_store_with_events_but_no_key_is_refused(settings: Any) -> None:
-    from infra.secrets import NoCipherKey, cipher_key
-    from infra.store import EventStore
+    from infra.store.event_store import EventStore
+    from infra.store.secrets import NoCipherKey, cipher_key
     from ticketing.case import Context
     from ticketing.complaint import Complaint, Registration
     from ticketing.values import Role

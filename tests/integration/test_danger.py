@@ -18,9 +18,9 @@ from sqlalchemy import delete
 from contracts.alerts import ALERT_STREAM
 from infra.bootstrap import Runtime
 from infra.config_files import load_danger_rules
-from infra.danger_monitor import DangerMonitor
-from infra.rebuild import rebuild_projection
+from infra.monitors.danger_monitor import DangerMonitor
 from infra.settings import Settings
+from infra.store.rebuild import rebuild_projection
 from projections.danger import DangerousCustomers, danger_state
 from tests.conftest import (
     Client,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from infra.bootstrap import Runtime, start
-from infra.nats_server import free_port
+from infra.bus.nats_server import free_port
 from infra.settings import Settings
 from tests.conftest import Client, FakeClock, customer_data, refused_by_nats, wait_for
 

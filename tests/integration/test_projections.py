@@ -19,9 +19,9 @@ from sqlalchemy import select, update
 from contracts.catalog import EVENT_STREAM
 from infra.auth.seal import HEADER as SEAL
 from infra.bootstrap import Runtime
-from infra.projection_runner import DEADLETTER_STREAM, ProjectionRunner
-from infra.rebuild import rebuild_projection
+from infra.bus.projection_runner import DEADLETTER_STREAM, ProjectionRunner
 from infra.settings import Settings
+from infra.store.rebuild import rebuild_projection
 from projections.base import marks_of
 from projections.case_summary import CaseSummary, case_summary
 from tests.conftest import Client, FakeClock, wait_for

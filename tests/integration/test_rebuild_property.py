@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from handlers.translate import envelope
 from infra.config_files import DEFAULT_POLICY
-from infra.database import make_engine
+from infra.store.database import make_engine
 from projections.activity import Activity
 from projections.base import apply_batch, create_tables, rebuild
 from projections.case_summary import CaseSummary

@@ -16,10 +16,10 @@ from nats.js import JetStreamContext
 
 from contracts.catalog import EVENT_STREAM
 from infra.auth.seal import Seal
-from infra.bootstrap import ensure_streams, notification_translator
-from infra.nats_server import EmbeddedNats
-from infra.relay import Relay
-from infra.store import EventStore
+from infra.bus.nats_server import EmbeddedNats
+from infra.bus.relay import Relay
+from infra.runtime.worker import ensure_streams, notification_translator
+from infra.store.event_store import EventStore
 from tests.conftest import connect_as, wait_for
 from ticketing.case import Context
 from ticketing.complaint import Complaint, Registration

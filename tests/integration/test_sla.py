@@ -21,9 +21,9 @@ from sqlalchemy import delete, select
 from contracts.alerts import ALERT_STREAM
 from infra.bootstrap import Runtime, start
 from infra.config_files import load_sla_policy
-from infra.rebuild import rebuild_projection
+from infra.monitors.sla_monitor import SlaMonitor
 from infra.settings import Settings
-from infra.sla_monitor import SlaMonitor
+from infra.store.rebuild import rebuild_projection
 from projections.sla import SlaLimits, sla_alert, sla_clock
 from tests.conftest import Client, FakeClock, Received, stream_messages, wait_for
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from infra.bootstrap import start
-from infra.nats_server import EmbeddedNats
+from infra.bus.nats_server import EmbeddedNats
 from infra.settings import Settings
 from tests.conftest import (
     RELAXED_SLA_POLICY,

@@ -19,7 +19,7 @@ from contracts.alerts import ALERT_STREAM
 from contracts.catalog import EVENT_STREAM, command_subject, query_subject
 from handlers.kinds import KINDS
 from infra.bootstrap import Runtime
-from infra.nats_server import EmbeddedNats
+from infra.bus.nats_server import EmbeddedNats
 from projections.case_summary import case_summary
 from tests.conftest import TEST_ROLES, Client, add_user, complaint_data, connect_as, customer_data, wait_for
 from ticketing.access import ALERT_READERS, CONSUMER_KEEPERS, EVENT_READERS, PEOPLE, QUERIES

@@ -21,7 +21,7 @@ from nats.js.errors import BadRequestError
 
 from contracts.catalog import EVENT_STREAM
 from infra.auth.seal import Seal
-from infra.consuming import batches
+from infra.bus.consuming import batches
 from infra.runtime.parts import PartState
 
 log = logging.getLogger(__name__)

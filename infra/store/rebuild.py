@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Engine, inspect
 
 from handlers.translate import envelope
-from infra.store import EventStore
+from infra.store.event_store import EventStore
 from projections.base import Envelope, Projection, create_tables, rebuild
 
 log = logging.getLogger(__name__)

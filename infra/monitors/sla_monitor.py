@@ -33,9 +33,9 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.alerts import SlaAlert
 from contracts.catalog import command_subject
-from infra.alerts import AlertTimer, alert_id
-from infra.clock import Clock
-from infra.policy_runner import CommandSideAway, send_command
+from infra.monitors.alerts import AlertTimer, alert_id
+from infra.monitors.policy_runner import CommandSideAway, send_command
+from infra.runtime.clock import Clock
 from projections.base import utc
 from projections.sla import (
     SlaLimits,

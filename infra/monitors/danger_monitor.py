@@ -23,8 +23,8 @@ from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
 from contracts.alerts import CustomerAlert
-from infra.alerts import AlertTimer, alert_id
-from infra.clock import Clock
+from infra.monitors.alerts import AlertTimer, alert_id
+from infra.runtime.clock import Clock
 from projections.danger import (
     assess,
     assess_all,

@@ -1,12 +1,19 @@
-"""What a NATS connection of the product says about itself: once per change
-of state (lost, back, a new kind of error), never once per reconnect
-attempt. nats-py's default logs a traceback for every failed attempt, twice
-a second per connection while the server is away."""
+"""The product's own NATS connections: connected as the product's identity,
+reconnecting for ever, and saying what happens to them once per change of
+state (lost, back, a new kind of error), never once per reconnect attempt:
+nats-py's default logs a traceback for every failed attempt, twice a second
+per connection while the server is away."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+import nats
+from nats.aio.client import Client as Nats
+
+from infra.auth.connect import product_options
+from infra.settings import Settings
 
 log = logging.getLogger("ticketing.nats")
 
@@ -36,3 +43,9 @@ class ConnectionLog:
 
     def callbacks(self) -> dict[str, Any]:
         return {"error_cb": self.error, "disconnected_cb": self.disconnected, "reconnected_cb": self.reconnected}
+
+
+async def connect_nats(url: str, settings: Settings, name: str = "ticketing") -> Nats:
+    """The product's own connection (identity `system`)."""
+    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
+                              **ConnectionLog(name).callbacks(), **product_options(settings))

@@ -14,7 +14,7 @@ from infra.auth.directory import DirectoryError, User, UserDirectory
 from infra.auth.keys import write_secret
 from infra.auth.permissions import grantable_to_services, inbox_prefix
 from infra.auth.server_config import accounts_block, write_accounts
-from infra.nats_server import reload_running
+from infra.bus.nats_server import reload_running
 from infra.settings import Settings
 
 console = Console(soft_wrap=True)

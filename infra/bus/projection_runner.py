@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
 from infra.auth.seal import Seal
-from infra.consuming import batches
+from infra.bus.consuming import batches
 from infra.runtime.parts import PartState
 from projections.base import Projection, apply_batch, create_tables, marks_of, skip
 

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from handlers.batch import StoredReply
-from infra.database import tune_sqlite
+from infra.store.database import tune_sqlite
 
 metadata = MetaData()
 
@@ -138,8 +138,8 @@ class EventStore(Application):
     name = "ticketing"
 
     def __init__(self, url: str, cipher_key: str | None = None, busy_timeout_ms: int = 10_000) -> None:
-        env = {"PERSISTENCE_MODULE": "infra.store:Factory", "SQLALCHEMY_URL": url,
-               "MAPPER_TOPIC": "infra.store:ConfidentialMapper"}
+        env = {"PERSISTENCE_MODULE": "infra.store.event_store:Factory", "SQLALCHEMY_URL": url,
+               "MAPPER_TOPIC": "infra.store.event_store:ConfidentialMapper"}
         if cipher_key:
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
         super().__init__(env=env)

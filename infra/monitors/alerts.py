@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
-from infra.clock import Clock
+from infra.runtime.clock import Clock
 from infra.runtime.parts import PartState
 from projections.base import marks_of
 

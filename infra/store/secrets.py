@@ -10,7 +10,7 @@ import os
 from eventsourcing.cipher import AESCipher
 
 from infra.settings import Settings
-from infra.store import EventStore
+from infra.store.event_store import EventStore
 
 log = logging.getLogger(__name__)
 

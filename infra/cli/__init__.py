@@ -1,0 +1,24 @@
+"""The `ticketing` command: each group of commands in a module of its own
+(`serve.py`: running the product; `client.py` and `views.py`: talking to a
+running one; `admin.py`: read models, roles, documents; `users.py`: who may
+connect)."""
+
+from __future__ import annotations
+
+import click
+
+from infra.cli.admin import asyncapi, projections, roles
+from infra.cli.client import history, send, status
+from infra.cli.serve import serve, worker
+from infra.cli.users import nats_config, users
+from infra.cli.views import customers, dashboard, report, sla
+
+
+@click.group()
+def main() -> None:
+    """Event-sourced case handling for customer-service departments."""
+
+
+for command in (serve, worker, send, history, status, sla, dashboard, report, customers, projections, roles,
+                asyncapi, users, nats_config):
+    main.add_command(command)

@@ -1,0 +1,93 @@
+"""Commands that work on the data directory and the domain's tables
+without a running product: rebuilding read models, the roles, the AsyncAPI
+document."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from infra.cli.base import console, setup_logging
+from infra.settings import Settings
+
+
+@click.group()
+def projections() -> None:
+    """Read models fed from the bus."""
+
+
+@projections.command("rebuild")
+@click.argument("name", required=False)
+def rebuild_command(name: str | None) -> None:
+    """Rebuild a projection (default: all) from the event store."""
+    from infra.config_files import load_sla_policy
+    from infra.runtime.worker import projections as all_projections
+    from infra.store.database import make_engine
+    from infra.store.event_store import EventStore
+    from infra.store.rebuild import rebuild_projection
+    from infra.store.secrets import cipher_key
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    every = all_projections(load_sla_policy(settings))
+    chosen = [p for p in every if name in (None, p.name)]
+    if not chosen:
+        names = ", ".join(p.name for p in every)
+        raise click.ClickException(f"no projection {name!r}; there are: {names}")
+    store = EventStore(settings.event_store_url, cipher_key(settings))
+    engine = make_engine(settings.read_model_url)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        for projection in chosen:
+            task = progress.add_task(projection.name, total=store.max_position() or 1)
+            reached = rebuild_projection(
+                store, engine, projection,
+                lambda done, total, task=task: progress.update(task, completed=done, total=total))
+            progress.update(task, completed=reached or 1)
+    console.print(f"rebuilt {', '.join(p.name for p in chosen)} up to position {store.max_position()}")
+
+
+@click.command()
+@click.option("--bus", is_flag=True, help="what each role may publish and subscribe to on NATS instead")
+@click.option("--markdown", is_flag=True, help="with --bus: as a Markdown table (the README's)")
+def roles(bus: bool, markdown: bool) -> None:
+    """Who may do what, in which status: every case kind's state table, from the domain
+    (with --bus: each role's NATS permissions, derived from the same tables)."""
+    from handlers.kinds import KINDS
+
+    if bus:
+        from infra.auth.permissions import markdown_table, role_table
+
+        if markdown:
+            click.echo(markdown_table(), nl=False)
+            return
+        permissions = Table(title="NATS permissions by role (from the state tables and ticketing/access.py)")
+        for column in ("role", "may publish to", "may subscribe to"):
+            permissions.add_column(column, overflow="fold")
+        for row in role_table():
+            permissions.add_row(*row)
+        console.print(permissions)
+        return
+
+    table = Table(title="commands by case kind: from which status, to which, by whom")
+    for column in ("kind", "command", "allowed from", "to", "roles"):
+        table.add_column(column)
+    for name, kind in KINDS.items():
+        lifecycle = kind.aggregate.lifecycle
+        table.add_row(name, kind.creates, "-", "(new)", ", ".join(sorted(lifecycle.register_roles)))
+        for command, step in lifecycle.steps.items():
+            table.add_row(name, command, ", ".join(sorted(step.allowed_from)), step.to or "(same)",
+                          ", ".join(sorted(step.roles)))
+    console.print(table)
+    console.print("Within a step, the domain asks more where the handbooks do: a contractor needs a manager, "
+                  "compensation above TICKETING_COMPENSATION_LIMIT and closing an escalated complaint need a "
+                  "supervisor or above, an agent's dispatch waits for a supervisor's approval.")
+
+
+@click.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of the bus (JSON)."""
+    from infra.docs import specification
+
+    click.echo(specification().to_json())

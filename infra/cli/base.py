@@ -1,0 +1,48 @@
+"""What every `ticketing` command shares: the console, logging, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from rich.console import Console
+
+console = Console(soft_wrap=True)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FastStream logs every message and every worker task at INFO: keep it to
+    # problems. (Imported first: importing it configures its own loggers.)
+    import faststream  # noqa: F401
+
+    for noisy in ("faststream", "ticketing.bus", "nats"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def safe_url(url: str) -> str:
+    """A URL without its password, fit for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def span(seconds: float) -> str:
+    """A signed duration for people: `-1h05m`, `3d4h`, `12m`."""
+    sign, left = ("-" if seconds < 0 else ""), int(abs(seconds))
+    days, left = divmod(left, 86400)
+    hours, left = divmod(left, 3600)
+    minutes = left // 60
+    if days:
+        return f"{sign}{days}d{hours}h"
+    return f"{sign}{hours}h{minutes:02d}m" if hours else f"{sign}{minutes}m"

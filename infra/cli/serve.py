@@ -1,0 +1,63 @@
+"""Running the product: `serve` (everything, on embedded defaults unless
+told otherwise) and `worker` (what serve runs as its child process)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from infra.cli.base import console, safe_url, setup_logging, stop_on_signals
+from infra.settings import Settings
+
+
+@click.command()
+def serve() -> None:
+    """Run everything: nats-server (unless TICKETING_NATS_URL is set), the event
+    store, command handlers, relay and projections. Ctrl-C stops it all."""
+    from infra.config_files import BadPolicy
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(_serve(settings))
+    except BadPolicy as error:
+        raise click.ClickException(str(error)) from None
+
+
+async def _serve(settings: Settings) -> None:
+    from infra.bootstrap import start
+
+    stop = stop_on_signals()
+    runtime = await start(settings, worker="process")
+    where = "embedded nats-server" if runtime.embedded else "external NATS"
+    console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
+    console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file}); "
+                  f"no anonymous access")
+    console.print(f"  local operator's credentials: {settings.client_credentials.resolve()} (role manager; "
+                  f"the CLI uses them); more users: `ticketing users add NAME --role ROLE --out FILE`")
+    console.print(f"  event store:   {safe_url(settings.event_store_url)}")
+    console.print(f"  read models:   {safe_url(settings.read_model_url)}")
+    console.print("  relay and projections in a child process (`ticketing worker`)")
+    console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
+                  "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
+    console.print("  Ctrl-C to stop")
+    await stop.wait()
+    console.print("stopping...")
+    await runtime.stop()
+    console.print("stopped")
+
+
+@click.command()
+def worker() -> None:
+    """Run the relay and the projections until stopped (what `serve` runs as
+    its child process)."""
+    from infra.runtime.worker import run_worker
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+
+    async def run() -> None:
+        await run_worker(settings, stop_on_signals())
+
+    asyncio.run(run())

@@ -1,0 +1,173 @@
+"""Client commands that show what the read models know: service limits, the
+dashboard, the quality report, the dangerous-customer list."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.table import Table
+
+from infra.cli.base import console, span
+from infra.cli.client import credentials_option, request
+
+
+@click.command()
+@click.option("--breaches", is_flag=True, help="limits breached instead of those running")
+@click.option("--assignee", help="running limits of this assignee only")
+@click.option("--tier", type=click.Choice(["basic", "vip", "strategic"]))
+@click.option("--kind", type=click.Choice(["complaint", "repair_job", "callback"]))
+@click.option("--metric", type=click.Choice(["first_response", "plan", "resolution", "callback", "loop"]))
+@click.option("--since", help="breaches from this RFC 3339 instant")
+@click.option("--until", help="breaches before this RFC 3339 instant")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
+def sla(breaches: bool, assignee: str | None, tier: str | None, kind: str | None, metric: str | None,
+        since: str | None, until: str | None, limit: int, as_json: bool) -> None:
+    """Service limits running, the most urgent first (or, with --breaches, breached, the latest first)."""
+    filters = {"tier": tier, "kind": kind, "metric": metric, "limit": limit}
+    if breaches:
+        query, filters = "sla.breaches", filters | {"since": since, "until": until}
+    else:
+        query, filters = "sla.open", filters | {"assignee": assignee}
+    reply = asyncio.run(request(f"ticketing.v1.queries.{query}", {k: v for k, v in filters.items() if v}))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    rows = reply["breaches" if breaches else "limits"]
+    table = Table(title=f"{'breached' if breaches else 'running'} limits as of {reply['at']} ({len(rows)})")
+    headers = ["case", "kind", "metric", "cycle", "tier", "priority", "assignee", "state",
+               "breached at" if breaches else "deadline", "elapsed / limit" if breaches else "time left"]
+    for header in headers:
+        table.add_column(header, no_wrap=header != "assignee")
+    for row in rows:
+        if breaches:
+            when, figure = row["breached_at"], f"{span(row['elapsed_seconds'])} / {span(row['limit_seconds'])}"
+        else:
+            when = row["deadline"] or "(paused)"
+            figure = "-" if row["time_left_seconds"] is None else span(row["time_left_seconds"])
+        style = {"breached": "red", "missed": "red", "at_risk": "yellow", "paused": "dim"}.get(row["state"])
+        table.add_row(row["case_id"], row["case_type"], row["metric"], str(row["cycle"]), row["tier"],
+                      row["priority"], row["assignee"] or "-", row["state"], when, figure, style=style)
+    console.print(table)
+
+
+@click.command()
+@click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
+@click.option("--every", type=float, default=2.0, show_default=True, help="seconds between refreshes")
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
+def dashboard(watch: bool, every: float, as_json: bool) -> None:
+    """The live dashboard: open work, today's and this month's figures, limits at risk."""
+    reply = asyncio.run(request("ticketing.v1.queries.dashboard", {}))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    if not watch:
+        console.print(_dashboard(reply))
+        return
+    from rich.live import Live
+
+    with Live(_dashboard(reply), console=console, screen=False, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(every)
+                live.update(_dashboard(asyncio.run(request("ticketing.v1.queries.dashboard", {}))), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _dashboard(reply: dict[str, Any]) -> Any:
+    from rich.columns import Columns
+    from rich.console import Group
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    figures = Table(title=f"as of {reply['at']} ({reply['timezone']})")
+    figures.add_column("")
+    for label in ("today", "this month"):
+        figures.add_column(label, justify="right")
+    today, month = reply["today"], reply["month"]
+    for label, value in (
+            ("complaints registered", lambda f: str(f["registered"]["complaint"])),
+            ("repair jobs registered", lambda f: str(f["registered"]["repair_job"])),
+            ("resolved", lambda f: str(sum(f["resolved"].values()))),
+            ("first-contact resolution", lambda f: share(f["first_contact_rate"])),
+            ("first response on time", lambda f: share(f["first_response_on_time"])),
+            ("resolution on time", lambda f: share(f["resolution_on_time"])),
+            ("callbacks done / missed", lambda f: f"{f['callbacks_done']} / {f['callbacks_missed']}"),
+            ("average satisfaction", lambda f: "-" if f["satisfaction"] is None else f"{f['satisfaction']:.1f}")):
+        figures.add_row(label, value(today), value(month))
+    limits = f"[yellow]{reply['limits_at_risk']} limits at risk[/]   [red]{reply['limits_breached']} breached[/]"
+    tables = []
+    for name in ("kind", "status", "priority", "tier", "category", "region", "assignee"):
+        table = Table(title=f"open by {name}")
+        table.add_column(name)
+        table.add_column("cases", justify="right")
+        for value, count in list(reply["open"][name].items())[:8]:
+            table.add_row(value, str(count))
+        tables.append(table)
+    backlog = Table(title="backlog by age")
+    backlog.add_column("age")
+    backlog.add_column("cases", justify="right")
+    for label, count in reply["backlog"].items():
+        backlog.add_row(label, str(count))
+    return Group(figures, limits, f"[bold]{reply['open_total']} open cases[/]", Columns([backlog, *tables]))
+
+
+@click.command()
+@click.option("--month", help="a month, e.g. 2026-11")
+@click.option("--quarter", help="a quarter, e.g. 2026-Q4")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="where to write the files")
+@credentials_option
+def report(month: str | None, quarter: str | None, out: Path) -> None:
+    """The monthly or quarterly service-quality report: HTML with charts, JSON and CSV."""
+    if bool(month) == bool(quarter):
+        raise click.UsageError("give --month or --quarter")
+    reply = asyncio.run(request("ticketing.v1.queries.report", {"period": month or quarter}, timeout=60))
+    if not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(1)
+    from infra.cli.report_files import write
+
+    for path in write(reply, out):
+        console.print(f"wrote {path}")
+    for miss in reply["misses"]:
+        console.print(f"[red]missed:[/] {miss}")
+
+
+@click.group()
+def customers() -> None:
+    """Customers: the dangerous-customer list."""
+
+
+@customers.command("dangerous")
+@click.option("--level", type=click.Choice(["watch", "high", "critical"]), help="this level or above")
+@click.option("--type", "danger_type",
+              type=click.Choice(["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"]))
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
+def customers_dangerous(level: str | None, danger_type: str | None, as_json: bool) -> None:
+    """The dangerous-customer list (危险客户统计表): who, why, since when, what to do."""
+    query = {k: v for k, v in {"level": level, "danger_type": danger_type}.items() if v}
+    reply = asyncio.run(request("ticketing.v1.queries.customers.dangerous", query))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    table = Table(title=f"dangerous customers as of {reply['at']} ({len(reply['customers'])})")
+    for column in ("customer", "tier", "region", "level", "type", "since", "reasons (cases)", "counter-measure"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("customer", "since"))
+    for c in reply["customers"]:
+        reasons = "\n".join(f"{r['text']} ({', '.join(i[:8] for i in r['case_ids']) or '-'})" for r in c["reasons"])
+        style = {"critical": "bold red", "high": "red", "watch": "yellow"}[c["level"]]
+        table.add_row(c["customer_id"], c["tier"], c["region"] or "-", c["level"], c["danger_type"],
+                      c["entered_at"], reasons, c["counter_measure"], style=style)
+    console.print(table)

@@ -1,0 +1,117 @@
+"""Nothing needs a person watching: `serve` starts its worker process again
+when it dies, and its embedded nats-server when it dies or when its
+JetStream is stuck. Each says so once per change of state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from infra.runtime.processes import spawn
+from infra.runtime.worker import WORKER_READY_SUBJECT
+
+log = logging.getLogger(__name__)
+
+JETSTREAM_PATIENCE_SECONDS = 15.0
+
+
+class JetStreamWatch:
+    """Whether the embedded server's JetStream is stuck while the connection
+    is up: it stops answering, or it answers but the relay's publishes keep
+    failing with the store ahead (nats-server leaves a stream that hit a full
+    disk failing every write until it restarts, even once space is back)."""
+
+    def __init__(self, js: JetStreamContext, head: Callable[[], int],
+                 worker: Callable[[], dict[str, Any] | None], every: float = 2.0) -> None:
+        self.js = js
+        self.head = head
+        self.worker = worker
+        self.every = every
+        self._asked = 0.0
+        self._silent_since: float | None = None
+        self._relay_at: tuple[int, float] | None = None
+
+    async def trouble(self, connected: bool) -> str | None:
+        """What is wrong, once it has lasted `JETSTREAM_PATIENCE_SECONDS`; None when all is well."""
+        now = asyncio.get_running_loop().time()
+        if not connected:
+            self._silent_since = self._relay_at = None  # reconnecting: that is another story
+            return None
+        if now - self._asked < self.every:
+            return None
+        self._asked = now
+        try:
+            await asyncio.wait_for(self.js.account_info(), 2.0)
+            self._silent_since = None
+        except Exception:  # noqa: BLE001 - not answering, for whatever reason
+            self._silent_since = self._silent_since or now
+            if now - self._silent_since >= JETSTREAM_PATIENCE_SECONDS:
+                return "has not answered"
+        relay = (self.worker() or {}).get("relay")
+        head = await asyncio.to_thread(self.head)
+        if not relay or relay["position"] >= head or not relay.get("last_error"):
+            self._relay_at = None
+            return None
+        if self._relay_at is None or self._relay_at[0] != relay["position"]:
+            self._relay_at = (relay["position"], now)
+            return None
+        if now - self._relay_at[1] >= JETSTREAM_PATIENCE_SECONDS:
+            return f"refused every event for the stream ({relay['last_error']})"
+        return None
+
+
+async def keep_worker_running(runtime: Any) -> None:
+    """Run `ticketing worker` as a child, started again if it dies."""
+    args = [sys.executable, "-m", "infra.cli", "worker"]
+    env = os.environ | runtime.settings.as_env(nats_url=runtime.nats_url)
+
+    async def ready(_msg: Any) -> None:
+        runtime.worker_ready.set()
+
+    await runtime.nc.subscribe(WORKER_READY_SUBJECT, cb=ready)
+    await runtime.nc.flush()
+    while True:
+        runtime.worker_process = spawn(args, env=env)
+        while (code := runtime.worker_process.poll()) is None:
+            await asyncio.sleep(0.5)
+        log.warning("the worker process exited with %s; starting it again", code)
+        await asyncio.sleep(1.0)
+
+
+async def keep_nats_running(runtime: Any, every: float = 0.5) -> None:
+    """Start the embedded nats-server again whenever it dies, on the same
+    port (every client reconnects to the URL it holds); said once per
+    change of state, not per failed attempt."""
+    assert runtime.embedded is not None
+    server = runtime.embedded
+    jetstream = JetStreamWatch(runtime.js, runtime.store.max_position, runtime.worker_status)
+    while True:
+        await asyncio.sleep(every)
+        trouble = await jetstream.trouble(runtime.nc.is_connected) if server.alive else None
+        if server.alive and trouble is None:
+            continue
+        if server.alive:
+            log.error("the embedded nats-server's JetStream %s for %.0fs (its store was full, say): restarting "
+                      "the server on %s", trouble, JETSTREAM_PATIENCE_SECONDS, server.url)
+            await asyncio.to_thread(server.stop)
+        else:
+            code = server.process.returncode if server.process else None
+            log.error("the embedded nats-server died (exit %s): starting it again on %s", code, server.url)
+        failed_before = False
+        while True:
+            try:
+                await server.revive()
+                break
+            except (RuntimeError, OSError) as error:
+                if not failed_before:
+                    log.error("the embedded nats-server does not start again (%s); retrying every 2s", error)
+                    failed_before = True
+                await asyncio.sleep(2.0)
+        log.warning("the embedded nats-server is back on %s", server.url)
+        jetstream = JetStreamWatch(runtime.js, runtime.store.max_position, runtime.worker_status)

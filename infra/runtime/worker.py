@@ -1,0 +1,152 @@
+"""The worker: the relay, the projections, the policies and the monitors,
+everything that reads the store or the stream after commands have
+committed. `serve` runs it as a child process (`ticketing worker`), or, in
+tests, in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from eventsourcing.persistence import Notification
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+from sqlalchemy import Engine
+
+from handlers.policies import CallbackPolicy
+from handlers.translate import message
+from infra.auth.seal import Seal
+from infra.bus.connection import connect_nats
+from infra.bus.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
+from infra.bus.relay import Relay
+from infra.bus.streams import ensure_event_stream
+from infra.config_files import load_danger_rules, load_sla_policy
+from infra.monitors.alerts import ensure_alert_stream
+from infra.monitors.danger_monitor import DangerMonitor
+from infra.monitors.policy_runner import PolicyRunner
+from infra.monitors.sla_monitor import SlaMonitor
+from infra.runtime.clock import Clock, utc_now
+from infra.runtime.health import say_status
+from infra.settings import Settings
+from infra.store.database import make_engine
+from infra.store.event_store import EventStore
+from infra.store.rebuild import ensure_current
+from infra.store.secrets import cipher_key
+from projections.activity import Activity
+from projections.base import create_tables
+from projections.case_summary import CaseSummary
+from projections.danger import DangerousCustomers
+from projections.sla import SlaLimits
+from ticketing.sla.policy import SlaPolicy
+
+log = logging.getLogger(__name__)
+
+
+def projections(policy: SlaPolicy) -> list[Any]:
+    return [CaseSummary(), SlaLimits(policy), Activity(), DangerousCustomers()]
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    await ensure_event_stream(js)
+    await ensure_alert_stream(js)
+    with contextlib.suppress(BadRequestError):
+        await js.add_stream(StreamConfig(name=DEADLETTER_STREAM, subjects=[DEADLETTER_SUBJECTS],
+                                         storage=StorageType.FILE))
+
+
+def notification_translator(store: EventStore) -> Callable[[Notification], tuple[str, str, bytes]]:
+    def translate(notification: Notification) -> tuple[str, str, bytes]:
+        return message(store.mapper.to_domain_event(notification), notification.id)
+    return translate
+
+
+WORKER_READY_SUBJECT = "ticketing.internal.worker.ready"
+WAKE_SUBJECT = "ticketing.internal.committed"
+"""Published (empty, core NATS) after each group commit, to wake the relay
+wherever it runs; not part of the public v1 interface."""
+
+
+@dataclass
+class Worker:
+    """The relay, the projections, the policies and the SLA monitor:
+    everything that reads the store or the stream after commands have
+    committed."""
+
+    relay: Relay
+    runners: list[ProjectionRunner]
+    policies: list[PolicyRunner]
+    sla: SlaMonitor
+    danger: DangerMonitor
+    tasks: list[asyncio.Task[None]]
+    wake: Any
+
+    async def stop(self) -> None:
+        self.relay.stop()
+        for runner in [*self.runners, *self.policies, self.sla, self.danger]:
+            runner.stop()
+        with contextlib.suppress(Exception):
+            await self.wake.unsubscribe()
+        done, pending = await asyncio.wait(self.tasks, timeout=5)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
+                       js: JetStreamContext, clock: Clock, seal: Seal) -> Worker:
+    relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
+                  poll_seconds=settings.relay_poll_seconds)
+
+    async def wake(_msg: Any) -> None:
+        relay.wake()
+
+    subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
+    sla_policy = load_sla_policy(settings)
+    chosen = projections(sla_policy)
+    for projection in chosen:
+        await asyncio.to_thread(ensure_current, store, readmodels, projection)
+        await asyncio.to_thread(create_tables, readmodels, projection)
+    runners = [ProjectionRunner(p, readmodels, js, seal) for p in chosen]
+    policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
+    sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
+                     tick_seconds=settings.sla_tick_seconds)
+    danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock, store_position=store.max_position,
+                           tick_seconds=settings.danger_tick_seconds)
+    for timer in (sla, danger):
+        await timer.prepare()  # before the projections' consumers start
+    tasks = [asyncio.create_task(relay.run(), name="relay"),
+             *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla, danger])]
+    return Worker(relay, runners, policies, sla, danger, tasks, subscription)
+
+
+def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:
+    return [CallbackPolicy(store.repository.get, delay=timedelta(hours=settings.callback_delay_hours),
+                           max_attempts=settings.callback_max_attempts, sla=sla_policy)]
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """The worker alone, until `stop` is set: `ticketing worker`."""
+    nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
+    key = cipher_key(settings)
+    store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
+    readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
+    nc = await connect_nats(nats_url, settings, "ticketing-worker")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key))
+        await nc.publish(WORKER_READY_SUBJECT, b"")
+        await say_status(nc, worker, stop)
+        await worker.stop()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        readmodels.dispose()
+        store.engine.dispose()
