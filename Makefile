@@ -24,7 +24,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench.py
 
 fuzz: $(BIN)/.installed
-	TICKETING_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q -s tests/fuzz
+	TICKETING_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q -s --timeout=1800 tests/fuzz
 
 schemas: $(BIN)/.installed
 	$(BIN)/python -m contracts.generate
