@@ -70,6 +70,11 @@ class EventEnvelope(BaseModel):
     correlation_id: UUID
     causation_id: UUID | None
     data: dict[str, Any]
+    hash: str | None = Field(default=None, description="SHA-256 of this event as stored, chained to the one "
+                             "before it: hash(n) = sha256(previous_hash || position || aggregate_id || "
+                             "aggregate_version || stored topic || stored state)")
+    previous_hash: str | None = Field(default=None, description="the hash of the event before it in the store's "
+                                      "total order (64 zeros for the first)")
 
 
 class CommandRequest(BaseModel):

@@ -47,7 +47,7 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
 
-def envelope(event: Case.Event, position: int) -> EventEnvelope:
+def envelope(event: Case.Event, position: int, chain: tuple[str, str] | None = None) -> EventEnvelope:
     aggregate, name = names(type(event))
     raw = {k: _plain(v) for k, v in vars(event).items() if k not in _ENVELOPE_FIELDS}
     data = EVENTS[aggregate][name].model_validate(raw).model_dump(mode="json")
@@ -63,12 +63,15 @@ def envelope(event: Case.Event, position: int) -> EventEnvelope:
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
         data=data,
+        hash=chain[0] if chain else None,
+        previous_hash=chain[1] if chain else None,
     )
 
 
-def message(event: Case.Event, position: int) -> tuple[str, str, bytes]:
-    """(subject, Nats-Msg-Id, payload) of a domain event on the bus."""
-    env = envelope(event, position)
+def message(event: Case.Event, position: int, chain: tuple[str, str] | None = None) -> tuple[str, str, bytes]:
+    """(subject, Nats-Msg-Id, payload) of a domain event on the bus, with its
+    hash-chain link (hash, previous hash) when the store has one."""
+    env = envelope(event, position, chain)
     return (event_subject(env.aggregate_type, env.type.split(".", 1)[1]), str(env.id),
             orjson.dumps(env.model_dump(mode="json")))
 

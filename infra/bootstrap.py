@@ -139,6 +139,9 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     try:
         key = await asyncio.to_thread(cipher_key, settings, create=True)
         store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
+        if chained := await asyncio.to_thread(store.chain_unchained):
+            log.warning("hash chain: chained the %d events stored before the chain existed (a one-time upgrade; "
+                        "`ticketing audit verify` checks it)", chained)
         readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
         nc = await connect_nats(nats_url, settings)
         js = nc.jetstream()

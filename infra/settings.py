@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     (<data dir>/auth/operator.nk, made by the first `serve`)."""
     nats_max_file_store: str | None = None
     """The most disk the embedded server's JetStream may use (e.g. "10GB"); default: the server's own."""
+    audit_anchor_seconds: float = 60.0
+    """At most how often the hash chain's head is published to the TICKETING_AUDIT stream (and at every stop)."""
     metrics_port: int = 9464
     """Where serve answers /metrics (Prometheus), /ready and /live on 127.0.0.1; 0 turns it off."""
     nats_port: int = 4222

@@ -43,11 +43,13 @@ ACK_TIMEOUT_SECONDS = 5.0
 SCAN_BACK = 1000
 """How far back from the stream's tail to look for the relay's own last event."""
 
-Translate = Callable[[Notification], tuple[str, str, bytes]]
+Translate = Callable[[Notification, Any], tuple[str, str, bytes]]
+"""(notification, its hash-chain link or None) -> (subject, Nats-Msg-Id, payload)."""
 
 
 class Log(Protocol):
     def notifications(self, after: int, limit: int) -> list[Notification]: ...
+    def links(self, after: int, limit: int) -> dict[int, Any]: ...
     def relay_position(self, name: str) -> int: ...
     def save_relay_position(self, name: str, position: int) -> None: ...
 
@@ -118,13 +120,14 @@ class Relay:
     async def pump(self) -> int:
         """Publish the next batch; returns how many events were published."""
         pending = await asyncio.to_thread(self.log.notifications, self.position, self.batch)
+        chained = await asyncio.to_thread(self.log.links, self.position, len(pending)) if pending else {}
         if not pending:
             return 0
         self.caught_up.clear()
         acks: list[asyncio.Future[Any]] = []
         previous = self._last_msg_id
         for notification in pending:
-            subject, msg_id, payload = self.translate(notification)
+            subject, msg_id, payload = self.translate(notification, chained.get(notification.id))
             headers = {"Nats-Msg-Id": msg_id, SEAL_HEADER: self.seal.of(subject, payload)}
             if previous is not None:
                 headers["Nats-Expected-Last-Msg-Id"] = previous

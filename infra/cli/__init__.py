@@ -1,13 +1,14 @@
 """The `ticketing` command: each group of commands in a module of its own
 (`serve.py`: running the product; `client.py` and `views.py`: talking to a
-running one; `admin.py`: read models, roles, documents; `users.py`: who may
-connect)."""
+running one; `admin.py`: read models, roles, documents; `audit.py`: the hash
+chain; `users.py`: who may connect)."""
 
 from __future__ import annotations
 
 import click
 
 from infra.cli.admin import asyncapi, projections, roles
+from infra.cli.audit import audit
 from infra.cli.client import history, send, status
 from infra.cli.serve import serve, worker
 from infra.cli.users import nats_config, users
@@ -20,5 +21,5 @@ def main() -> None:
 
 
 for command in (serve, worker, send, history, status, sla, dashboard, report, customers, projections, roles,
-                asyncapi, users, nats_config):
+                asyncapi, users, nats_config, audit):
     main.add_command(command)

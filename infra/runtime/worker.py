@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from handlers.policies import CallbackPolicy
 from handlers.translate import message
 from infra.auth.seal import Seal
+from infra.bus.anchors import Anchoring, ensure_audit_stream
 from infra.bus.connection import connect_nats
 from infra.bus.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.bus.relay import Relay
@@ -56,14 +57,16 @@ def projections(policy: SlaPolicy) -> list[Any]:
 async def ensure_streams(js: JetStreamContext) -> None:
     await ensure_event_stream(js)
     await ensure_alert_stream(js)
+    await ensure_audit_stream(js)
     with contextlib.suppress(BadRequestError):
         await js.add_stream(StreamConfig(name=DEADLETTER_STREAM, subjects=[DEADLETTER_SUBJECTS],
                                          storage=StorageType.FILE))
 
 
-def notification_translator(store: EventStore) -> Callable[[Notification], tuple[str, str, bytes]]:
-    def translate(notification: Notification) -> tuple[str, str, bytes]:
-        return message(store.mapper.to_domain_event(notification), notification.id)
+def notification_translator(store: EventStore) -> Callable[[Notification, Any], tuple[str, str, bytes]]:
+    def translate(notification: Notification, link: Any) -> tuple[str, str, bytes]:
+        return message(store.mapper.to_domain_event(notification), notification.id,
+                       chain=(link.hash, link.previous_hash) if link else None)
     return translate
 
 
@@ -86,10 +89,11 @@ class Worker:
     danger: DangerMonitor
     tasks: list[asyncio.Task[None]]
     wake: Any
+    anchoring: Anchoring
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [*self.runners, *self.policies, self.sla, self.danger]:
+        for runner in [*self.runners, *self.policies, self.sla, self.danger, self.anchoring]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -121,9 +125,10 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
                            tick_seconds=settings.danger_tick_seconds)
     for timer in (sla, danger):
         await timer.prepare()  # before the projections' consumers start
-    tasks = [asyncio.create_task(relay.run(), name="relay"),
+    anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
+    tasks = [asyncio.create_task(relay.run(), name="relay"), asyncio.create_task(anchoring.run(), name="anchors"),
              *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla, danger])]
-    return Worker(relay, runners, policies, sla, danger, tasks, subscription)
+    return Worker(relay, runners, policies, sla, danger, tasks, subscription, anchoring)
 
 
 def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:

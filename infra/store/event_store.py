@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from handlers.batch import StoredReply
+from infra.store.chain import Link, chain_metadata, extend, head, links
 from infra.store.database import tune_sqlite
 
 metadata = MetaData()
@@ -84,9 +85,10 @@ class GroupInsertRecorder(SQLAlchemyApplicationRecorder):
         table = self.events_record_cls.__table__
         last = session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
         ids = list(range(last + 1, last + 1 + len(stored_events)))
-        session.execute(insert(table), [
-            {"id": position, "originator_id": e.originator_id, "originator_version": e.originator_version,
-             "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events, strict=True)])
+        rows = [{"id": position, "originator_id": e.originator_id, "originator_version": e.originator_version,
+                 "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events, strict=True)]
+        session.execute(insert(table), rows)
+        extend(session.connection(), rows)  # the hash chain, in the same transaction
         self._notify_channel(session)
         return ids
 
@@ -146,6 +148,7 @@ class EventStore(Application):
         engine = self.recorder.datastore.engine
         tune_sqlite(engine, durable=True, busy_timeout_ms=busy_timeout_ms)
         metadata.create_all(engine)
+        chain_metadata.create_all(engine)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -195,6 +198,37 @@ class EventStore(Application):
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
+
+    # ---- the hash chain (infra/store/chain.py) ---------------------------------
+
+    @property
+    def events_table(self) -> Any:
+        return self.recorder.events_record_cls.__table__
+
+    def links(self, after: int, limit: int) -> dict[int, Link]:
+        with self.engine.connect() as conn:
+            return links(conn, after, limit)
+
+    def chain_head(self) -> tuple[int, str]:
+        with self.engine.connect() as conn:
+            return head(conn)
+
+    def chain_unchained(self, page: int = 5000) -> int:
+        """Chain the events stored before the chain existed (a one-time upgrade
+        of an older store); returns how many were chained."""
+        chained = 0
+        while True:
+            with self.transaction() as session:
+                conn = session.connection()
+                last, _ = head(conn)
+                table = self.events_table
+                rows = [dict(r._mapping) for r in conn.execute(
+                    select(table.c.id, table.c.originator_id, table.c.originator_version, table.c.topic,
+                           table.c.state).where(table.c.id > last).order_by(table.c.id).limit(page))]
+                if not rows:
+                    return chained
+                extend(conn, rows)
+                chained += len(rows)
 
     def case_notifications(self, case_id: UUID) -> list[Notification]:
         """A case's events with their positions in the total order."""

@@ -48,6 +48,9 @@ class DiesBeforeSaving:
     def relay_position(self, name: str) -> int:
         return self.store.relay_position(name)
 
+    def links(self, after: int, limit: int) -> dict[int, Any]:
+        return self.store.links(after, limit)
+
     def save_relay_position(self, name: str, position: int) -> None:
         raise Died
 

@@ -1,0 +1,87 @@
+"""`ticketing audit verify` and `ticketing audit upgrade`: the hash chain,
+checked or begun, on the data directory's store (and the anchors on its NATS)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+import orjson
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from infra.cli.base import console, setup_logging
+from infra.settings import Settings
+
+
+@click.group()
+def audit() -> None:
+    """Tamper evidence: the store's hash chain and its anchors."""
+
+
+def _store(settings: Settings):  # type: ignore[no-untyped-def]
+    from infra.store.event_store import EventStore
+    from infra.store.secrets import cipher_key
+
+    return EventStore(settings.event_store_url, cipher_key(settings))
+
+
+async def _anchors(settings: Settings) -> tuple[list, str | None]:  # type: ignore[type-arg]
+    """The anchors on the product's NATS, read with the product's own credentials; (.., why not) when unreachable."""
+    import nats
+
+    from infra.auth.connect import product_options
+    from infra.bus.anchors import read_anchors
+
+    url = settings.nats_url or (settings.nats_url_file.read_text().strip() if settings.nats_url_file.exists() else None)
+    if url is None:
+        return [], "no NATS URL (serve is not running): the anchors were not checked"
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+                                **product_options(settings))
+    except Exception as error:  # noqa: BLE001 - said in the verdict
+        return [], f"NATS unreachable ({type(error).__name__}): the anchors were not checked"
+    try:
+        return await read_anchors(nc.jetstream()), None
+    except Exception as error:  # noqa: BLE001
+        return [], f"cannot read the anchors ({type(error).__name__})"
+    finally:
+        await nc.close()
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON")
+def verify_command(as_json: bool) -> None:
+    """Walk the whole store: every hash, every link, every anchor. Exits 1 when the history is not intact."""
+    from infra.store.verify import verify
+
+    settings = Settings()
+    setup_logging("WARNING")
+    store = _store(settings)
+    anchors, why_not = asyncio.run(_anchors(settings))
+    columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task("verify", total=store.max_position() or 1)
+        verdict = verify(store, anchors, lambda done, total: progress.update(task, completed=done, total=total))
+    if why_not:
+        verdict.notes.append(why_not)
+    if as_json:
+        click.echo(orjson.dumps(verdict.as_dict()).decode())
+    else:
+        rate = verdict.events / verdict.seconds if verdict.seconds else 0
+        console.print(("[green]" if verdict.intact else "[bold red]") + verdict.summary() + "[/]")
+        console.print(f"{verdict.anchors_checked} anchor(s) checked; {verdict.events:,} events in "
+                      f"{verdict.seconds:.2f}s ({rate:,.0f} events/s)")
+        for note in verdict.notes:
+            console.print(f"[yellow]{note}[/]")
+    sys.exit(0 if verdict.intact else 1)
+
+
+@audit.command("upgrade")
+def upgrade_command() -> None:
+    """Chain a store written before the hash chain existed (one time; serve does it at start too)."""
+    store = _store(Settings())
+    chained = store.chain_unchained()
+    position, head = store.chain_head()
+    console.print(f"chained {chained} event(s) that had no link; the chain ends at position {position} "
+                  f"with {head}")

@@ -1,0 +1,167 @@
+"""Tamper evidence: the store's hash chain, its anchors outside the database,
+and `ticketing audit verify` naming the first event altered, removed or
+inserted, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import delete, select, update
+
+from contracts.catalog import EVENT_STREAM
+from infra.bootstrap import Runtime
+from infra.bus.anchors import read_anchors
+from infra.settings import Settings
+from infra.store.chain import GENESIS, event_chain, link
+from infra.store.verify import verify
+from tests.conftest import Client, FakeClock, complaint_data, customer_data, wait_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def history(client: Client, clock: FakeClock, cases: int = 3) -> list[str]:
+    customer = (await client.command("customer", "register", customer_data()))["aggregate_id"]
+    found = []
+    for _ in range(cases):
+        case = (await client.command("complaint", "register", complaint_data(customer_id=customer)))["aggregate_id"]
+        clock.advance(minutes=5)
+        await client.command("complaint", "acknowledge", {}, aggregate_id=case)
+        found.append(case)
+    return found
+
+
+def state_of(runtime: Runtime, position: int) -> bytes:
+    table = runtime.store.events_table
+    with runtime.store.engine.connect() as conn:
+        return bytes(conn.execute(select(table.c.state).where(table.c.id == position)).scalar_one())
+
+
+def rewrite(runtime: Runtime, position: int, state: bytes) -> None:
+    table = runtime.store.events_table
+    with runtime.store.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.id == position).values(state=state))
+
+
+async def test_a_clean_store_verifies_and_the_bus_carries_the_chain(runtime: Runtime, client: Client,
+                                                                    clock: FakeClock) -> None:
+    await history(client, clock)
+    head = runtime.store.max_position()
+    verdict = verify(runtime.store, [])
+    assert verdict.intact and verdict.events == verdict.intact_to == head == 7, verdict.summary()
+
+    async def relayed() -> Any:
+        info = await runtime.js.stream_info(EVENT_STREAM)
+        return info.state.messages == head
+    await wait_for(relayed)
+    envelopes = [orjson.loads((await runtime.js.get_msg(EVENT_STREAM, seq=seq)).data) for seq in range(1, head + 1)]
+    assert envelopes[0]["previous_hash"] == GENESIS
+    for before, after in zip(envelopes, envelopes[1:], strict=False):
+        assert after["previous_hash"] == before["hash"]
+    assert envelopes[-1]["hash"] == verdict.head_hash
+
+
+async def test_one_byte_altered_is_named(runtime: Runtime, client: Client, clock: FakeClock) -> None:
+    cases = await history(client, clock)
+    state = bytearray(state_of(runtime, 4))
+    state[len(state) // 2] ^= 1
+    rewrite(runtime, 4, bytes(state))
+    verdict = verify(runtime.store, [])
+    assert not verdict.intact and verdict.intact_to == 3
+    finding = verdict.finding
+    assert finding is not None
+    assert (finding.position, finding.check, finding.case_id, finding.event_type) == \
+        (4, "altered", cases[1], "Complaint.Registered")
+    assert "position 4" in verdict.summary()
+
+
+async def test_removed_inserted_and_swapped_events_are_named(runtime: Runtime, client: Client,
+                                                             clock: FakeClock) -> None:
+    await history(client, clock)
+    table = runtime.store.events_table
+    with runtime.store.engine.begin() as conn:  # swap two events' contents
+        two, three = state_of(runtime, 2), state_of(runtime, 3)
+    rewrite(runtime, 2, three)
+    rewrite(runtime, 3, two)
+    assert verify(runtime.store, []).finding.position == 2  # type: ignore[union-attr]
+    rewrite(runtime, 2, two)
+    rewrite(runtime, 3, three)
+    assert verify(runtime.store, []).intact
+
+    with runtime.store.engine.begin() as conn:  # an event removed, its link with it
+        row = conn.execute(select(table).where(table.c.id == 5)).one()
+        conn.execute(delete(table).where(table.c.id == 5))
+        conn.execute(delete(event_chain).where(event_chain.c.position == 5))
+    finding = verify(runtime.store, []).finding
+    assert finding is not None and (finding.position, finding.check) == (5, "removed")
+
+    with runtime.store.engine.begin() as conn:  # put back without its link: inserted
+        conn.execute(table.insert().values(**row._mapping))
+    finding = verify(runtime.store, []).finding
+    assert finding is not None and (finding.position, finding.check) == (5, "inserted")
+
+
+async def test_a_chain_rewritten_consistently_is_caught_by_the_anchors(
+        runtime: Runtime, client: Client, clock: FakeClock) -> None:
+    await history(client, clock)
+    assert runtime.worker is not None
+    await runtime.worker.anchoring.publish()
+    anchors = await read_anchors(runtime.js)
+    assert [a.position for a in anchors] == [7]
+
+    # Someone with write access alters event 2 (a complaint's channel) and rewrites every link after it.
+    state = state_of(runtime, 2).replace(b"wechat", b"letter")
+    assert state != state_of(runtime, 2)
+    rewrite(runtime, 2, state)
+    table = runtime.store.events_table
+    with runtime.store.engine.begin() as conn:
+        previous = conn.execute(select(event_chain.c.hash).where(event_chain.c.position == 1)).scalar_one()
+        for row in conn.execute(select(table).where(table.c.id >= 2).order_by(table.c.id)).all():
+            current = link(previous, row.id, row.originator_id, row.originator_version, row.topic, bytes(row.state))
+            conn.execute(update(event_chain).where(event_chain.c.position == row.id)
+                         .values(hash=current, previous_hash=previous))
+            previous = current
+    assert verify(runtime.store, []).intact, "consistent without the anchors"
+    finding = verify(runtime.store, anchors).finding
+    assert finding is not None and (finding.position, finding.check) == (7, "anchor")
+
+    # Events cut off the end after an anchor: the anchor says so too.
+    with runtime.store.engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.id == 7))
+        conn.execute(delete(event_chain).where(event_chain.c.position == 7))
+    rewrite(runtime, 2, state.replace(b"letter", b"wechat"))
+    finding = verify(runtime.store, anchors).finding
+    assert finding is not None and finding.check in ("altered", "removed")
+
+
+async def test_an_older_store_is_chained_once_and_the_cli_verifies_it(
+        runtime: Runtime, client: Client, clock: FakeClock, settings: Settings) -> None:
+    await history(client, clock)
+    with runtime.store.engine.begin() as conn:
+        conn.execute(delete(event_chain))  # as a store written before the chain existed
+    assert verify(runtime.store, []).finding.check == "inserted"  # type: ignore[union-attr]
+    assert runtime.store.chain_unchained() == 7
+    assert runtime.store.chain_unchained() == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env |= {"TICKETING_DATA_DIR": str(settings.data_dir), "TICKETING_NATS_URL": runtime.nats_url, "COLUMNS": "200"}
+    if settings.database_url:
+        env["TICKETING_DATABASE_URL"] = settings.database_url
+    ticketing = str(Path(sys.executable).parent / "ticketing")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ticketing, "audit", *args], env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+    clean = await asyncio.to_thread(run, "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "7 events, chain intact up to position 7" in clean.stdout
+    rewrite(runtime, 6, state_of(runtime, 6) + b" ")
+    tampered = await asyncio.to_thread(run, "verify", "--json")
+    assert tampered.returncode == 1
+    verdict = orjson.loads(tampered.stdout)
+    assert verdict["finding"]["position"] == 6 and verdict["finding"]["check"] == "altered"
