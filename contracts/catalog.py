@@ -15,6 +15,9 @@ from contracts.types import Command, EventData
 PREFIX = "ticketing.v1"
 EVENT_STREAM = "TICKETING_EVENTS"
 EVENT_SUBJECTS = f"{PREFIX}.events.>"
+AUDIT_STREAM = "TICKETING_AUDIT"
+AUDIT_SUBJECTS = f"{PREFIX}.audit.>"
+"""The hash chain's anchors (`ticketing.v1.audit.checkpoint`)."""
 
 COMMANDS: dict[str, dict[str, type[Command]]] = {
     "complaint": complaint.COMMANDS, "repair_job": repair_job.COMMANDS, "callback": callback.COMMANDS,

@@ -1,5 +1,6 @@
-"""The `health` query: each part of the product, up or not, and how far
-behind the store it is."""
+"""The operator's and the auditor's queries about the product itself:
+`health` (each part, up or not, and how far behind the store it is) and
+`audit.verify` (the store's hash chain and its anchors)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,31 @@ class HealthReply(BaseModel):
     head: int | None
     """The store's last position."""
     parts: list[Part]
+
+
+class AuditVerify(BaseModel):
+    """Walk the whole store and check its hash chain and anchors (auditors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuditFinding(BaseModel):
+    position: int
+    check: Literal["altered", "removed", "inserted", "link", "anchor"]
+    detail: str
+    case_id: str | None = None
+    event_type: str | None = None
+
+
+class AuditVerifyReply(BaseModel):
+    ok: Literal[True] = True
+    intact: bool
+    events: int
+    intact_to: int
+    head_hash: str
+    anchors_checked: int
+    anchored_at: str | None
+    anchored_position: int | None
+    seconds: float
+    finding: AuditFinding | None
+    notes: list[str]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.alerts import DangerousCustomer
 from contracts.envelope import ClaimedActor, EventEnvelope
-from contracts.health import Health, HealthReply
+from contracts.health import AuditVerify, AuditVerifyReply, Health, HealthReply
 from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
 
 CaseKind = Literal["complaint", "repair_job", "callback"]
@@ -244,4 +244,5 @@ QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "report": (Report, ReportReply),
     "customers.dangerous": (CustomersDangerous, CustomersDangerousReply),
     "health": (Health, HealthReply),
+    "audit.verify": (AuditVerify, AuditVerifyReply),
 }

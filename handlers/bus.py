@@ -67,6 +67,8 @@ QUERY_HANDLERS: dict[str, tuple[Any, str]] = {
     "report": (QueryService.report, "The quality report of a month (2026-11) or a quarter (2026-Q4)."),
     "customers.dangerous": (QueryService.customers_dangerous, "The dangerous-customer list with reasons."),
     "health": (QueryService.health, "Each part: up or not, lag behind the store, parked messages, last error."),
+    "audit.verify": (QueryService.audit_verify, "The store's hash chain and anchors checked; the first event "
+                                                "altered, removed or inserted named."),
 }
 
 

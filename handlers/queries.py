@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from contracts.envelope import ErrorDetail
-from contracts.health import Health, HealthReply
+from contracts.health import AuditVerify, AuditVerifyReply, Health, HealthReply
 from contracts.queries import (
     CaseHistory,
     CaseHistoryReply,
@@ -85,8 +85,10 @@ Answer = Callable[["QueryService", bytes, Identity], Awaitable[bytes]]
 class QueryService:
     def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy,
                  zone: ZoneInfo, danger_rules: Rules, directory: Directory,
-                 health: Callable[[], Awaitable[HealthReply]] | None = None) -> None:
+                 health: Callable[[], Awaitable[HealthReply]] | None = None,
+                 audit: Callable[[], Awaitable[AuditVerifyReply]] | None = None) -> None:
         self.store = store
+        self.audit_report = audit
         self.directory = directory
         self.health_report = health
         self.danger_rules = danger_rules
@@ -180,6 +182,14 @@ class QueryService:
         if self.health_report is None:
             return error_reply("unavailable", "no health report here")
         return (await self.health_report()).model_dump_json().encode()
+
+    async def audit_verify(self, raw: bytes, _sender: Identity) -> bytes:
+        query = _parse(AuditVerify, raw, "audit.verify")
+        if isinstance(query, bytes):
+            return query
+        if self.audit_report is None:
+            return error_reply("unavailable", "no audit here")
+        return (await self.audit_report()).model_dump_json().encode()
 
     async def customer(self, raw: bytes, sender: Identity) -> bytes:
         query = _parse(CustomerGet, raw, "customer.get")

@@ -18,6 +18,7 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
+from contracts.health import AuditVerifyReply
 from handlers.batch import CommandBatches
 from handlers.bus import include_handlers
 from handlers.commands import CommandService
@@ -25,6 +26,7 @@ from handlers.queries import QueryService
 from infra.auth.connect import product_directory, product_options
 from infra.auth.directory import UserDirectory
 from infra.auth.seal import Seal
+from infra.bus.anchors import read_anchors
 from infra.bus.connection import ConnectionLog, connect_nats
 from infra.bus.nats_server import EmbeddedNats
 from infra.bus.projection_runner import ProjectionRunner
@@ -40,6 +42,7 @@ from infra.settings import Settings
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
 from infra.store.secrets import cipher_key
+from infra.store.verify import verify
 from infra.store.writer import GroupCommitWriter
 from ticketing.errors import DomainError
 
@@ -174,7 +177,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
                              runtime.worker_status)
         include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
                                                         ZoneInfo(settings.timezone), danger_rules, directory,
-                                                        health.report),
+                                                        health.report, lambda: audit_report(store, js)),
                          observe=runtime.metrics.observe_command)
         runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
                                                  name="health"))
@@ -204,6 +207,17 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
             embedded.stop()
         raise
     return runtime
+
+
+async def audit_report(store: EventStore, js: JetStreamContext) -> AuditVerifyReply:
+    """The `audit.verify` query: the whole chain, with the anchors NATS holds."""
+    notes = []
+    try:
+        anchors = await read_anchors(js)
+    except Exception as error:  # noqa: BLE001 - the chain is still worth checking
+        anchors, notes = [], [f"the anchors were not checked ({type(error).__name__})"]
+    verdict = await asyncio.to_thread(verify, store, anchors)
+    return AuditVerifyReply.model_validate(verdict.as_dict() | {"notes": [*verdict.notes, *notes]})
 
 
 async def _publish_quietly(nc: Nats, subject: str) -> None:

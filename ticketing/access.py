@@ -24,6 +24,7 @@ QUERIES: dict[str, frozenset[Role]] = {
     "report": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR}),
     "customers.dangerous": _STAFF_READERS,
     "health": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE}),
+    "audit.verify": frozenset({Role.AUDITOR, Role.MANAGER}),
 }
 """A gateway may ask whatever the people it signs in may (and then as them)."""
 
@@ -32,6 +33,8 @@ EVENT_READERS = frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SER
 ALERT_READERS = frozenset({Role.AGENT, Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE, Role.GATEWAY})
 """Who may subscribe to the alerts (SLA warnings and breaches, dangerous customers)."""
 CONSUMER_KEEPERS = frozenset({Role.AUDITOR, Role.SERVICE, Role.GATEWAY})
+AUDIT_READERS = frozenset({Role.AUDITOR})
+"""Who may read the hash chain's anchors (the TICKETING_AUDIT stream)."""
 """Who may keep a durable JetStream consumer (named after the user) on the event and alert streams."""
 
 

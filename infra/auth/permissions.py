@@ -9,12 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.alerts import ALERT_STREAM
-from contracts.catalog import EVENT_STREAM, command_subject, query_subject
+from contracts.catalog import AUDIT_STREAM, AUDIT_SUBJECTS, EVENT_STREAM, command_subject, query_subject
 from handlers.kinds import KINDS
-from ticketing.access import ALERT_READERS, CONSUMER_KEEPERS, EVENT_READERS, PEOPLE, QUERIES, may_ask
+from ticketing.access import (
+    ALERT_READERS,
+    AUDIT_READERS,
+    CONSUMER_KEEPERS,
+    EVENT_READERS,
+    PEOPLE,
+    QUERIES,
+    may_ask,
+)
 from ticketing.values import Role
 
 EVENTS = "ticketing.v1.events.>"
+AUDIT = AUDIT_SUBJECTS
 ALERTS = "ticketing.v1.alerts.>"
 
 
@@ -64,6 +73,9 @@ def permissions(user: str, role: Role, grants: tuple[str, ...] = ()) -> Permissi
         subscribe.append(ALERTS)
     if role in CONSUMER_KEEPERS:
         publish += jetstream_reader(user)
+    if role in AUDIT_READERS:
+        subscribe.append(AUDIT)
+        publish += [f"$JS.API.STREAM.INFO.{AUDIT_STREAM}", f"$JS.API.STREAM.MSG.GET.{AUDIT_STREAM}"]
     return Permissions(publish, subscribe)
 
 
@@ -103,6 +115,8 @@ def role_table() -> list[tuple[str, str, str]]:
             subscribe.append(f"`{EVENTS}`")
         if role in ALERT_READERS:
             subscribe.append(f"`{ALERTS}`")
+        if role in AUDIT_READERS:
+            subscribe.append(f"`{AUDIT}` (and reading {AUDIT_STREAM}: the chain's anchors)")
         rows.append((role.value, "; ".join(publish), ", ".join(subscribe)))
     rows.append(("system", "everything (the product itself: events, alerts, streams, commands as `system`)",
                  "everything"))

@@ -17,17 +17,17 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from contracts.catalog import AUDIT_STREAM, AUDIT_SUBJECTS
 from infra.store.verify import Anchor
 
 log = logging.getLogger(__name__)
 
-AUDIT_STREAM = "TICKETING_AUDIT"
 CHECKPOINT_SUBJECT = "ticketing.v1.audit.checkpoint"
 
 
 async def ensure_audit_stream(js: JetStreamContext) -> None:
     with contextlib.suppress(BadRequestError):
-        await js.add_stream(StreamConfig(name=AUDIT_STREAM, subjects=["ticketing.v1.audit.>"],
+        await js.add_stream(StreamConfig(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS],
                                          storage=StorageType.FILE, duplicate_window=3600))
 
 

@@ -165,3 +165,20 @@ async def test_an_older_store_is_chained_once_and_the_cli_verifies_it(
     assert tampered.returncode == 1
     verdict = orjson.loads(tampered.stdout)
     assert verdict["finding"]["position"] == 6 and verdict["finding"]["check"] == "altered"
+
+
+async def test_auditors_ask_over_the_bus_and_read_the_anchors(runtime: Runtime, client: Client,
+                                                              clock: FakeClock) -> None:
+    from tests.conftest import refused_by_nats
+
+    await history(client, clock, cases=1)
+    assert runtime.worker is not None
+    await runtime.worker.anchoring.publish()
+    reply = await client.query("audit.verify", {}, role="auditor")
+    assert reply["intact"] and reply["events"] == 3 and reply["anchored_position"] == 3, reply
+    assert refused_by_nats(await client.query("audit.verify", {}, role="agent"))
+    auditor = await client.as_role("auditor")
+    assert [a.position for a in await read_anchors(auditor.jetstream())] == [3]
+    rewrite(runtime, 2, state_of(runtime, 2) + b" ")
+    reply = await client.query("audit.verify", {}, role="auditor")
+    assert not reply["intact"] and reply["finding"]["position"] == 2 and reply["finding"]["check"] == "altered"
