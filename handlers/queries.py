@@ -176,20 +176,10 @@ class QueryService:
         return orjson.dumps(reply.model_dump(mode="json"))
 
     async def health(self, raw: bytes, _sender: Identity) -> bytes:
-        query = _parse(Health, raw, "health")
-        if isinstance(query, bytes):
-            return query
-        if self.health_report is None:
-            return error_reply("unavailable", "no health report here")
-        return (await self.health_report()).model_dump_json().encode()
+        return await _reported(Health, raw, "health", self.health_report)
 
     async def audit_verify(self, raw: bytes, _sender: Identity) -> bytes:
-        query = _parse(AuditVerify, raw, "audit.verify")
-        if isinstance(query, bytes):
-            return query
-        if self.audit_report is None:
-            return error_reply("unavailable", "no audit here")
-        return (await self.audit_report()).model_dump_json().encode()
+        return await _reported(AuditVerify, raw, "audit.verify", self.audit_report)
 
     async def customer(self, raw: bytes, sender: Identity) -> bytes:
         query = _parse(CustomerGet, raw, "customer.get")
@@ -249,6 +239,17 @@ def _breach(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaBreach:
         state=row["state"], started_at=row["started_at"], breached_at=row["breached_at"] or row["deadline"],
         stopped_at=row["stopped_at"], elapsed_seconds=elapsed, limit_seconds=row["limit_seconds"],
         recorded=row["recorded"])
+
+
+async def _reported(model: type[BaseModel], raw: bytes, name: str,
+                    report: Callable[[], Awaitable[BaseModel]] | None) -> bytes:
+    """A query about the product itself, answered by the report the wiring gave."""
+    query = _parse(model, raw, name)
+    if isinstance(query, bytes):
+        return query
+    if report is None:
+        return error_reply("unavailable", f"no {name} here")
+    return (await report()).model_dump_json().encode()
 
 
 def _parse(model: type[Query], raw: bytes, name: str) -> Query | bytes:

@@ -1,10 +1,12 @@
-"""`ticketing audit verify` and `ticketing audit upgrade`: the hash chain,
-checked or begun, on the data directory's store (and the anchors on its NATS)."""
+"""`ticketing audit verify|upgrade|export|check`: the hash chain checked or
+begun on the data directory's store (and the anchors on its NATS); a case's
+bundle written, and checked offline."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import click
 import orjson
@@ -85,3 +87,44 @@ def upgrade_command() -> None:
     position, head = store.chain_head()
     console.print(f"chained {chained} event(s) that had no link; the chain ends at position {position} "
                   f"with {head}")
+
+
+@audit.command("export")
+@click.argument("case_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="the bundle's file")
+def export_command(case_id: str, out: Path) -> None:
+    """A case's events, their hashes, the hash path to the nearest anchor: one JSON file to check offline."""
+    from uuid import UUID
+
+    from infra.store.bundle import export
+
+    settings = Settings()
+    try:
+        wanted = UUID(case_id)
+    except ValueError:
+        raise click.ClickException(f"{case_id!r} is not a case id (a UUID)") from None
+    anchors, why_not = asyncio.run(_anchors(settings))
+    try:
+        bundle = export(_store(settings), wanted, anchors)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    out.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+    anchored = f"to the anchor at position {bundle['anchor']['position']}" if bundle["anchor"] else "(no anchor yet)"
+    console.print(f"wrote {out}: {len(bundle['events'])} events, {len(bundle['links'])} links {anchored}")
+    if why_not:
+        console.print(f"[yellow]{why_not}[/]")
+
+
+@audit.command("check")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check_command(bundle: Path) -> None:
+    """Check a case bundle offline (no store, no bus). Exits 1 when anything in it was changed."""
+    from infra.store.bundle import check
+
+    try:
+        content = orjson.loads(bundle.read_bytes())
+    except orjson.JSONDecodeError as error:
+        raise click.ClickException(f"{bundle} is not JSON ({error})") from None
+    intact, said = check(content)
+    console.print(("[green]" if intact else "[bold red]NOT intact: ") + said + "[/]")
+    sys.exit(0 if intact else 1)

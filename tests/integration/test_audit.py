@@ -182,3 +182,50 @@ async def test_auditors_ask_over_the_bus_and_read_the_anchors(runtime: Runtime, 
     rewrite(runtime, 2, state_of(runtime, 2) + b" ")
     reply = await client.query("audit.verify", {}, role="auditor")
     assert not reply["intact"] and reply["finding"]["position"] == 2 and reply["finding"]["check"] == "altered"
+
+
+async def test_a_case_bundle_round_trips_and_one_changed_character_fails_and_says_where(
+        runtime: Runtime, client: Client, clock: FakeClock, settings: Settings, tmp_path: Path) -> None:
+    from infra.store.bundle import check, export
+
+    cases = await history(client, clock, cases=2)
+    assert runtime.worker is not None
+    await runtime.worker.anchoring.publish()
+    bundle = export(runtime.store, __import__("uuid").UUID(cases[0]), await read_anchors(runtime.js))
+    assert [e["position"] for e in bundle["events"]] == [2, 3]
+    assert bundle["anchor"]["position"] == 5 and [lk["position"] for lk in bundle["links"]] == [2, 3, 4, 5]
+    assert check(orjson.loads(orjson.dumps(bundle))) == (True, check(bundle)[1])
+    assert check(bundle)[0] and "anchor at position 5" in check(bundle)[1]
+
+    text = orjson.dumps(bundle).decode()
+    for original, changed, where in [
+            ("wechat", "wechaT", "event at position 2"),  # the envelope's data
+            (bundle["links"][2]["hash"][:12], "0" * 12, "position"),  # a link between
+            (bundle["anchor"]["hash"], "f" * 64, "anchor")]:
+        assert original in text
+        intact, said = check(orjson.loads(text.replace(original, changed, 1)))
+        assert not intact and where in said, said
+    stored = bundle["events"][1]["stored"]["state"]
+    tampered = orjson.loads(text.replace(stored, stored[:-4] + ("AAAA" if not stored.endswith("AAAA") else "BBBB")))
+    intact, said = check(tampered)
+    assert not intact and "position 3" in said, said
+
+    # The same from the command line, offline.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env |= {"TICKETING_DATA_DIR": str(settings.data_dir), "TICKETING_NATS_URL": runtime.nats_url}
+    if settings.database_url:
+        env["TICKETING_DATABASE_URL"] = settings.database_url
+    ticketing = str(Path(sys.executable).parent / "ticketing")
+    out = tmp_path / "case.json"
+
+    def run(*args: str, environment: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ticketing, "audit", *args], env=environment, capture_output=True, text=True,
+                              timeout=60, check=False)
+    exported = await asyncio.to_thread(run, "export", cases[1], "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    offline = {k: v for k, v in env.items() if not k.startswith("TICKETING_")}
+    checked = await asyncio.to_thread(run, "check", str(out), environment=offline)
+    assert checked.returncode == 0 and "intact" in checked.stdout, checked.stdout + checked.stderr
+    out.write_text(out.read_text().replace("wechat", "wechaT", 1))
+    failed = await asyncio.to_thread(run, "check", str(out), environment=offline)
+    assert failed.returncode == 1 and "NOT intact" in failed.stdout
