@@ -43,6 +43,8 @@ def accounts_block(directory: UserDirectory) -> str:
     body = json.dumps(accounts, indent=2, ensure_ascii=False)
     names = "\n".join(f"#   {u.name:<24} {u.role.value:<11} {u.nkey}" for u in directory.users())
     return (f"# Written by `ticketing` from {directory.path}; do not edit (`ticketing users` changes it).\n"
+            f"# Include it in a nats-server configuration that runs JetStream (jetstream {{ store_dir: ... }});\n"
+            f"# apply a change with `nats-server --signal reload`.\n"
             f"# Users:\n{names}\n"
             f"accounts: {body}\n")
 
