@@ -54,7 +54,11 @@ class JetStreamWatch:
             if now - self._silent_since >= JETSTREAM_PATIENCE_SECONDS:
                 return "has not answered"
         relay = (self.worker() or {}).get("relay")
-        head = await asyncio.to_thread(self.head)
+        try:
+            head = await asyncio.to_thread(self.head)
+        except Exception:  # noqa: BLE001 - the store away: not JetStream's trouble
+            self._relay_at = None
+            return None
         if not relay or relay["position"] >= head or not relay.get("last_error"):
             self._relay_at = None
             return None
