@@ -73,14 +73,13 @@ def directory_with_test_users(data_dir: Path) -> UserDirectory:
     return directory
 
 
-async def connect_as(url: str, directory: UserDirectory, name: str, **options: Any) -> Any:
-    """A plain nats-py connection holding a user's seed file, with its own inbox."""
-    if name == "system":
-        seed = directory.auth_dir / "system.nk"
-    elif name == "operator":
-        seed = directory.auth_dir / "operator.nk"
-    else:
-        seed = directory.auth_dir / "test-users" / f"{name}.nk"
+async def connect_as(url: str, auth_dir: Path, name: str, **options: Any) -> Any:
+    """A plain nats-py connection holding a seed file of the data directory's
+    `auth_dir`: the product's own (`system`, admin rights), the local
+    operator's, or a test user's; every user with its own inbox."""
+    own = name in ("system", "operator")
+    seed = auth_dir / f"{name}.nk" if own else auth_dir / "test-users" / f"{name}.nk"
+    if name != "system":
         options.setdefault("inbox_prefix", inbox_prefix(name))
     return await nats.connect(url, nkeys_seed=str(seed), **options)
 
@@ -132,7 +131,7 @@ async def runtime(settings: Settings, clock: FakeClock) -> AsyncIterator[Runtime
 
 @pytest.fixture
 async def client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    nc = await connect_as(nats_server.url, nats_server.directory, "system")
+    nc = await connect_as(nats_server.url, nats_server.directory.auth_dir, "system")
     client = Client(nc, nats_server)
     yield client
     await client.close()
@@ -163,7 +162,7 @@ class Client:
             async def collect(error: Exception) -> None:
                 errors.append(str(error))
                 told.set()
-            self._as[role] = await connect_as(self.server.url, self.server.directory, f"{role}-1",
+            self._as[role] = await connect_as(self.server.url, self.server.directory.auth_dir, f"{role}-1",
                                               error_cb=collect)
         return self._as[role]
 

@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import orjson
 import pytest
 
 from contracts.catalog import EVENT_STREAM
-from infra.auth.permissions import inbox_prefix
-from tests.conftest import complaint_data, customer_data
+from tests.conftest import complaint_data, connect_as, customer_data
 
 TICKETING = str(Path(sys.executable).parent / "ticketing")
 
@@ -105,14 +103,8 @@ def alive(pid: int) -> bool:
 
 
 async def connect(url: str, data: Path, name: str = "operator", **options: Any) -> Any:
-    """A plain nats-py client holding a seed file of the data directory: the
-    local operator's (made by serve), the product's own (`system`, for
-    reading streams as an admin would), or a test user's."""
-    auth = data / "auth"
-    seed = auth / f"{name}.nk" if name in ("operator", "system") else auth / "test-users" / f"{name}.nk"
-    if name != "system":
-        options.setdefault("inbox_prefix", inbox_prefix(name))
-    return await nats.connect(url, nkeys_seed=str(seed), **options)
+    """A plain nats-py client holding a seed file of the data directory (see `connect_as`)."""
+    return await connect_as(url, data / "auth", name, **options)
 
 
 async def send(nc: Any, subject: str, data: dict[str, Any], timeout: float = 10) -> dict[str, Any]:

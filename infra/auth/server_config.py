@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from infra.auth.directory import UserDirectory
+from infra.auth.keys import write_secret
 from infra.auth.permissions import permissions
 
 DATA_ACCOUNT = "TICKETING"
@@ -51,10 +52,7 @@ def accounts_block(directory: UserDirectory) -> str:
 
 def write_accounts(directory: UserDirectory) -> Path:
     path = directory.auth_dir / "accounts.conf"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(accounts_block(directory))
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
+    write_secret(path, accounts_block(directory).encode())
     return path
 
 

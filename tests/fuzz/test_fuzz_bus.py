@@ -85,7 +85,7 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
     logging.getLogger().addHandler(capture)
     runtime = run(start(Settings(data_dir=root / "data", nats_url=server.url, sla_policy=RELAXED_SLA_POLICY,
                                  metrics_port=0)))
-    nc = run(connect_as(server.url, server.directory, "system"))
+    nc = run(connect_as(server.url, server.directory.auth_dir, "system"))
     bus = Bus(run, nc, runtime, [])
     customer = bus.request(command_subject("customer", "register"), _body(customer_data()))["aggregate_id"]
     case = bus.request(command_subject("complaint", "register"), _body(complaint_data(customer_id=customer)))

@@ -85,8 +85,7 @@ async def test_removed_inserted_and_swapped_events_are_named(runtime: Runtime, c
                                                              clock: FakeClock) -> None:
     await history(client, clock)
     table = runtime.store.events_table
-    with runtime.store.engine.begin() as conn:  # swap two events' contents
-        two, three = state_of(runtime, 2), state_of(runtime, 3)
+    two, three = state_of(runtime, 2), state_of(runtime, 3)  # swap two events' contents
     rewrite(runtime, 2, three)
     rewrite(runtime, 3, two)
     assert verify(runtime.store, []).finding.position == 2  # type: ignore[union-attr]

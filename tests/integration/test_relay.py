@@ -99,7 +99,7 @@ def store(tmp_path: Path) -> EventStore:
 
 @pytest.fixture
 async def js(nats_server: EmbeddedNats) -> Any:
-    nc = await connect_as(nats_server.url, nats_server.directory, "system")  # admin rights: the product's own
+    nc = await connect_as(nats_server.url, nats_server.directory.auth_dir, "system")  # admin rights: the product's own
     js = nc.jetstream()
     await ensure_streams(js)
     yield js

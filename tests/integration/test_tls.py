@@ -72,7 +72,7 @@ async def test_the_product_connects_to_a_nats_that_requires_tls_and_a_client_cer
     try:
         context = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
         context.load_cert_chain(str(certificates / "client.pem"), str(certificates / "client.key"))
-        agent = await connect_as(url, tls_server.directory, "agent-1", tls=context)
+        agent = await connect_as(url, tls_server.directory.auth_dir, "agent-1", tls=context)
         body = orjson.dumps({"command_id": str(uuid.uuid4()), "data": customer_data()})
         reply = orjson.loads((await agent.request("ticketing.v1.commands.customer.register", body, timeout=10)).data)
         assert reply["ok"], reply
@@ -80,7 +80,7 @@ async def test_the_product_connects_to_a_nats_that_requires_tls_and_a_client_cer
 
         without_certificate = ssl.create_default_context(cafile=str(certificates / "ca.pem"))
         with pytest.raises(Exception):  # noqa: B017 - the handshake fails, or the server closes on us
-            nc = await connect_as(url, tls_server.directory, "agent-1", tls=without_certificate,
+            nc = await connect_as(url, tls_server.directory.auth_dir, "agent-1", tls=without_certificate,
                                   allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
             await nc.request("ticketing.v1.commands.customer.register", body, timeout=3)
         with pytest.raises(Exception):  # noqa: B017 - no TLS at all: refused

@@ -59,7 +59,7 @@ class Watched:
     async def connect(self, server: EmbeddedNats, name: str) -> Watched:
         async def collect(error: Exception) -> None:
             self.errors.append(str(error).lower())
-        self.nc = await connect_as(server.url, server.directory, name, error_cb=collect)
+        self.nc = await connect_as(server.url, server.directory.auth_dir, name, error_cb=collect)
         return self
 
     async def settle(self) -> None:
@@ -103,8 +103,7 @@ async def test_each_role_publishes_only_where_the_role_tables_allow(
             reply = orjson.loads((await watched.nc.request(command_subject(*allowed.split(".", 1)), b"{}",
                                                            timeout=5)).data)
             assert reply["error"]["code"] == "validation_error"
-        with runtime.store.engine.connect():
-            assert runtime.store.max_position() == 0
+        assert runtime.store.max_position() == 0
     finally:
         await watched.nc.close()
 
@@ -225,7 +224,7 @@ async def test_a_removed_user_is_refused_at_once(runtime: Runtime, client: Clien
 
     async def connected() -> Any:
         try:
-            return await connect_as(nats_server.url, nats_server.directory, "temp-agent",
+            return await connect_as(nats_server.url, nats_server.directory.auth_dir, "temp-agent",
                                     allow_reconnect=False, max_reconnect_attempts=0)
         except Exception:  # noqa: BLE001 - the reload is still under way
             return None
@@ -245,7 +244,7 @@ async def test_a_removed_user_is_refused_at_once(runtime: Runtime, client: Clien
         return reply.get("error", {}).get("code") == "forbidden"
     assert await refused()
     with pytest.raises(Exception, match="(?i)authorization"):
-        await connect_as(nats_server.url, nats_server.directory, "temp-agent", allow_reconnect=False,
+        await connect_as(nats_server.url, nats_server.directory.auth_dir, "temp-agent", allow_reconnect=False,
                          max_reconnect_attempts=0)
     await nc.close()
 
@@ -276,3 +275,27 @@ async def test_a_forged_event_in_the_stream_changes_no_read_model(runtime: Runti
     assert "not sealed" in message.headers["Ticketing-Reason"]
     with runtime.readmodels.connect() as conn:
         assert conn.execute(select(func.count()).select_from(case_summary)).scalar() == 1
+
+
+async def test_a_service_sends_only_the_commands_granted_to_it(runtime: Runtime, nats_server: EmbeddedNats,
+                                                                tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    add_user(nats_server.directory, "web-form", "service", ("complaint.register",))
+    nats_server.reload()
+    watched = await Watched().connect(nats_server, "web-form")
+    try:
+        await watched.nc.publish(command_subject("customer", "register"), b"{}")
+        await watched.nc.publish(command_subject("complaint", "register"), b"{}")
+        await watched.settle()
+        assert watched.refused("publish", command_subject("customer", "register"))
+        assert not watched.refused("publish", command_subject("complaint", "register"))
+    finally:
+        await watched.nc.close()
+    ungrantable = CliRunner().invoke(main, ["users", "add", "crm", "--role", "service", "--grant", "complaint.close",
+                                            "--out", str(tmp_path / "crm.nk")],
+                                     env={"TICKETING_DATA_DIR": str(tmp_path / "cli-data")})
+    assert ungrantable.exit_code == 1 and "cannot grant complaint.close" in ungrantable.output
+    assert not (tmp_path / "crm.nk").exists()
