@@ -51,7 +51,10 @@ class Serve:
 
     def interrupt(self, timeout: float = 30.0) -> int:
         self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"serve did not stop within {timeout}s of Ctrl-C:\n{self.output()}") from None
 
     def kill(self) -> None:
         self.process.kill()

@@ -4,6 +4,7 @@ told otherwise) and `worker` (what serve runs as its child process)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import click
 
@@ -44,8 +45,9 @@ async def _serve(settings: Settings) -> None:
     console.print("  Ctrl-C to stop")
     await stop.wait()
     console.print("stopping...")
+    began = time.monotonic()
     await runtime.stop()
-    console.print("stopped")
+    console.print(f"stopped in {time.monotonic() - began:.1f}s")
 
 
 @click.command()
