@@ -23,6 +23,38 @@ class CaseHistory(BaseModel):
     at: Instant | None = None
 
 
+class LimitAsOf(BaseModel):
+    """One service limit of the case as it stood at the history's instant."""
+
+    metric: Metric
+    cycle: int
+    state: Literal["running", "paused", "met", "breached", "ended"]
+    """breached: past its deadline by then (still running, paused after it,
+    or stopped late); ended: the case ended without the step."""
+    started_at: Time
+    stopped_at: Time | None
+    deadline: Time | None
+    """None while paused."""
+    time_left_seconds: float | None
+    """Running or paused: until the deadline at that instant (negative once
+    overdue); None once stopped or while paused."""
+    elapsed_seconds: float
+    """Counted on the limit's calendar by then, without the time waited on the customer."""
+    limit_seconds: int
+    calendar: str
+    policy: str
+    """SHA-256 of the SLA policy file that set the limit (see `sla_policy`)."""
+    rule_line: int | None
+    """The line of the `[[limit]]` in that file."""
+
+
+class PolicyInForce(BaseModel):
+    digest: str
+    """SHA-256 of the policy file's text."""
+    adopted_at: Time | None
+    """When the product began to run under it; None: before the first record."""
+
+
 class CaseHistoryReply(BaseModel):
     ok: Literal[True] = True
     case_id: UUID
@@ -31,6 +63,10 @@ class CaseHistoryReply(BaseModel):
     version: int
     state: dict[str, Any]
     events: list[EventEnvelope]
+    sla: list[LimitAsOf] = Field(default_factory=list)
+    """The case's service limits as they stood at `at` (empty for a customer)."""
+    sla_policy: PolicyInForce | None = None
+    """The SLA policy in force at `at`."""
 
 
 class CustomerGet(BaseModel):

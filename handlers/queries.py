@@ -28,6 +28,8 @@ from contracts.queries import (
     CustomersDangerousReply,
     Dashboard,
     DashboardReply,
+    LimitAsOf,
+    PolicyInForce,
     Report,
     ReportReply,
     SlaBreach,
@@ -47,7 +49,9 @@ from ticketing.access import acting, may_ask
 from ticketing.customer import Customer
 from ticketing.danger import LEVELS, Rules
 from ticketing.errors import Forbidden
+from ticketing.sla.clock import CaseClocks
 from ticketing.sla.policy import SlaPolicy
+from ticketing.sla.timeline import Adopted, Happening, PolicyTimeline, replay
 
 Query = TypeVar("Query", bound=BaseModel)
 
@@ -59,8 +63,10 @@ class HistoryStore(Protocol):
     def case_notifications(self, case_id: UUID) -> list[Notification]: ...
 
 
-def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistoryReply | None:
-    """The events of a case up to `at` and its state rebuilt from exactly those."""
+def case_history(store: HistoryStore, case_id: UUID, at: datetime,
+                 policies: Callable[[], PolicyTimeline] | None = None) -> CaseHistoryReply | None:
+    """The events of a case up to `at`, its state rebuilt from exactly
+    those, and its service limits as they stood then under the policy of then."""
     notifications = store.case_notifications(case_id)
     if not notifications:
         return None
@@ -73,10 +79,70 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime) -> CaseHistor
     else:
         version = upto[-1][1].originator_version
         state = state_json(store.repository.get(case_id, version=version).state())
+    limits, in_force = [], None
+    if upto and aggregate_type != "customer" and policies is not None:
+        timeline = policies()
+        adopted = timeline.in_force(at)
+        in_force = PolicyInForce(digest=adopted.policy.digest, adopted_at=adopted.at)
+        clocks = replay_case(store, aggregate_type, [e for _, e in upto], timeline, at)
+        limits = limits_as_of(clocks, timeline, at)
     return CaseHistoryReply(
         case_id=case_id, aggregate_type=aggregate_type, at=at, version=version, state=state,
-        events=[envelope(e, position) for position, e in upto],
+        events=[envelope(e, position) for position, e in upto], sla=limits, sla_policy=in_force,
     )
+
+
+def replay_case(store: HistoryStore, kind: str, events: list[Any], timeline: PolicyTimeline,
+                at: datetime) -> CaseClocks:
+    """A case's limits at `at`, from its events and its customer's tier changes up to then."""
+    first = events[0]
+    customer_id = getattr(first, "customer_id", None)
+    tier, tier_changes = sla.DEFAULT_TIER, []
+    if customer_id is not None:
+        for notification in store.case_notifications(customer_id):
+            event = store.mapper.to_domain_event(notification)
+            if hasattr(event, "tier"):
+                if event.timestamp <= first.timestamp:
+                    tier = event.tier
+                else:
+                    tier_changes.append(Happening(event.timestamp, "tier_changed", event.tier))
+    happenings = tier_changes
+    for event in events:
+        name = names(type(event))[1]
+        if name != "sla_breached":
+            happenings.append(Happening(event.timestamp, name, getattr(event, "priority", None)))
+    priority = getattr(first, "priority", None) or sla.DEFAULT_PRIORITY
+    return replay(kind, tier, priority, happenings, timeline, at)
+
+
+def limits_as_of(clocks: CaseClocks, timeline: PolicyTimeline, at: datetime) -> list[LimitAsOf]:
+    found = []
+    for result in clocks.results:
+        state = "ended" if result.met is None else "met" if result.met else "breached"
+        found.append(LimitAsOf(
+            metric=result.metric, cycle=result.cycle, state=state, started_at=result.started_at,
+            stopped_at=result.stopped_at, deadline=result.deadline, time_left_seconds=None,
+            elapsed_seconds=result.elapsed.total_seconds(), limit_seconds=int(result.limit.total_seconds()),
+            calendar=result.calendar, policy=result.target.policy if result.target else "",
+            rule_line=result.target.line if result.target else None))
+    for running in clocks.running.values():
+        running = running.as_of(at)
+        deadline = running.deadline
+        if running.breached_at is not None:
+            state = "breached"
+        else:
+            state = "paused" if running.paused_at is not None else "running"
+        left = running.target.calendar.elapsed(at, deadline) if deadline and deadline > at else None
+        overdue = -running.target.calendar.elapsed(deadline, at).total_seconds() if deadline and deadline <= at \
+            else None
+        found.append(LimitAsOf(
+            metric=running.metric, cycle=running.cycle, state=state, started_at=running.started_at,
+            stopped_at=None, deadline=deadline,
+            time_left_seconds=left.total_seconds() if left is not None else overdue,
+            elapsed_seconds=running.elapsed(at).total_seconds(),
+            limit_seconds=int(running.target.limit.total_seconds()), calendar=running.target.calendar.name,
+            policy=running.target.policy, rule_line=running.target.line))
+    return sorted(found, key=lambda limit: (limit.started_at, limit.cycle, limit.metric))
 
 
 Answer = Callable[["QueryService", bytes, Identity], Awaitable[bytes]]
@@ -86,8 +152,10 @@ class QueryService:
     def __init__(self, store: HistoryStore, clock: Any, readmodels: Engine, policy: SlaPolicy,
                  zone: ZoneInfo, danger_rules: Rules, directory: Directory,
                  health: Callable[[], Awaitable[HealthReply]] | None = None,
-                 audit: Callable[[], Awaitable[AuditVerifyReply]] | None = None) -> None:
+                 audit: Callable[[], Awaitable[AuditVerifyReply]] | None = None,
+                 policies: Callable[[], PolicyTimeline] | None = None) -> None:
         self.store = store
+        self.policies = policies or (lambda: PolicyTimeline((Adopted(None, policy),)))
         self.audit_report = audit
         self.directory = directory
         self.health_report = health
@@ -170,7 +238,7 @@ class QueryService:
         if isinstance(query, bytes):
             return query
         at = query.at or self.clock()
-        reply = await asyncio.to_thread(case_history, self.store, query.case_id, at)
+        reply = await asyncio.to_thread(case_history, self.store, query.case_id, at, self.policies)
         if reply is None:
             return error_reply("not_found", f"no case {query.case_id}")
         return orjson.dumps(reply.model_dump(mode="json"))

@@ -41,6 +41,8 @@ from infra.runtime.worker import WAKE_SUBJECT, Worker, ensure_streams, projectio
 from infra.settings import Settings
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
+from infra.store.policies import adopt
+from infra.store.policies import timeline as policy_timeline
 from infra.store.secrets import cipher_key
 from infra.store.verify import verify
 from infra.store.writer import GroupCommitWriter
@@ -153,6 +155,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         if chained := await asyncio.to_thread(store.chain_unchained):
             log.warning("hash chain: chained the %d events stored before the chain existed (a one-time upgrade; "
                         "`ticketing audit verify` checks it)", chained)
+        if await asyncio.to_thread(adopt, store.engine, sla_policy.text, clock()):
+            log.info("SLA policy %s... recorded as in force from now", sla_policy.digest[:12])
         readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
         nc = await connect_nats(nats_url, settings)
         js = nc.jetstream()
@@ -186,7 +190,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
                              runtime.worker_status)
         include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
                                                         ZoneInfo(settings.timezone), danger_rules, directory,
-                                                        health.report, lambda: audit_report(store, js)),
+                                                        health.report, lambda: audit_report(store, js),
+                                                        lambda: policy_timeline(store.engine, sla_policy)),
                          observe=runtime.metrics.observe_command)
         runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
                                                  name="health"))

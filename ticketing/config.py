@@ -33,12 +33,15 @@ class Lines:
 
     def line_of(self, key: str, section: str | None = None, nth: int = 0) -> int | None:
         """The line of `key = ...` in the `nth` `section` (else the section's
-        own line), or at the top level."""
+        own line), or at the top level; `line_of(section, nth=n)` is the line
+        of the `n`th `section` header."""
         start, end = 0, len(self.lines)
-        if section is not None:
-            headers = [i for i, line in enumerate(self.lines) if line.strip().startswith(section)]
+        if section is not None or key.startswith("["):
+            headers = [i for i, line in enumerate(self.lines) if line.strip().startswith(section or key)]
             if nth >= len(headers):
                 return None
+            if section is None:
+                return headers[nth] + 1
             start = headers[nth] + 1
             end = next((i for i in range(start, end) if self.lines[i].strip().startswith("[")), end)
         for i in range(start, end):

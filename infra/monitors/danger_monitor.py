@@ -70,7 +70,7 @@ class DangerMonitor(AlertTimer):
         states = await asyncio.to_thread(self.read, published)
         assessed = await asyncio.to_thread(self.read, lambda conn: self._assess(conn, now, set(states)))
         raised = 0
-        for customer_id, (assessment, customer) in sorted(assessed.items()):
+        for customer_id, (assessment, _customer) in sorted(assessed.items()):
             state = states.get(customer_id)
             if assessment is not None and (state is None or _rank(assessment.level) > _rank(state["level"])):
                 entered_at = state["entered_at"] if state else assessment.since

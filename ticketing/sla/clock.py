@@ -94,6 +94,8 @@ class Result:
     deadline: datetime | None
     """The deadline it counted against when it stopped."""
     calendar: str
+    target: Target | None = None
+    """What it counted against (the policy's hash and the limit's line with it)."""
 
 
 @dataclass
@@ -158,7 +160,7 @@ class CaseClocks:
         elapsed = running.elapsed(at)
         self.results.append(Result(metric, running.cycle, running.started_at, at, elapsed, running.target.limit,
                                    running.breached_at is None if reached else None, running.breached_at,
-                                   running.deadline, running.target.calendar.name))
+                                   running.deadline, running.target.calendar.name, running.target))
 
     @staticmethod
     def _resume(running: Running, at: datetime) -> Running:

@@ -5,8 +5,9 @@ the line and the reason."""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,6 +62,8 @@ class Limit:
     targets: dict[str, timedelta]
     calendar: str | None = None
     warning_at: float | None = None
+    line: int | None = None
+    """Of its `[[limit]]` in the policy file, so a replay can say which rule applied."""
 
     def matches(self, kind: str, tier: str, priority: str) -> bool:
         return all(mine in ("*", theirs) for mine, theirs in
@@ -78,6 +81,10 @@ class Target:
     limit: timedelta
     calendar: Calendar
     warning_at: float
+    line: int | None = None
+    """The policy file's line of the `[[limit]]` that set it."""
+    policy: str = ""
+    """The policy file's SHA-256."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class SlaPolicy:
     calendars: dict[str, Calendar] = field(default_factory=dict)
     warning_at: float = 0.75
     calendar: str = "24x7"
+    digest: str = ""
+    """SHA-256 of the file's text: which policy this is, in a record of adoptions."""
+    text: str = field(default="", compare=False, repr=False)
     _targets: dict[tuple[str, str, str, str], Target | None] = field(default_factory=dict, compare=False,
                                                                    repr=False)
 
@@ -107,11 +117,15 @@ class SlaPolicy:
             return None
         calendar_name = best.calendar or self.calendar
         return Target(best.targets[metric], self.calendars.get(calendar_name, AROUND_THE_CLOCK),
-                      best.warning_at if best.warning_at is not None else self.warning_at)
+                      best.warning_at if best.warning_at is not None else self.warning_at, best.line, self.digest)
 
     @classmethod
     def parse(cls, text: str) -> SlaPolicy:
-        return _Reader(text).policy(config.load(text))
+        return replace(_Reader(text).policy(config.load(text)), digest=policy_digest(text), text=text)
+
+
+def policy_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Reader(Lines):
@@ -166,7 +180,8 @@ class _Reader(Lines):
         if calendar is not None and calendar not in calendars:
             raise self.fail(f"no calendar {calendar!r}: define [calendar.{calendar}]", "calendar", section, nth)
         warning_at = self.share(spec["warning_at"], "warning_at", section, nth) if "warning_at" in spec else None
-        return Limit(keys["kind"], keys["tier"], keys["priority"], targets, calendar, warning_at)
+        return Limit(keys["kind"], keys["tier"], keys["priority"], targets, calendar, warning_at,
+                     self.line_of(section, nth=nth))
 
     def calendar(self, name: str, spec: dict[str, Any]) -> Calendar:
         section = f"[calendar.{name}]"
