@@ -271,6 +271,60 @@ class CustomersDangerousReply(BaseModel):
     customers: list[DangerousCustomer]
 
 
+class SlaSimulate(BaseModel):
+    """What-if: the real history of the cases registered in [since, until)
+    replayed against a candidate policy, beside what happened under the
+    policies of then. Nothing live is touched; no alert is sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Annotated[StrictStr, Field(min_length=1, max_length=200_000)]
+    """The candidate policy file's text (TOML, as TICKETING_SLA_POLICY names)."""
+    since: Instant
+    until: Instant | None = None
+    """Default: now."""
+    kind: CaseKind | None = None
+    """Cases of this kind only."""
+    changed_limit: Annotated[StrictInt, Field(ge=0, le=10_000)] = 1000
+
+
+class SimulatedFigure(BaseModel):
+    dimension: Literal["metric", "kind", "tier", "priority"]
+    value: str
+    then_met: int
+    then_breached: int
+    then_on_time: float | None
+    """met / (met + breached); None when no limit of the group was decided."""
+    candidate_met: int
+    candidate_breached: int
+    candidate_on_time: float | None
+
+
+class SimulatedChange(BaseModel):
+    case_id: UUID
+    case_type: CaseKind
+    metric: Metric
+    cycle: int
+    then: Literal["met", "breached", "ended", "running", "none"]
+    """none: the policy sets no such limit."""
+    candidate: Literal["met", "breached", "ended", "running", "none"]
+
+
+class SlaSimulateReply(BaseModel):
+    ok: Literal[True] = True
+    since: Time
+    until: Time
+    cases: int
+    events_read: int
+    candidate: str
+    """SHA-256 of the candidate policy."""
+    policies_then: list[PolicyInForce]
+    figures: list[SimulatedFigure]
+    changed_total: int
+    changed: list[SimulatedChange]
+    """The cases whose outcome would change (at most `changed_limit`)."""
+
+
 QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "case.history": (CaseHistory, CaseHistoryReply),
     "customer.get": (CustomerGet, CustomerGetReply),
@@ -281,4 +335,5 @@ QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "customers.dangerous": (CustomersDangerous, CustomersDangerousReply),
     "health": (Health, HealthReply),
     "audit.verify": (AuditVerify, AuditVerifyReply),
+    "sla.simulate": (SlaSimulate, SlaSimulateReply),
 }

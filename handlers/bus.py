@@ -69,6 +69,8 @@ QUERY_HANDLERS: dict[str, tuple[Any, str]] = {
     "health": (QueryService.health, "Each part: up or not, lag behind the store, parked messages, last error."),
     "audit.verify": (QueryService.audit_verify, "The store's hash chain and anchors checked; the first event "
                                                 "altered, removed or inserted named."),
+    "sla.simulate": (QueryService.sla_simulate, "What-if: a period's real history replayed against a candidate SLA "
+                                                "policy, beside what happened."),
 }
 
 

@@ -32,12 +32,16 @@ from contracts.queries import (
     PolicyInForce,
     Report,
     ReportReply,
+    SimulatedChange,
+    SimulatedFigure,
     SlaBreach,
     SlaBreaches,
     SlaBreachesReply,
     SlaLimit,
     SlaOpen,
     SlaOpenReply,
+    SlaSimulate,
+    SlaSimulateReply,
 )
 from handlers.commands import error_reply, problems_of, unknown_sender
 from handlers.identity import Directory, Identity, identify
@@ -50,8 +54,9 @@ from ticketing.customer import Customer
 from ticketing.danger import LEVELS, Rules
 from ticketing.errors import Forbidden
 from ticketing.sla.clock import CaseClocks
-from ticketing.sla.policy import SlaPolicy
-from ticketing.sla.timeline import Adopted, Happening, PolicyTimeline, replay
+from ticketing.sla.policy import PolicyError, SlaPolicy
+from ticketing.sla.simulate import CaseTrack, compare
+from ticketing.sla.timeline import Adopted, Happening, PolicyTimeline
 
 Query = TypeVar("Query", bound=BaseModel)
 
@@ -97,22 +102,14 @@ def replay_case(store: HistoryStore, kind: str, events: list[Any], timeline: Pol
     """A case's limits at `at`, from its events and its customer's tier changes up to then."""
     first = events[0]
     customer_id = getattr(first, "customer_id", None)
-    tier, tier_changes = sla.DEFAULT_TIER, []
+    track = CaseTrack(str(first.originator_id), kind, str(customer_id),
+                      getattr(first, "priority", None) or sla.DEFAULT_PRIORITY, first.timestamp)
+    track.happenings = [Happening(e.timestamp, name, getattr(e, "priority", None))
+                        for e in events if (name := names(type(e))[1]) != "sla_breached"]
     if customer_id is not None:
-        for notification in store.case_notifications(customer_id):
-            event = store.mapper.to_domain_event(notification)
-            if hasattr(event, "tier"):
-                if event.timestamp <= first.timestamp:
-                    tier = event.tier
-                else:
-                    tier_changes.append(Happening(event.timestamp, "tier_changed", event.tier))
-    happenings = tier_changes
-    for event in events:
-        name = names(type(event))[1]
-        if name != "sla_breached":
-            happenings.append(Happening(event.timestamp, name, getattr(event, "priority", None)))
-    priority = getattr(first, "priority", None) or sla.DEFAULT_PRIORITY
-    return replay(kind, tier, priority, happenings, timeline, at)
+        customer = (store.mapper.to_domain_event(n) for n in store.case_notifications(customer_id))
+        track.add_tiers(((e.timestamp, e.tier) for e in customer if hasattr(e, "tier")), at)
+    return track.replay(timeline, at)
 
 
 def limits_as_of(clocks: CaseClocks, timeline: PolicyTimeline, at: datetime) -> list[LimitAsOf]:
@@ -145,6 +142,31 @@ def limits_as_of(clocks: CaseClocks, timeline: PolicyTimeline, at: datetime) -> 
     return sorted(found, key=lambda limit: (limit.started_at, limit.cycle, limit.metric))
 
 
+Tracks = Callable[[datetime, datetime], tuple[list[CaseTrack], int]]
+"""The cases registered in [since, until) with their happenings, and how many stored events were read."""
+
+
+def simulate(tracks: Tracks, then: PolicyTimeline, candidate_text: str, since: datetime, until: datetime,
+             changed_limit: int = 1000, kind: str | None = None) -> SlaSimulateReply:
+    """The what-if (`sla.simulate`, `ticketing sla simulate`); a candidate
+    policy with a mistake raises PolicyError naming its line."""
+    candidate = SlaPolicy.parse(candidate_text)
+    found, read = tracks(since, until)
+    found = [track for track in found if kind in (None, track.kind)]
+    comparison = compare(found, then, PolicyTimeline((Adopted(None, candidate),)), until)
+    adopted = [a for a in then.adopted if a.at is None or a.at < until]
+    return SlaSimulateReply(
+        since=since, until=until, cases=comparison.cases, events_read=read, candidate=candidate.digest,
+        policies_then=[PolicyInForce(digest=a.policy.digest, adopted_at=a.at) for a in adopted],
+        figures=[SimulatedFigure(dimension=dimension, value=value, then_met=was.met, then_breached=was.breached,
+                                 then_on_time=was.on_time, candidate_met=would.met,
+                                 candidate_breached=would.breached, candidate_on_time=would.on_time)
+                 for dimension, value, was, would in comparison.rows()],
+        changed_total=len(comparison.changed),
+        changed=[SimulatedChange(case_id=c.case_id, case_type=c.kind, metric=c.metric, cycle=c.cycle,
+                                 then=c.then, candidate=c.candidate) for c in comparison.changed[:changed_limit]])
+
+
 Answer = Callable[["QueryService", bytes, Identity], Awaitable[bytes]]
 
 
@@ -153,8 +175,9 @@ class QueryService:
                  zone: ZoneInfo, danger_rules: Rules, directory: Directory,
                  health: Callable[[], Awaitable[HealthReply]] | None = None,
                  audit: Callable[[], Awaitable[AuditVerifyReply]] | None = None,
-                 policies: Callable[[], PolicyTimeline] | None = None) -> None:
+                 policies: Callable[[], PolicyTimeline] | None = None, tracks: Tracks | None = None) -> None:
         self.store = store
+        self.tracks = tracks
         self.policies = policies or (lambda: PolicyTimeline((Adopted(None, policy),)))
         self.audit_report = audit
         self.directory = directory
@@ -242,6 +265,24 @@ class QueryService:
         if reply is None:
             return error_reply("not_found", f"no case {query.case_id}")
         return orjson.dumps(reply.model_dump(mode="json"))
+
+    async def sla_simulate(self, raw: bytes, _sender: Identity) -> bytes:
+        query = _parse(SlaSimulate, raw, "sla.simulate")
+        if isinstance(query, bytes):
+            return query
+        if self.tracks is None:
+            return error_reply("unavailable", "no sla.simulate here")
+        until = query.until or self.clock()
+        if until <= query.since:
+            return error_reply("validation_error", "until must be after since",
+                               [ErrorDetail(field="until", reason="must be after since")])
+        try:
+            reply = await asyncio.to_thread(simulate, self.tracks, self.policies(), query.policy, query.since,
+                                            until, query.changed_limit, query.kind)
+        except PolicyError as error:
+            return error_reply("validation_error", "the candidate policy has a mistake",
+                               [ErrorDetail(field="policy", reason=str(error))])
+        return reply.model_dump_json().encode()
 
     async def health(self, raw: bytes, _sender: Identity) -> bytes:
         return await _reported(Health, raw, "health", self.health_report)

@@ -43,6 +43,7 @@ from infra.store.database import make_engine
 from infra.store.event_store import EventStore
 from infra.store.policies import adopt
 from infra.store.policies import timeline as policy_timeline
+from infra.store.scan import case_tracks
 from infra.store.secrets import cipher_key
 from infra.store.verify import verify
 from infra.store.writer import GroupCommitWriter
@@ -191,7 +192,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
                                                         ZoneInfo(settings.timezone), danger_rules, directory,
                                                         health.report, lambda: audit_report(store, js),
-                                                        lambda: policy_timeline(store.engine, sla_policy)),
+                                                        lambda: policy_timeline(store.engine, sla_policy),
+                                                        lambda since, until: case_tracks(store, since, until)),
                          observe=runtime.metrics.observe_command)
         runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
                                                  name="health"))

@@ -25,6 +25,7 @@ QUERIES: dict[str, frozenset[Role]] = {
     "customers.dangerous": _STAFF_READERS,
     "health": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE}),
     "audit.verify": frozenset({Role.AUDITOR, Role.MANAGER}),
+    "sla.simulate": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR}),
 }
 """A gateway may ask whatever the people it signs in may (and then as them)."""
 
