@@ -44,7 +44,7 @@ def seed(store: EventStore, events: int) -> None:
     while written < events:
         batch = []
         for n in range(200):
-            def ctx(minutes: int) -> Context:
+            def ctx(minutes: int, at: datetime = at) -> Context:
                 return Context(actor_id="bench", role=Role.SUPERVISOR, at=at + timedelta(minutes=minutes),
                                correlation_id=uuid.uuid4(), compensation_limit=Decimal("500"))
             if customer is None or n % 10 == 0:

@@ -50,12 +50,20 @@ class ClearDanger(Command):
     reason: Text
 
 
+class ForgetCustomer(Command):
+    """Manager only: destroys the customer's contact data everywhere (their
+    key), keeping their cases and figures; with a reason, kept in history."""
+
+    reason: Text
+
+
 COMMANDS: dict[str, type[Command]] = {
     "register": RegisterCustomer,
     "change_tier": ChangeTier,
     "flag": Flag,
     "unflag": Unflag,
     "clear_danger": ClearDanger,
+    "forget": ForgetCustomer,
 }
 
 # ---- events -----------------------------------------------------------------
@@ -86,10 +94,17 @@ class DangerCleared(EventData):
     reason: str
 
 
+class Forgotten(EventData):
+    """The customer's contact data was destroyed; the reason is the manager's."""
+
+    reason: str
+
+
 EVENTS: dict[str, type[EventData]] = {
     "registered": CustomerRegistered,
     "tier_changed": TierChanged,
     "flagged": Flagged,
     "unflagged": Unflagged,
     "danger_cleared": DangerCleared,
+    "forgotten": Forgotten,
 }

@@ -153,6 +153,9 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     try:
         key = await asyncio.to_thread(cipher_key, settings, create=True)
         store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
+        if sealed := await asyncio.to_thread(store.seal_unsealed):
+            log.warning("customer keys: sealed the contact data of %d events stored before per-customer keys "
+                        "existed (a one-time upgrade)", sealed)
         if chained := await asyncio.to_thread(store.chain_unchained):
             log.warning("hash chain: chained the %d events stored before the chain existed (a one-time upgrade; "
                         "`ticketing audit verify` checks it)", chained)

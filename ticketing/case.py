@@ -106,6 +106,11 @@ class Case(Aggregate):
         """The command of the state table whose target status this event sets."""
         confidential: ClassVar[bool] = False
         """Holds customer contact data: stored encrypted, never published as is."""
+        sealed: ClassVar[tuple[str, ...]] = ()
+        """The contact fields, sealed in the store with the customer's own key
+        (destroyed when the customer is forgotten)."""
+        sealed_for: ClassVar[str | None] = None
+        """The attribute naming that customer; None: the event's own aggregate."""
 
         def apply(self, aggregate: Any) -> None:
             self.evolve(aggregate)

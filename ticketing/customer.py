@@ -15,9 +15,10 @@ from eventsourcing.domain import Aggregate
 
 from ticketing.case import INTAKE, LEADS, Case, Context, Lifecycle, Step
 from ticketing.errors import InvalidTransition
-from ticketing.values import Checks, Mark, Role, Tier
+from ticketing.values import FORGOTTEN, Checks, Mark, Role, Tier
 
 ACTIVE = "active"
+FORGOTTEN_STATUS = "forgotten"
 
 LIFECYCLE = Lifecycle(
     "customer",
@@ -27,6 +28,7 @@ LIFECYCLE = Lifecycle(
         "flag": Step(frozenset({ACTIVE}), None, LEADS),
         "unflag": Step(frozenset({ACTIVE}), None, LEADS),
         "clear_danger": Step(frozenset({ACTIVE}), None, LEADS),
+        "forget": Step(frozenset({ACTIVE}), FORGOTTEN_STATUS, frozenset({Role.MANAGER})),
     },
     register_roles=INTAKE,
 )
@@ -48,9 +50,11 @@ class Customer(Case):
         self.marks: dict[str, dict[str, Any]] = {}
         self.mark_history: list[dict[str, Any]] = []
         self.danger_clearances: list[dict[str, Any]] = []
+        self.forgotten: dict[str, Any] | None = None
 
     class Registered(Aggregate.Created, Case.Event):
         confidential = True
+        sealed = CONTACT_FIELDS
         name: str
         phone: str
         address: str | None
@@ -100,6 +104,18 @@ class Customer(Case):
         def evolve(self, aggregate: Any) -> None:
             aggregate.danger_clearances = [*aggregate.danger_clearances, {
                 "reason": self.reason, "at": self.timestamp, "by": self.actor["id"]}]
+
+    class Forgotten(Case.Event):
+        """The customer's contact data is destroyed (their key: see the store);
+        their cases, figures and marks stay."""
+
+        step = "forget"
+        reason: str
+
+        def evolve(self, aggregate: Any) -> None:
+            for field in CONTACT_FIELDS:
+                setattr(aggregate, field, FORGOTTEN)
+            aggregate.forgotten = {"reason": self.reason, "at": self.timestamp, "by": self.actor["id"]}
 
     @classmethod
     def register(cls, customer_id: UUID, ctx: Context, *, name: str, phone: str, tier: str, region: str,
@@ -154,6 +170,15 @@ class Customer(Case):
         reason_ = checks.text("reason", reason)
         checks.done()
         self._record(self.DangerCleared, ctx, reason=reason_)
+
+    def forget(self, ctx: Context, reason: str) -> None:
+        """A manager forgets the customer (a request to erase their data):
+        with a reason, kept in history."""
+        self._step("forget", ctx)
+        checks = Checks()
+        reason_ = checks.text("reason", reason)
+        checks.done()
+        self._record(self.Forgotten, ctx, reason=reason_)
 
     def view(self, role: Role) -> dict[str, Any]:
         """The customer as `role` may see it: with contact data only for the

@@ -99,6 +99,8 @@ class RepairJob(LoopCase):
 
     class Registered(Aggregate.Created, Case.Event):
         confidential = True  # the site address
+        sealed = ("site_address",)
+        sealed_for = "customer_id"
         customer_id: UUID
         kind: str
         product_model: str

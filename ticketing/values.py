@@ -8,6 +8,9 @@ from enum import StrEnum
 
 from ticketing.errors import FieldProblem, ValidationFailed
 
+FORGOTTEN = "(forgotten)"
+"""What a forgotten customer's contact data reads as, everywhere."""
+
 
 class Role(StrEnum):
     """Who may speak on the bus. The first four are the department's people;

@@ -81,8 +81,12 @@ def verify_command(as_json: bool) -> None:
 
 @audit.command("upgrade")
 def upgrade_command() -> None:
-    """Chain a store written before the hash chain existed (one time; serve does it at start too)."""
+    """Upgrade a store written before the hash chain and per-customer keys
+    existed: seal each customer's contact data with their own key, then
+    chain every event (one time; serve does it at start too)."""
     store = _store(Settings())
+    sealed = store.seal_unsealed()
+    console.print(f"sealed the contact data of {sealed} event(s) with their customers' own keys")
     chained = store.chain_unchained()
     position, head = store.chain_head()
     console.print(f"chained {chained} event(s) that had no link; the chain ends at position {position} "

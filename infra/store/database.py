@@ -15,8 +15,10 @@ def sqlite_pragmas(durable: bool) -> list[str]:
     models do without: they survive a process dying either way, and after a
     power loss their tracking row rolls back with their rows, so the
     consumer reads the lost part again."""
-    return ["PRAGMA journal_mode=WAL", f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
-            "PRAGMA foreign_keys=ON"]
+    pragmas = ["PRAGMA journal_mode=WAL", f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
+               "PRAGMA foreign_keys=ON"]
+    # The store: what is deleted (a forgotten customer's key) is overwritten, not left in a free page.
+    return [*pragmas, "PRAGMA secure_delete=ON"] if durable else pragmas
 
 
 def tune_sqlite(engine: Engine, *, durable: bool, busy_timeout_ms: int = 10_000) -> Engine:

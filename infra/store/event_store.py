@@ -5,9 +5,10 @@ position."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -46,8 +47,13 @@ from sqlalchemy.orm import Session
 from handlers.batch import StoredReply
 from infra.store.chain import Link, chain_metadata, extend, head, links
 from infra.store.database import tune_sqlite
+from infra.store.keyring import KeyRing, is_sealed, scrub
 
 metadata = MetaData()
+
+FORGET_TOPIC = "ticketing.customer:Customer.Forgotten"
+SEALED_TOPICS = ("ticketing.customer:Customer.Registered", "ticketing.repair_job:RepairJob.Registered")
+"""The events with contact fields sealed per customer (their classes' `sealed`)."""
 
 command_replies = Table(
     "ticketing_command_replies",
@@ -89,6 +95,10 @@ class GroupInsertRecorder(SQLAlchemyApplicationRecorder):
                  "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events, strict=True)]
         session.execute(insert(table), rows)
         extend(session.connection(), rows)  # the hash chain, in the same transaction
+        forgotten = [e.originator_id for e in stored_events if e.topic == FORGET_TOPIC]
+        if forgotten:  # their keys die with the commit of their `forgotten` events
+            KeyRing.destroy(session.connection(), forgotten, datetime.now(UTC))
+            sqlalchemy.event.listen(session, "after_commit", lambda _s: scrub(self.datastore.engine), once=True)
         self._notify_channel(session)
         return ids
 
@@ -105,15 +115,51 @@ class ConfidentialMapper(Mapper):
         super().__init__(transcoder, compressor)
         self._sealed = Mapper(transcoder, compressor, cipher)
 
+    keyring: KeyRing | None = None
+    """The customers' keys (infra/store/keyring.py): contact fields are sealed
+    with them inside the store-key encryption. None: a mapper that only reads
+    what is not sealed (an offline bundle check)."""
+
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        if getattr(type(domain_event), "confidential", False):
+        cls = type(domain_event)
+        if getattr(cls, "sealed", ()) and self.keyring is not None and (plain := _plain_fields(domain_event)):
+            domain_event = self._with(domain_event, self.keyring.seal(_owner(domain_event), plain))
+        if getattr(cls, "confidential", False):
             return self._sealed.to_stored_event(domain_event)
         return super().to_stored_event(domain_event)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        event = self.still_sealed(stored_event)
+        closed = {name: value for name in getattr(type(event), "sealed", ())
+                  if is_sealed(value := getattr(event, name))}
+        if closed:
+            opened = self.keyring.unseal(_owner(event), closed) if self.keyring else dict.fromkeys(closed)
+            event = self._with(event, opened)
+        return event
+
+    def still_sealed(self, stored_event: StoredEvent) -> Any:
+        """The event with its contact fields as stored (sealed, or plain in an older store)."""
         if getattr(resolve_topic(stored_event.topic), "confidential", False):
             return self._sealed.to_domain_event(stored_event)
         return super().to_domain_event(stored_event)
+
+    @staticmethod
+    def _with(event: Any, values: dict[str, Any]) -> Any:
+        """A copy of a (frozen) event with these fields replaced."""
+        changed = copy.copy(event)
+        for name, value in values.items():
+            object.__setattr__(changed, name, value)
+        return changed
+
+
+def _owner(event: Any) -> UUID:
+    return getattr(event, event.sealed_for) if event.sealed_for else event.originator_id
+
+
+def _plain_fields(event: Any) -> dict[str, Any]:
+    """The contact fields not sealed yet (None stays None: nothing to hide)."""
+    return {name: value for name in event.sealed
+            if (value := getattr(event, name)) is not None and not is_sealed(value)}
 
 
 class Factory(SQLAlchemyFactory):
@@ -149,6 +195,8 @@ class EventStore(Application):
         tune_sqlite(engine, durable=True, busy_timeout_ms=busy_timeout_ms)
         metadata.create_all(engine)
         chain_metadata.create_all(engine)
+        if cipher_key:
+            self.mapper.keyring = KeyRing(self.recorder, cipher_key)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -229,6 +277,32 @@ class EventStore(Application):
                     return chained
                 extend(conn, rows)
                 chained += len(rows)
+
+    def seal_unsealed(self, page: int = 1000) -> int:
+        """Seal with each customer's own key the contact data of the events
+        stored before per-customer keys existed (a one-time upgrade, run
+        before the chain links them: a chained event is never rewritten).
+        Returns how many events were sealed."""
+        if self.mapper.keyring is None:
+            return 0
+        table, sealed, after = self.events_table, 0, 0
+        while True:
+            with self.transaction() as session:
+                conn = session.connection()
+                chained, _ = head(conn)
+                rows = conn.execute(select(table).where(table.c.id > max(after, chained),
+                                                        table.c.topic.in_(SEALED_TOPICS))
+                                    .order_by(table.c.id).limit(page)).all()
+                if not rows:
+                    return sealed
+                for row in rows:
+                    event = self.mapper.still_sealed(StoredEvent(
+                        row.originator_id, row.originator_version, row.topic, bytes(row.state)))
+                    if _plain_fields(event):
+                        state = self.mapper.to_stored_event(event).state
+                        conn.execute(table.update().where(table.c.id == row.id).values(state=state))
+                        sealed += 1
+                after = rows[-1].id
 
     def case_notifications(self, case_id: UUID) -> list[Notification]:
         """A case's events with their positions in the total order."""

@@ -13,8 +13,8 @@ import pytest
 from infra.bootstrap import Runtime, start
 from infra.config_files import DEFAULT_POLICY
 from infra.settings import Settings
-from ticketing.sla.policy import policy_digest
 from tests.conftest import Client, FakeClock
+from ticketing.sla.policy import policy_digest
 
 pytestmark = pytest.mark.anyio
 
