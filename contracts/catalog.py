@@ -25,6 +25,13 @@ COMMANDS: dict[str, dict[str, type[Command]]] = {
 EVENTS: dict[str, dict[str, type[EventData]]] = {
     "complaint": complaint.EVENTS, "repair_job": repair_job.EVENTS, "callback": callback.EVENTS,
     "customer": customer.EVENTS}
+EARLIER_VERSIONS: dict[str, dict[str, dict[int, type[EventData]]]] = {"complaint": complaint.EARLIER_VERSIONS}
+
+
+def event_versions(aggregate: str, name: str) -> dict[int, type[EventData]]:
+    """Every version of an event's data: the earlier ones and the current (the highest)."""
+    earlier = EARLIER_VERSIONS.get(aggregate, {}).get(name, {})
+    return {**earlier, len(earlier) + 1: EVENTS[aggregate][name]}
 
 
 def alert_subject(name: str) -> str:
@@ -58,8 +65,9 @@ def schemas() -> dict[str, dict[str, Any]]:
         for name, model in commands.items():
             put(f"commands/{aggregate}.{name}.json", model)
     for aggregate, events in EVENTS.items():
-        for name, model in events.items():
-            put(f"events/{aggregate}.{name}.json", model)
+        for name in events:  # a published schema never changes: a new version gets a file of its own
+            for version, model in event_versions(aggregate, name).items():
+                put(f"events/{aggregate}.{name}{'' if version == 1 else f'.v{version}'}.json", model)
     for name, model in ALERTS.items():
         put(f"alerts/{name}.json", model)
     for name, (query, reply) in QUERIES.items():

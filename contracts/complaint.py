@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from pydantic import ConfigDict
+
 from contracts.types import (
     Category,
     Channel,
@@ -41,6 +43,9 @@ class Register(Command):
     occurred_at: Instant | None = None
     follows_case_id: UUID | None = None
     """Set on a follow-up case: the case it follows."""
+    channel_detail: ShortText | None = None
+    """Which line of the channel: the hotline number dialled, the WeChat
+    account, the branch visited (new in `complaint.registered` v2)."""
 
 
 class Acknowledge(Command):
@@ -138,7 +143,11 @@ COMMANDS: dict[str, type[Command]] = {
 # ---- events -----------------------------------------------------------------
 
 
-class Registered(EventData):
+# `complaint.registered` as version 1 published it (its schema file,
+# complaint.registered.json, stays byte for byte; the events stored then read as v2).
+class RegisteredV1(EventData):
+    model_config = ConfigDict(title="Registered")
+
     customer_id: UUID
     channel: Channel
     category: Category
@@ -148,6 +157,13 @@ class Registered(EventData):
     region: str | None = None
     occurred_at: Time | None = None
     follows_case_id: UUID | None = None
+
+
+class Registered(RegisteredV1):
+    """Version 2 (`complaint.registered.v2.json`): `channel_detail` added;
+    null on the events stored before it existed."""
+
+    channel_detail: str | None = None
 
 
 class Acknowledged(EventData):
@@ -219,6 +235,9 @@ class SlaBreached(EventData):
     deadline: Time
     limit_seconds: int
 
+
+EARLIER_VERSIONS: dict[str, dict[int, type[EventData]]] = {"registered": {1: RegisteredV1}}
+"""Every event's earlier versions, kept so their schemas stay published."""
 
 EVENTS: dict[str, type[EventData]] = {
     "registered": Registered,

@@ -54,6 +54,7 @@ def envelope(event: Case.Event, position: int, chain: tuple[str, str] | None = N
     return EventEnvelope(
         id=event_id(event.originator_id, event.originator_version),
         type=f"{aggregate}.{name}",
+        schema_version=getattr(type(event), "class_version", 1),
         aggregate_type=aggregate,
         aggregate_id=event.originator_id,
         aggregate_version=event.originator_version,

@@ -83,6 +83,7 @@ class Registration:
     region: str | None = None
     occurred_at: datetime | None = None
     follows_case_id: UUID | None = None
+    channel_detail: str | None = None
 
 
 class Complaint(LoopCase):
@@ -110,6 +111,7 @@ class Complaint(LoopCase):
     # ---- events -------------------------------------------------------------
 
     class Registered(Aggregate.Created, Case.Event):
+        class_version = 2  # v2 adds channel_detail; stored v1 events are upcast on read
         customer_id: UUID
         channel: str
         category: str
@@ -119,10 +121,15 @@ class Complaint(LoopCase):
         region: str | None
         occurred_at: datetime | None
         follows_case_id: UUID | None
+        channel_detail: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["channel_detail"] = None
 
         def apply(self, aggregate: Any) -> None:
             for name in ("customer_id", "channel", "category", "priority", "description",
-                         "product", "region", "occurred_at", "follows_case_id"):
+                         "product", "region", "occurred_at", "follows_case_id", "channel_detail"):
                 setattr(aggregate, name, getattr(self, name))
             aggregate.status = REGISTERED
 
@@ -256,6 +263,7 @@ class Complaint(LoopCase):
         description = checks.text("description", registration.description)
         product = checks.text("product", registration.product, required=False, max_length=200)
         region = checks.text("region", registration.region, required=False, max_length=200)
+        channel_detail = checks.text("channel_detail", registration.channel_detail, required=False, max_length=200)
         if registration.occurred_at is not None and registration.occurred_at > ctx.at:
             checks.fail("occurred_at", "must not be in the future")
         checks.done()
@@ -272,6 +280,7 @@ class Complaint(LoopCase):
             region=region,
             occurred_at=registration.occurred_at,
             follows_case_id=registration.follows_case_id,
+            channel_detail=channel_detail,
         )
 
     def acknowledge(self, ctx: Context, note: str | None = None) -> None:

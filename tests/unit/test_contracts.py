@@ -96,3 +96,27 @@ def test_asyncapi_document_on_disk_matches_the_handlers() -> None:
         for command in commands:
             payload = payloads[f"{aggregate}.{command}:Message:Payload"]
             assert set(payload["required"]) >= {"command_id", "data"} and "actor" in payload["properties"]
+
+
+@pytest.mark.parametrize("aggregate", sorted(EVENTS))
+def test_each_events_contract_version_is_its_domain_class_version(aggregate: str) -> None:
+    from contracts.catalog import event_versions
+
+    for event_class in _domain_event_classes(KINDS[aggregate].aggregate):
+        name = names(event_class)[1]
+        assert max(event_versions(aggregate, name)) == getattr(event_class, "class_version", 1), name
+
+
+def test_a_published_event_schema_never_changes_a_new_version_gets_its_own_file() -> None:
+    import json
+    from pathlib import Path
+
+    schemas = Path(__file__).resolve().parents[2] / "contracts" / "schemas" / "events"
+    v1 = json.loads((schemas / "complaint.registered.json").read_text())
+    v2 = json.loads((schemas / "complaint.registered.v2.json").read_text())
+    assert "channel_detail" not in v1["properties"] and "channel_detail" in v2["properties"]
+    assert set(v1["properties"]) < set(v2["properties"]), "v2 only adds"
+    shipped = subprocess.run(["git", "show", "f529574:contracts/schemas/events/complaint.registered.json"],
+                             capture_output=True, text=True, cwd=schemas, check=False)
+    if shipped.returncode == 0:  # a checkout with history: v1 is byte for byte what was published
+        assert shipped.stdout == (schemas / "complaint.registered.json").read_text()
