@@ -45,8 +45,8 @@ from nats.js.api import StorageType, StreamConfig
 from infra.auth.directory import UserDirectory, ensure_local
 from infra.auth.keys import write_secret
 from infra.auth.permissions import inbox_prefix
-from infra.store.database import sqlite_pragmas
 from infra.bus.nats_server import EmbeddedNats
+from infra.store.database import sqlite_pragmas
 
 SAMPLE_EVENT = orjson.dumps({
     "id": str(uuid.uuid4()), "type": "complaint.registered", "aggregate_type": "complaint",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.types import Time
 
@@ -66,3 +66,5 @@ class AuditVerifyReply(BaseModel):
     seconds: float
     finding: AuditFinding | None
     notes: list[str]
+    policies_altered: list[str] = Field(default_factory=list)
+    """SLA policy records whose text no longer has their hash (then not intact)."""

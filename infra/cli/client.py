@@ -144,6 +144,21 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
     console.print(table)
     console.print(f"[bold]state at version {reply['version']}[/]")
     console.print_json(orjson.dumps(reply["state"]).decode())
+    if reply.get("sla"):
+        policy = reply["sla_policy"]
+        limits = Table(title=f"service limits as of {reply['at']} (policy {policy['digest'][:12]}, in force "
+                             f"from {policy['adopted_at'] or 'the first record'})")
+        for column in ("metric", "cycle", "state", "started", "deadline", "left / overdue", "counted / limit",
+                       "rule"):
+            limits.add_column(column, no_wrap=True)
+        for limit in reply["sla"]:
+            left = "-" if limit["time_left_seconds"] is None else span(limit["time_left_seconds"])
+            limits.add_row(limit["metric"], str(limit["cycle"]), limit["state"], limit["started_at"],
+                           limit["deadline"] or "-", left,
+                           f"{span(limit['elapsed_seconds'])} / {span(limit['limit_seconds'])}",
+                           f"line {limit['rule_line']}" if limit["rule_line"] else "-",
+                           style={"breached": "red", "paused": "dim"}.get(limit["state"]))
+        console.print(limits)
 
 
 @click.command()

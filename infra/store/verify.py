@@ -13,6 +13,7 @@ from eventsourcing.utils import resolve_topic
 
 from infra.store.chain import GENESIS, link, walk
 from infra.store.event_store import EventStore
+from infra.store.policies import altered_policies
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,19 @@ class Verdict:
     seconds: float = 0.0
     finding: Finding | None = None
     notes: list[str] = field(default_factory=list)
+    policies_altered: list[str] = field(default_factory=list)
+    """SLA policy records whose text no longer has their hash."""
 
     @property
     def intact(self) -> bool:
-        return self.finding is None
+        return self.finding is None and not self.policies_altered
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"intact": self.intact}
 
     def summary(self) -> str:
+        if self.finding is None and self.policies_altered:
+            return "NOT intact: " + "; ".join(self.policies_altered)
         if self.finding is None:
             anchored = (f", anchored at {self.anchored_at} (position {self.anchored_position})"
                         if self.anchored_at else ", no anchor yet")
@@ -119,6 +124,7 @@ def verify(store: EventStore, anchors: list[Anchor], progress: Callable[[int, in
             verdict.finding = Finding(verdict.intact_to + 1, "removed", f"the anchor published at {first.at} "
                                       f"vouches for position {first.position}, but the store ends at "
                                       f"{verdict.intact_to}: events were removed from its end")
+    verdict.policies_altered = altered_policies(store.engine)
     verdict.seconds = time.perf_counter() - started
     if progress is not None:
         progress(verdict.intact_to, total)

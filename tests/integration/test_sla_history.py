@@ -13,6 +13,8 @@ import pytest
 from infra.bootstrap import Runtime, start
 from infra.config_files import DEFAULT_POLICY
 from infra.settings import Settings
+from infra.store.policies import adopted_policies
+from infra.store.verify import verify
 from tests.conftest import Client, FakeClock
 from ticketing.sla.policy import policy_digest
 
@@ -106,5 +108,11 @@ async def test_a_policy_changed_between_two_instants_counts_each_under_its_own(
         assert now["plan"]["state"] == "breached"
         assert now["plan"]["time_left_seconds"] == pytest.approx(-0.5 * HOUR, abs=1)
         assert now["first_response"]["state"] == "breached"
+
+        with second.store.engine.begin() as conn:  # someone softens the old policy after the fact
+            conn.execute(adopted_policies.update().where(adopted_policies.c.digest == policy_digest(old))
+                         .values(text=old.replace('plan = "4h"', 'plan = "40h"')))
+        verdict = verify(second.store, [])
+        assert not verdict.intact and "the record was altered" in verdict.summary()
     finally:
         await second.stop()
