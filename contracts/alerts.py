@@ -52,6 +52,9 @@ class DangerReason(BaseModel):
     level: Literal["watch", "high", "critical"]
     text: str
     case_ids: list[UUID]
+    """The latest cases behind it, at most 20 (so a list stays well under the bus's payload limit)."""
+    case_count: int = 0
+    """How many cases are behind it in all."""
     since: Time
 
 

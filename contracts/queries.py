@@ -263,12 +263,20 @@ class CustomersDangerous(BaseModel):
     level: Literal["watch", "high", "critical"] | None = None
     """Only customers at this level or above."""
     danger_type: Literal["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"] | None = None
+    limit: Count = 100
+    """A page of at most this many customers."""
+    after: Annotated[StrictStr, Field(max_length=200)] | None = None
+    """The `next` of the page before: the page after it."""
 
 
 class CustomersDangerousReply(BaseModel):
     ok: Literal[True] = True
     at: Time
     customers: list[DangerousCustomer]
+    total: int
+    """Customers on the list (with the filters), in all pages."""
+    next: str | None
+    """Pass as `after` for the next page; None on the last."""
 
 
 class SlaSimulate(BaseModel):

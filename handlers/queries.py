@@ -142,6 +142,9 @@ def limits_as_of(clocks: CaseClocks, timeline: PolicyTimeline, at: datetime) -> 
     return sorted(found, key=lambda limit: (limit.started_at, limit.cycle, limit.metric))
 
 
+MAX_REPLY = 1024 * 1024 - 4096
+"""NATS's default max_payload, less room for the headers; the wiring sets the server's own."""
+
 Tracks = Callable[[datetime, datetime], tuple[list[CaseTrack], int]]
 """The cases registered in [since, until) with their happenings, and how many stored events were read."""
 
@@ -178,6 +181,7 @@ class QueryService:
                  policies: Callable[[], PolicyTimeline] | None = None, tracks: Tracks | None = None) -> None:
         self.store = store
         self.tracks = tracks
+        self.max_reply = MAX_REPLY
         self.policies = policies or (lambda: PolicyTimeline((Adopted(None, policy),)))
         self.audit_report = audit
         self.directory = directory
@@ -226,14 +230,25 @@ class QueryService:
         if isinstance(query, bytes):
             return query
         now = self.clock()
+        try:
+            after = _parse_cursor(query.after) if query.after else None
+        except ValueError:
+            return error_reply("validation_error", "after is not a cursor this list gave",
+                               [ErrorDetail(field="after", reason="pass the `next` of the page before")])
 
         def read() -> CustomersDangerousReply:
             with self.readmodels.connect() as conn:
                 found = dangerous_list(conn, self.danger_rules, now)
             least = LEVELS.index(query.level) if query.level else 0
-            return CustomersDangerousReply(at=now, customers=[
-                c for c in found if LEVELS.index(c.level) >= least
-                and (query.danger_type is None or query.danger_type in c.types)])
+            wanted = [c for c in found if LEVELS.index(c.level) >= least
+                      and (query.danger_type is None or query.danger_type in c.types)]
+            start = 0
+            if after is not None:  # the first one past the cursor (its customer may have left the list since)
+                start = next((i for i, c in enumerate(wanted) if _order(c) > after), len(wanted))
+            page = wanted[start:start + query.limit]
+            more = start + query.limit < len(wanted)
+            return CustomersDangerousReply(at=now, customers=page, total=len(wanted),
+                                           next=_cursor(page[-1]) if more and page else None)
         return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
     async def report(self, raw: bytes, _sender: Identity) -> bytes:
@@ -313,7 +328,29 @@ async def answer(service: QueryService, name: str, method: Answer, raw: bytes, r
         return unknown_sender()
     if not may_ask(sender.role, name):
         return error_reply("forbidden", f"a {sender.role.value} may not ask {name}")
-    return await method(service, raw, sender)
+    reply = await method(service, raw, sender)
+    if len(reply) > service.max_reply:  # NATS would drop it: the asker would wait in silence
+        return error_reply("validation_error", f"the reply would be {len(reply):,} bytes, over the bus's limit "
+                           f"of {service.max_reply:,}: ask for a smaller page (limit) or a shorter period",
+                           [ErrorDetail(field="limit", reason="the reply is too large for the bus")])
+    return reply
+
+
+def _order(customer: Any) -> tuple[int, datetime, str]:
+    """The dangerous list's order: the highest level first, then the earliest entry."""
+    return -LEVELS.index(customer.level), customer.entered_at, str(customer.customer_id)
+
+
+def _cursor(customer: Any) -> str:
+    return f"{customer.level}|{customer.entered_at.isoformat()}|{customer.customer_id}"
+
+
+def _parse_cursor(text: str) -> tuple[int, datetime, str]:
+    level, entered_at, customer_id = text.split("|")
+    at = datetime.fromisoformat(entered_at)
+    if level not in LEVELS or at.tzinfo is None:
+        raise ValueError(text)
+    return -LEVELS.index(level), at, str(UUID(customer_id))
 
 
 def _limit(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaLimit:

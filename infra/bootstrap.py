@@ -80,6 +80,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     http: ThreadingHTTPServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    queries: QueryService | None = None
 
     def worker_status(self) -> dict[str, Any] | None:
         return worker_status(self.worker) if self.worker is not None else self.worker_word.current()
@@ -192,12 +193,13 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
                           embedded, worker_word=word)
         health = HealthCheck(store, readmodels, nc, js, [p.name for p in projections(sla_policy)],
                              runtime.worker_status)
-        include_handlers(broker, commands, QueryService(store, clock, readmodels, sla_policy,
-                                                        ZoneInfo(settings.timezone), danger_rules, directory,
-                                                        health.report, lambda: audit_report(store, js),
-                                                        lambda: policy_timeline(store.engine, sla_policy),
-                                                        lambda since, until: case_tracks(store, since, until)),
-                         observe=runtime.metrics.observe_command)
+        queries = QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules,
+                               directory, health.report, lambda: audit_report(store, js),
+                               lambda: policy_timeline(store.engine, sla_policy),
+                               lambda since, until: case_tracks(store, since, until))
+        queries.max_reply = nc.max_payload - 4096
+        runtime.queries = queries
+        include_handlers(broker, commands, queries, observe=runtime.metrics.observe_command)
         runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
                                                  name="health"))
         if settings.metrics_port:

@@ -199,9 +199,14 @@ def entry(customer: dict[str, Any], assessment: Assessment, entered_at: datetime
         counter_measure=assessment.counter_measure)
 
 
+CASE_IDS_SHOWN = 20
+"""A reason names its latest cases, this many at most, and counts them all."""
+
+
 def reason_of(reason: Any) -> DangerReason:
+    case_ids = list(reason.case_ids)
     return DangerReason(rule=reason.rule, type=reason.type, level=reason.level, text=reason.text,
-                        case_ids=list(reason.case_ids), since=reason.since)
+                        case_ids=case_ids[-CASE_IDS_SHOWN:], case_count=len(case_ids), since=reason.since)
 
 
 def dangerous_list(conn: Any, rules: Rules, now: datetime) -> list[DangerousCustomer]:

@@ -165,6 +165,16 @@ async def test_marks_escalations_compensation_and_unfounded_complaints(
     only = await client.query("customers.dangerous", {"level": "high"})
     assert {c["customer_id"] for c in only["customers"]} >= {extortionist, magnet}
     assert payer not in {c["customer_id"] for c in only["customers"]}
+    paged, after = [], None
+    while True:  # pages of one follow the list's order and end
+        page = await client.query("customers.dangerous", {"limit": 1} | ({"after": after} if after else {}))
+        assert len(page["customers"]) <= 1 and page["total"] == len(ordered)
+        paged += [c["customer_id"] for c in page["customers"]]
+        if (after := page["next"]) is None:
+            break
+    assert paged == ordered
+    bad = await client.query("customers.dangerous", {"after": "not a cursor"})
+    assert bad["error"]["code"] == "validation_error" and bad["error"]["details"][0]["field"] == "after"
 
     assert (await client.command("customer", "unflag", {"mark": "extortion", "reason": "误会已澄清"},
                                  aggregate_id=extortionist, role="supervisor"))["ok"]

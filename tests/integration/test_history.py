@@ -93,3 +93,18 @@ async def test_cli_history_shows_the_state_at_an_instant(runtime: Runtime, clien
 
     missing = await asyncio.to_thread(run, str(uuid.uuid4()))
     assert missing.returncode == 1 and "not_found" in missing.stdout
+
+
+async def test_a_reply_too_large_for_the_bus_is_an_error_never_silence(runtime: Runtime, client: Client) -> None:
+    """NATS drops a message over its max_payload: the asker would wait in
+    silence. The product answers with an error saying how to ask for less."""
+    case_id = (await client.register_complaint(description="很长 " * 1000))["aggregate_id"]
+    queries = runtime.queries
+    assert queries is not None
+    wanted = len(orjson.dumps(await client.query("case.history", {"case_id": case_id}, role="auditor")))
+    queries.max_reply = wanted // 2  # as if the case had outgrown the bus's limit
+    try:
+        reply = await client.query("case.history", {"case_id": case_id}, role="auditor")
+    finally:
+        queries.max_reply = runtime.nc.max_payload - 4096
+    assert reply["error"]["code"] == "validation_error" and "over the bus's limit" in reply["error"]["message"]
