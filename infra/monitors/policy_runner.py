@@ -1,6 +1,9 @@
 """Runs a policy: a JetStream durable consumer of the events it reacts to;
 for each event, the policy's commands are sent over the bus one after the
-other, and the event is acknowledged only when every one is answered. A
+other, and the event is acknowledged only when every one is answered. The
+events of a batch are handled concurrently (at most `CONCURRENCY` at once),
+but those of one aggregate one after the other, in stream order, so the
+policy keeps up with the load it follows instead of a round trip at a time. A
 command the domain refuses (say, the case was revisited by hand meanwhile)
 is logged and passed over; when the command side does not answer, the event
 is delivered again later, and the commands' ids make the repeat harmless."""
@@ -27,6 +30,8 @@ from infra.runtime.parts import PartState
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
+BATCH = 64
+CONCURRENCY = 32
 
 
 class Policy(Protocol):
@@ -64,6 +69,7 @@ class PolicyRunner:
         self.handled = 0
         self.state = PartState()
         self._stopping = False
+        self._away = False
 
     @property
     def durable(self) -> str:
@@ -74,18 +80,31 @@ class PolicyRunner:
 
     async def run(self) -> None:
         sub = await self.js.pull_subscribe_bind(durable=await self._consumer(), stream=EVENT_STREAM)
-        async for messages in batches(sub, 16, lambda: not self._stopping, self.durable):
-            for index, message in enumerate(messages):
-                try:
+        slots = asyncio.Semaphore(CONCURRENCY)
+        async for messages in batches(sub, BATCH, lambda: not self._stopping, self.durable):
+            lines: dict[str, list[Any]] = {}
+            for message in messages:  # one line per aggregate: its events stay in order
+                lines.setdefault(_aggregate_of(message), []).append(message)
+            await asyncio.gather(*(self._run_line(line, slots) for line in lines.values()))
+
+    async def _run_line(self, line: list[Any], slots: asyncio.Semaphore) -> None:
+        for index, message in enumerate(line):
+            try:
+                async with slots:
                     await self._handle(message)
-                except CommandSideAway as away:
-                    self.state.failed(away)
-                    log.warning("%s: %s; trying again in %.0fs", self.durable, away, RETRY_SECONDS)
-                    for later in messages[index:]:  # keep the order: the rest comes back after it
-                        await later.nak(delay=RETRY_SECONDS)
-                    break
-                await message.ack()
-                self.handled += 1
+            except CommandSideAway as away:
+                if not self._away:  # said once per outage, not per event
+                    log.warning("%s: %s; trying again every %.0fs", self.durable, away, RETRY_SECONDS)
+                    self._away = True
+                self.state.failed(away)
+                for later in line[index:]:  # keep the order: the rest of this line comes back after it
+                    await later.nak(delay=RETRY_SECONDS)
+                return
+            await message.ack()
+            self.handled += 1
+            if self._away:
+                log.warning("%s: the command side answers again", self.durable)
+                self._away = False
 
     async def _consumer(self) -> str:
         config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -116,3 +135,11 @@ class PolicyRunner:
             self.state.failed(f"{send.subject} for event {event.get('id')} refused: {code}")
             log.warning("%s: %s for event %s refused: %s (%s)", self.durable, send.subject, event.get("id"),
                         code, answer.get("error", {}).get("message"))
+
+
+def _aggregate_of(message: Any) -> str:
+    """The aggregate an event message is about (its own line when unreadable)."""
+    try:
+        return str(orjson.loads(message.data)["aggregate_id"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"unreadable:{id(message)}"
