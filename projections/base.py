@@ -11,7 +11,7 @@ Tracking keeps two marks, written together with the rows they describe:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -125,24 +125,29 @@ def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
         _advance(conn, projection.name, _lock(conn, projection.name), stream_sequence=stream_sequence)
 
 
-def rebuild(engine: Engine, projection: Projection, history: Callable[[int], Iterator[list[Envelope]]],
+def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable[[int], Iterator[list[Envelope]]],
             end_of_history: Callable[[], int], progress: Callable[[int, int], None] = lambda done, total: None,
             ) -> int:
-    """Empty the read model and apply the whole history again, in one
-    transaction: readers see the old rows until it commits. The live consumer
-    waits on the tracking row meanwhile, and then skips what the rebuild
-    covered. Returns the position reached."""
+    """Empty the read models and apply the whole history again, each page of
+    events decoded once for all of them, in one transaction: readers see the
+    old rows until it commits. The live consumers wait on their tracking rows
+    meanwhile, and then skip what the rebuild covered. Returns the position
+    reached."""
     with engine.begin() as conn:
-        _lock(conn, projection.name)
+        for projection in projections:
+            _lock(conn, projection.name)
         end = end_of_history()
-        projection.reset(conn)
+        for projection in projections:
+            projection.reset(conn)
         position = 0
         for batch in history(end):
             if batch:
-                projection.apply(conn, batch)
+                for projection in projections:
+                    projection.apply(conn, batch)
                 position = batch[-1]["position"]
             progress(position, end)
-        conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
+        for projection in projections:
+            conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
     return position
 
 

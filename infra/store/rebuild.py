@@ -4,7 +4,7 @@ mapping the relay publishes with."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import Engine, inspect
 
@@ -32,8 +32,15 @@ def history(store: EventStore) -> Callable[[int], Iterator[list[Envelope]]]:
 
 def rebuild_projection(store: EventStore, engine: Engine, projection: Projection,
                        progress: Callable[[int, int], None] = lambda done, total: None) -> int:
-    create_tables(engine, projection)
-    return rebuild(engine, projection, history(store), store.max_position, progress)
+    return rebuild_projections(store, engine, [projection], progress)
+
+
+def rebuild_projections(store: EventStore, engine: Engine, projections: Sequence[Projection],
+                        progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Rebuild these projections together: the store read and decoded once for all."""
+    for projection in projections:
+        create_tables(engine, projection)
+    return rebuild(engine, projections, history(store), store.max_position, progress)
 
 
 def ensure_current(store: EventStore, engine: Engine, projection: Projection) -> None:
