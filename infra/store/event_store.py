@@ -137,6 +137,16 @@ class ConfidentialMapper(Mapper):
             event = self._with(event, opened)
         return event
 
+    def stored_json(self, stored_event: StoredEvent) -> bytes:
+        """The event's state as its JSON, decrypted (sealed contact fields stay sealed)."""
+        mapper = self._sealed if getattr(resolve_topic(stored_event.topic), "confidential", False) else self
+        state = stored_event.state
+        if mapper.cipher:
+            state = mapper.cipher.decrypt(state)
+        if mapper.compressor:
+            state = mapper.compressor.decompress(state)
+        return state
+
     def still_sealed(self, stored_event: StoredEvent) -> Any:
         """The event with its contact fields as stored (sealed, or plain in an older store)."""
         if getattr(resolve_topic(stored_event.topic), "confidential", False):

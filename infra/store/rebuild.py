@@ -36,8 +36,8 @@ class _Kind:
     name: str
     version: int
     fields: dict[str, Any] | None
-    """The published data's fields with their defaults (or REQUIRED);
-    None when events of this topic take the slow path (sealed contact data)."""
+    """The published data's fields with their defaults (or REQUIRED); None
+    when events of this topic take the domain path (a published field sealed)."""
 
 
 @cache
@@ -45,9 +45,10 @@ def _kind(topic: str) -> _Kind:
     cls = resolve_topic(topic)
     aggregate, name = names(cls)
     model = EVENTS[aggregate][name]
-    fields = None if getattr(cls, "confidential", False) else {
-        field: (REQUIRED if info.is_required() else info.get_default(call_default_factory=True))
-        for field, info in model.model_fields.items()}
+    fields = {field: (REQUIRED if info.is_required() else info.get_default(call_default_factory=True))
+              for field, info in model.model_fields.items()}
+    if set(fields) & set(getattr(cls, "sealed", ())):  # contact data is never published; if it were, open it
+        return _Kind(aggregate, name, getattr(cls, "class_version", 1), None)
     return _Kind(aggregate, name, getattr(cls, "class_version", 1), fields)
 
 
@@ -73,12 +74,12 @@ def _plain(value: Any) -> Any:
 def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
     """The event as the relay publishes it (`handlers.translate.envelope`,
     without the chain's hashes), read straight from its stored JSON: no
-    domain object, no validation. The events whose contact data is sealed,
-    and those stored at an older version (upcast on the way), take the
-    domain path; a test holds both paths to the same output."""
+    domain object, no validation, no customer key (the sealed contact fields
+    are not published). Events stored at an older version (upcast on the
+    way) take the domain path; a test holds both paths to the same output."""
     kind = _kind(notification.topic)
     if kind.fields is not None:
-        state = orjson.loads(notification.state)
+        state = orjson.loads(store.mapper.stored_json(notification))
         if state.pop("class_version", 1) == kind.version:
             data = {}
             for field, default in kind.fields.items():
