@@ -111,8 +111,11 @@ class DangerousCustomers:
                                                 "region": data["region"], "cleared_at": None})
                 elif name == "tier_changed":
                     customers.put(customer_id, customers.get(customer_id) | {"tier": data["tier"]})
-                elif name == "danger_cleared":
+                elif name == "danger_cleared":  # also a fact, so the monitor sees news of the customer
                     customers.put(customer_id, customers.get(customer_id) | {"cleared_at": at})
+                    facts.append({"position": event["position"], "customer_id": customer_id, "signal": "cleared",
+                                  "at": at, "case_id": None, "amount": None, "lifted": False})
+                    continue
             else:
                 case = cases.get(event["aggregate_id"])
                 if case is None:  # a case from before this projection knew its customer

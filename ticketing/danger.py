@@ -75,6 +75,9 @@ class Assessment:
     reasons: tuple[Reason, ...]
     since: datetime
     counter_measure: str
+    next_change: datetime | None = None
+    """The first instant a fact counted now ages out of its window (the
+    standing may change then without anything new); None: only news changes it."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,10 @@ class Rules:
             if reason.type not in types or LEVELS.index(reason.level) > LEVELS.index(types[reason.type]):
                 types[reason.type] = reason.level
         top = max(reasons, key=lambda r: (LEVELS.index(r.level), -reasons.index(r)))
+        ageing = [f.at + timedelta(days=rule.within_days) for rule in self.rules if rule.within_days
+                  for f in self._matching(rule, facts, now)]
         return Assessment(top.level, top.type, types, tuple(reasons), min(r.since for r in reasons),
-                          self.counter_measures.get(top.type, ""))
+                          self.counter_measures.get(top.type, ""), min(ageing, default=None))
 
     @staticmethod
     def _matching(rule: Rule, facts: list[Fact], now: datetime) -> list[Fact]:

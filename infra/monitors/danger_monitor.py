@@ -50,25 +50,37 @@ class DangerMonitor(AlertTimer):
         self.rules = rules
         self._seen: int | None = None
         """The last fact looked at; None until the first look, which looks at everyone."""
+        self._recheck: dict[str, datetime | None] = {}
+        """Listed customers: when their standing may change with nothing new (a fact ageing out)."""
 
-    def _assess(self, conn: Any, now: datetime, listed: set[str]) -> dict[str, tuple[Assessment | None, Any]]:
-        """Those who may have changed: everyone at the first look; then those
-        with new facts (the only way onto the list or up it) and those on it
-        (whose facts age out, or who were cleared)."""
+    def assess_changed(self, conn: Any, now: datetime, listed: set[str]) -> dict[str, tuple[Assessment | None, Any]]:
+        """Those who may have changed, and only they, so a look costs what
+        changed, not the size of the list: everyone at the first look; then
+        those with new facts (the only way onto the list or up it, a
+        clearance among them) and those listed whose facts age out by now."""
         if self._seen is None:
             seen = last_fact(conn)  # before looking: a fact added meanwhile is new at the next look
             found = assess_all(conn, self.rules, now)
             self._seen = seen
-            return found | assess(conn, self.rules, now, listed - found.keys())
-        fresh, self._seen = with_new_facts(conn, self._seen)
-        return assess(conn, self.rules, now, fresh | listed)
+            found |= assess(conn, self.rules, now, listed - found.keys())
+        else:
+            fresh, self._seen = with_new_facts(conn, self._seen)
+            due = {c for c in listed if c not in self._recheck or
+                   ((at := self._recheck[c]) is not None and at <= now)}
+            found = assess(conn, self.rules, now, fresh | due)
+        for customer_id, (assessment, _) in found.items():
+            if assessment is None:
+                self._recheck.pop(customer_id, None)
+            else:
+                self._recheck[customer_id] = assessment.next_change
+        return found
 
     async def prepare(self) -> None:
         await asyncio.to_thread(ledger_metadata.create_all, self.engine)
 
     async def look(self, now: datetime) -> int:
         states = await asyncio.to_thread(self.read, published)
-        assessed = await asyncio.to_thread(self.read, lambda conn: self._assess(conn, now, set(states)))
+        assessed = await asyncio.to_thread(self.read, lambda conn: self.assess_changed(conn, now, set(states)))
         raised = 0
         for customer_id, (assessment, _customer) in sorted(assessed.items()):
             state = states.get(customer_id)

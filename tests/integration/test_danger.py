@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,28 @@ async def test_a_rebuild_announces_nobody_again_and_the_cli_shows_the_list(
                                     timeout=30, check=False)
     assert shown.returncode == 0, shown.stderr
     assert who in shown.stdout and "churn_risk" in shown.stdout and "3 complaints in 30 days" in shown.stdout
+
+
+async def test_a_look_assesses_only_who_may_have_changed(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements) -> None:
+    """Each second's look costs what changed, not the size of the list: a
+    listed customer with nothing new is looked at again only when one of
+    their counted facts ages out of its window."""
+    assert runtime.worker is not None
+    monitor = runtime.worker.danger
+    who = await customer(client)
+    first = clock.now
+    for _ in range(3):
+        await complaint(client, who)
+        clock.advance(hours=1)
+    await look(runtime)
+    await wait_for(lambda: announced.of(who) == [("customer.dangerous", "watch")], timeout=3)
+
+    def looked_at(at: Any) -> set[str]:
+        return set(monitor.read(lambda conn: monitor.assess_changed(conn, at, {who})))
+    assert looked_at(clock.now) == set(), "nothing new, nothing ageing: nobody assessed"
+    assert looked_at(first + timedelta(days=30) - timedelta(seconds=1)) == set()
+    assert looked_at(first + timedelta(days=30, seconds=1)) == {who}, "the first complaint ages out then"
+    await complaint(client, who)
+    await look(runtime)
+    assert looked_at(clock.now) == set(), "the new complaint was looked at once, by the look above"
