@@ -87,6 +87,15 @@ sla_clock = Table(
     Index("ix_sla_clock_unrecorded", "recorded", "breached_at"),
 )
 
+sla_counted_under = Table(
+    "sla_counted_under",
+    metadata,
+    Column("name", String(20), primary_key=True),  # "policy"
+    Column("digest", String(64), nullable=False),
+)
+"""The policy the running limits were last counted against as a whole, so a
+start under the same policy need not recount them all."""
+
 RUNNING = ("running", "paused")
 DEFAULT_TIER = "basic"
 DEFAULT_PRIORITY = "normal"  # callbacks have none
@@ -236,7 +245,17 @@ class SlaLimits:
     def retarget(self, conn: Connection) -> int:
         """Count every running limit against the policy as it is now (run at
         start, before the live consumer: the policy file may have changed
-        since the rows were written). Returns how many rows changed."""
+        since the rows were written). Nothing to do when they were last counted
+        under this very policy. Returns how many rows changed."""
+        counted = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == "policy"))
+        if self.policy.digest and counted.scalar() == self.policy.digest:
+            return 0
+        changed = self._retarget(conn)
+        conn.execute(sla_counted_under.delete())
+        conn.execute(sla_counted_under.insert().values(name="policy", digest=self.policy.digest))
+        return changed
+
+    def _retarget(self, conn: Connection) -> int:
         running = conn.execute(select(sla_clock.c.case_id).where(sla_clock.c.state.in_(RUNNING))).scalars()
         case_ids = set(running)
         cases = Rows(conn, sla_case, sla_case.c.case_id, case_ids)

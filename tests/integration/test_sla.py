@@ -399,3 +399,21 @@ async def test_the_cli_shows_the_same_as_the_queries(
     assert [b["case_id"] for b in reply["breaches"]] == [late]
     bad = await asyncio.to_thread(run, "--breaches", "--since", "yesterday")
     assert bad.returncode == 1 and "validation_error" in bad.stdout
+
+
+async def test_a_start_under_the_same_policy_recounts_nothing(runtime: Runtime, client: Client,
+                                                             settings: Settings, tmp_path: Path) -> None:
+    """A restart does not recount every running limit before moving: only a
+    changed policy file makes it count them again, once."""
+    for _ in range(3):
+        await client.register_complaint(priority="normal")
+    await settle(runtime)
+    policy = load_sla_policy(settings)
+    with runtime.readmodels.begin() as conn:
+        assert SlaLimits(policy).retarget(conn) == 0, "counted under this policy already"
+    tighter = tmp_path / "tighter.toml"
+    tighter.write_text('[[limit]]\nfirst_response = "5m"\n')
+    other = load_sla_policy(settings.model_copy(update={"sla_policy": tighter}))
+    with runtime.readmodels.begin() as conn:
+        assert SlaLimits(other).retarget(conn) > 0
+        assert SlaLimits(other).retarget(conn) == 0, "once"
