@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -70,6 +71,10 @@ activity = Table(
     Column("level", String(20)),  # escalated to
     Column("responsible_party", String(20)),
     Column("metric", String(20)),  # sla_breached
+    # The figures count one kind of event in a period: each count is a range
+    # of one of these, the period's rows only, whatever the history's size.
+    Index("ix_activity_event_at", "event", "at"),
+    Index("ix_activity_kind_event_at", "kind", "event", "at"),
 )
 
 DEFAULT_TIER = "basic"

@@ -63,8 +63,13 @@ def empty(conn: Connection, metadata: MetaData) -> None:
 
 
 def create_tables(engine: Engine, projection: Projection) -> None:
+    """The projection's tables, and any index a newer version added to a
+    table that exists already (create_all adds indexes only with their table)."""
     tracking_metadata.create_all(engine)
     projection.metadata.create_all(engine)
+    for table in projection.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
 
 
 def _lock(conn: Connection, name: str) -> tuple[int, int]:

@@ -85,6 +85,7 @@ sla_clock = Table(
     Index("ix_sla_clock_running_deadline", "state", "deadline"),
     Index("ix_sla_clock_running_warning", "state", "warning_at"),
     Index("ix_sla_clock_unrecorded", "recorded", "breached_at"),
+    Index("ix_sla_clock_metric_stopped", "metric", "stopped_at"),  # on time in a period
 )
 
 sla_counted_under = Table(
