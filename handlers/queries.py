@@ -47,7 +47,7 @@ from handlers.commands import error_reply, problems_of, unknown_sender
 from handlers.identity import Directory, Identity, identify
 from handlers.translate import envelope, names, state_json
 from projections import figures, sla
-from projections.danger import dangerous_list
+from projections.danger import listed
 from ticketing import periods
 from ticketing.access import acting, may_ask
 from ticketing.customer import Customer
@@ -237,18 +237,12 @@ class QueryService:
                                [ErrorDetail(field="after", reason="pass the `next` of the page before")])
 
         def read() -> CustomersDangerousReply:
-            with self.readmodels.connect() as conn:
-                found = dangerous_list(conn, self.danger_rules, now)
-            least = LEVELS.index(query.level) if query.level else 0
-            wanted = [c for c in found if LEVELS.index(c.level) >= least
-                      and (query.danger_type is None or query.danger_type in c.types)]
-            start = 0
-            if after is not None:  # the first one past the cursor (its customer may have left the list since)
-                start = next((i for i, c in enumerate(wanted) if _order(c) > after), len(wanted))
-            page = wanted[start:start + query.limit]
-            more = start + query.limit < len(wanted)
-            return CustomersDangerousReply(at=now, customers=page, total=len(wanted),
-                                           next=_cursor(page[-1]) if more and page else None)
+            with self.readmodels.connect() as conn:  # the list as the monitor last assessed it (each second)
+                page, total = listed(conn, least=LEVELS.index(query.level) if query.level else 0,
+                                     danger_type=query.danger_type, after=after, limit=query.limit + 1)
+            more, page = len(page) > query.limit, page[:query.limit]
+            return CustomersDangerousReply(at=now, customers=page, total=total,
+                                           next=_cursor(page[-1]) if more else None)
         return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
     async def report(self, raw: bytes, _sender: Identity) -> bytes:
@@ -334,11 +328,6 @@ async def answer(service: QueryService, name: str, method: Answer, raw: bytes, r
                            f"of {service.max_reply:,}: ask for a smaller page (limit) or a shorter period",
                            [ErrorDetail(field="limit", reason="the reply is too large for the bus")])
     return reply
-
-
-def _order(customer: Any) -> tuple[int, datetime, str]:
-    """The dangerous list's order: the highest level first, then the earliest entry."""
-    return -LEVELS.index(customer.level), customer.entered_at, str(customer.customer_id)
 
 
 def _cursor(customer: Any) -> str:

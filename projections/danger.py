@@ -16,11 +16,15 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
+    and_,
     func,
+    or_,
     select,
 )
 
@@ -109,9 +113,13 @@ class DangerousCustomers:
                 if name == "registered":
                     customers.put(customer_id, {"customer_id": customer_id, "tier": data["tier"],
                                                 "region": data["region"], "cleared_at": None})
-                elif name == "tier_changed":
+                elif name == "tier_changed":  # a fact too: the monitor's listing shows the tier
                     customers.put(customer_id, customers.get(customer_id) | {"tier": data["tier"]})
-                elif name == "danger_cleared":  # also a fact, so the monitor sees news of the customer
+                    facts.append({"position": event["position"], "customer_id": customer_id,
+                                  "signal": "tier_changed", "at": at, "case_id": None, "amount": None,
+                                  "lifted": False})
+                    continue
+                elif name == "danger_cleared":  # a fact too, so the monitor sees news of the customer
                     customers.put(customer_id, customers.get(customer_id) | {"cleared_at": at})
                     facts.append({"position": event["position"], "customer_id": customer_id, "signal": "cleared",
                                   "at": at, "case_id": None, "amount": None, "lifted": False})
@@ -212,18 +220,6 @@ def reason_of(reason: Any) -> DangerReason:
                         case_ids=case_ids[-CASE_IDS_SHOWN:], case_count=len(case_ids), since=reason.since)
 
 
-def dangerous_list(conn: Any, rules: Rules, now: datetime) -> list[DangerousCustomer]:
-    """The list at `now`, the most dangerous first; a customer's entry time is
-    when the monitor announced them, when it has."""
-    states = published(conn)
-    found = []
-    for customer_id, (assessment, customer) in assess_all(conn, rules, now).items():
-        if assessment is not None:
-            state = states.get(customer_id)
-            found.append(entry(customer, assessment, state["entered_at"] if state else assessment.since))
-    return sorted(found, key=lambda e: (-LEVELS.index(e.level), e.entered_at, str(e.customer_id)))
-
-
 # ---- what the monitor has published ---------------------------------------------
 # Kept apart from the read model above: a rebuild replaces the read model but
 # must not announce anyone again.
@@ -252,3 +248,57 @@ def note(conn: Connection, customer_id: str, state: dict[str, Any] | None) -> No
         conn.execute(danger_state.insert().values(customer_id=customer_id, level=state["level"],
                                                   danger_type=state["danger_type"],
                                                   entered_at=utc(state["entered_at"])))
+
+
+# ---- the list as the monitor last assessed it ------------------------------------
+# What `customers.dangerous` reads: one row per listed customer, written by
+# the monitor for each customer it assesses (those with news, those whose
+# facts age out), so a query reads a page off an index whatever the store's
+# size. Beside the ledger: a rebuild of the facts does not empty it.
+
+danger_listing = Table(
+    "danger_listing",
+    ledger_metadata,
+    Column("customer_id", String(36), primary_key=True),
+    Column("rank", Integer, nullable=False),  # the level's index in LEVELS: the highest first
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("types", String(200), nullable=False),  # ",churn_risk,extortion,": every type that holds
+    Column("entry", Text, nullable=False),  # the DangerousCustomer, as JSON
+    Index("ix_danger_listing_order", "rank", "entered_at", "customer_id"),
+)
+
+Cursor = tuple[int, datetime, str]
+"""Where an entry stands in the list's order: (-rank, entered_at, customer id)."""
+
+
+def list_entries(conn: Connection, entries: dict[str, DangerousCustomer | None]) -> None:
+    """Write what the monitor found for these customers (None: not on the list)."""
+    if not entries:
+        return
+    conn.execute(danger_listing.delete().where(danger_listing.c.customer_id.in_(list(entries))))
+    rows = [{"customer_id": customer_id, "rank": LEVELS.index(entry.level), "entered_at": utc(entry.entered_at),
+             "types": "," + ",".join(sorted(entry.types)) + ",", "entry": entry.model_dump_json()}
+            for customer_id, entry in entries.items() if entry is not None]
+    if rows:
+        conn.execute(danger_listing.insert(), rows)
+
+
+def listed(conn: Connection, *, least: int = 0, danger_type: str | None = None, after: Cursor | None = None,
+           limit: int = 100) -> tuple[list[DangerousCustomer], int]:
+    """A page of the list, the most dangerous first (then the earliest
+    entry), after the cursor; and how many are listed in all (with the filters)."""
+    where = [danger_listing.c.rank >= least]
+    if danger_type is not None:
+        where.append(danger_listing.c.types.contains(f",{danger_type},"))
+    total = int(conn.execute(select(func.count()).select_from(danger_listing).where(*where)).scalar_one())
+    query = select(danger_listing.c.entry).where(*where)
+    if after is not None:
+        rank, entered_at, customer_id = -after[0], utc(after[1]), after[2]
+        query = query.where(or_(
+            danger_listing.c.rank < rank,
+            and_(danger_listing.c.rank == rank, or_(
+                danger_listing.c.entered_at > entered_at,
+                and_(danger_listing.c.entered_at == entered_at, danger_listing.c.customer_id > customer_id)))))
+    query = query.order_by(danger_listing.c.rank.desc(), danger_listing.c.entered_at,
+                           danger_listing.c.customer_id).limit(limit)
+    return [DangerousCustomer.model_validate_json(entry) for entry in conn.execute(query).scalars()], total

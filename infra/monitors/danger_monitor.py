@@ -22,14 +22,16 @@ from typing import Any
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
-from contracts.alerts import CustomerAlert
+from contracts.alerts import CustomerAlert, DangerousCustomer
 from infra.monitors.alerts import AlertTimer, alert_id
 from infra.runtime.clock import Clock
 from projections.danger import (
     assess,
     assess_all,
+    entry,
     last_fact,
     ledger_metadata,
+    list_entries,
     note,
     published,
     reason_of,
@@ -82,10 +84,11 @@ class DangerMonitor(AlertTimer):
         states = await asyncio.to_thread(self.read, published)
         assessed = await asyncio.to_thread(self.read, lambda conn: self.assess_changed(conn, now, set(states)))
         raised = 0
-        for customer_id, (assessment, _customer) in sorted(assessed.items()):
+        listing: dict[str, DangerousCustomer | None] = {}
+        for customer_id, (assessment, customer) in sorted(assessed.items()):
             state = states.get(customer_id)
+            entered_at = state["entered_at"] if state else assessment.since if assessment else None
             if assessment is not None and (state is None or _rank(assessment.level) > _rank(state["level"])):
-                entered_at = state["entered_at"] if state else assessment.since
                 alert = CustomerAlert(
                     id=alert_id(key := _key(customer_id, entered_at, assessment.level)),
                     type="customer.dangerous", raised_at=now, customer_id=customer_id, level=assessment.level,
@@ -101,13 +104,17 @@ class DangerMonitor(AlertTimer):
             else:
                 if assessment is not None and state is not None and assessment.level != state["level"]:
                     await asyncio.to_thread(self.write, note, customer_id, _state(assessment, state["entered_at"]))
+                listing[customer_id] = entry(customer, assessment, entered_at) if assessment else None
                 continue
             if not await self.publish(alert, key):
+                self._seen = None  # the bus is away: look at everyone again once it is back
                 break
             await asyncio.to_thread(self.write, note, customer_id,
                                     _state(assessment, alert.entered_at) if assessment else None)
+            listing[customer_id] = entry(customer, assessment, alert.entered_at) if assessment else None
             log.info("%s: customer %s (%s)", alert.type, customer_id, alert.level or "off the list")
             raised += 1
+        await asyncio.to_thread(self.write, list_entries, listing)
         return raised
 
 
