@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
@@ -38,6 +39,10 @@ tracking = Table(
     Column("position", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
     Column("stream_sequence", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, default=0),
 )
+
+
+UTC_ZONE = ZoneInfo("UTC")
+"""The time zone day counters are kept in when none is given."""
 
 
 class Projection(Protocol):
@@ -193,3 +198,12 @@ class Rows:
             statement = (self.table.update().where(self.key == bindparam("_key"))
                          .values({name: bindparam(name) for name in columns}))
             self.conn.execute(statement, updates)
+
+
+def counted_elsewhere(conn: Connection, name: str, kept_zone: str | None, zone: ZoneInfo) -> bool:
+    """Whether a projection's day counters need a rebuild: kept in another
+    time zone, or missing although it has applied events (they were added
+    by a newer version)."""
+    if kept_zone is not None:
+        return kept_zone != zone.key
+    return bool(conn.execute(select(tracking.c.position).where(tracking.c.name == name)).scalar())

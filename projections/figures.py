@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Integer, and_, cast, func, select
+from sqlalchemy import Connection, and_, func, select
 
-from projections.activity import activity, activity_customer
+from projections.activity import activity, customer_day, figure_day, figure_top
 from projections.base import utc
 from projections.case_summary import case_summary
-from projections.sla import sla_case, sla_clock
+from projections.sla import sla_clock, sla_on_time
 from ticketing.periods import Period, day_of, month_of, previous, weeks
 
 OPEN = ("registered", "acknowledged", "analysed", "reopened", "dispatch_requested", "dispatched", "scheduled")
@@ -31,45 +31,50 @@ def _between(column: Any, period: Period) -> Any:
     return and_(column >= utc(period.start), column < utc(period.end))
 
 
-def _count(conn: Connection, *where: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(activity).where(*where)).scalar_one())
+def _days(column: Any, period: Period, zone: ZoneInfo) -> Any:
+    """The local days of a period (it begins and ends at local midnights)."""
+    return and_(column >= period.start.astimezone(zone).date(), column < period.end.astimezone(zone).date())
 
 
 def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def on_time(conn: Connection, period: Period, metric: str) -> dict[str, Any]:
+def on_time(conn: Connection, period: Period, metric: str, zone: ZoneInfo) -> dict[str, Any]:
     """Limits of `metric` on complaints and repair jobs that stopped in the
     period: met, missed, the share met (callback cases' own limits aside)."""
-    rows = conn.execute(select(sla_clock.c.state, func.count())
-                        .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id).where(
-        sla_case.c.kind.in_(CASE_KINDS), sla_clock.c.metric == metric, sla_clock.c.state.in_(("met", "missed")),
-        _between(sla_clock.c.stopped_at, period)).group_by(sla_clock.c.state)).all()
-    counts = {"met": 0, "missed": 0} | {state: int(n) for state, n in rows}
-    return counts | {"rate": _rate(counts["met"], counts["met"] + counts["missed"])}
+    met, missed = conn.execute(select(func.coalesce(func.sum(sla_on_time.c.met), 0),
+                                      func.coalesce(func.sum(sla_on_time.c.missed), 0)).where(
+        sla_on_time.c.metric == metric, sla_on_time.c.kind.in_(CASE_KINDS),
+        _days(sla_on_time.c.day, period, zone))).one()
+    return {"met": int(met), "missed": int(missed), "rate": _rate(int(met), int(met) + int(missed))}
 
 
-def figures(conn: Connection, period: Period) -> dict[str, Any]:
-    """What happened in a period."""
-    in_period = _between(activity.c.at, period)
-    by_kind = {kind: {name: _count(conn, in_period, activity.c.kind == kind, activity.c.event == name)
-                      for name in ("registered", "resolved")} for kind in CASE_KINDS}
-    resolved_fc = conn.execute(select(func.count(), func.sum(cast(activity.c.first_contact, Integer))).where(
-        in_period, activity.c.event == "resolved", activity.c.first_contact.is_not(None))).one()
-    satisfaction = conn.execute(select(func.avg(activity.c.score), func.count()).where(
-        in_period, activity.c.event == "revisited", activity.c.score.is_not(None))).one()
+def figures(conn: Connection, period: Period, zone: ZoneInfo) -> dict[str, Any]:
+    """What happened in a period: sums of the day counters."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    measures = ("n", "first_contact_n", "first_contact_yes", "score_sum", "score_n")
+    rows = conn.execute(select(figure_day.c.kind, figure_day.c.event,
+                               *(func.sum(figure_day.c[m]).label(m) for m in measures))
+                        .where(_days(figure_day.c.day, period, zone))
+                        .group_by(figure_day.c.kind, figure_day.c.event)).mappings()
+    for row in rows:
+        counts[(row["kind"], row["event"])] = {m: int(row[m] or 0) for m in measures}
+
+    def total(measure: str, event: str, kind: str | None = None) -> int:
+        return sum(c[measure] for (k, e), c in counts.items() if e == event and kind in (None, k))
+    score_n = total("score_n", "revisited")
     return {
         "period": period.name, "start": period.start, "end": period.end,
-        "registered": {kind: by_kind[kind]["registered"] for kind in CASE_KINDS},
-        "resolved": {kind: by_kind[kind]["resolved"] for kind in CASE_KINDS},
-        "first_contact_rate": _rate(int(resolved_fc[1] or 0), int(resolved_fc[0])),
-        "first_response_on_time": on_time(conn, period, "first_response")["rate"],
-        "resolution_on_time": on_time(conn, period, "resolution")["rate"],
-        "callbacks_done": _count(conn, in_period, activity.c.kind == "callback", activity.c.event == "completed"),
-        "callbacks_missed": _count(conn, in_period, activity.c.kind == "callback", activity.c.event == "missed"),
-        "satisfaction": float(satisfaction[0]) if satisfaction[1] else None,
-        "revisits": int(satisfaction[1]),
+        "registered": {kind: total("n", "registered", kind) for kind in CASE_KINDS},
+        "resolved": {kind: total("n", "resolved", kind) for kind in CASE_KINDS},
+        "first_contact_rate": _rate(total("first_contact_yes", "resolved"), total("first_contact_n", "resolved")),
+        "first_response_on_time": on_time(conn, period, "first_response", zone)["rate"],
+        "resolution_on_time": on_time(conn, period, "resolution", zone)["rate"],
+        "callbacks_done": total("n", "completed", "callback"),
+        "callbacks_missed": total("n", "missed", "callback"),
+        "satisfaction": total("score_sum", "revisited") / score_n if score_n else None,
+        "revisits": score_n,
     }
 
 
@@ -98,25 +103,28 @@ def dashboard(conn: Connection, now: datetime, zone: ZoneInfo) -> dict[str, Any]
     return {
         "at": now, "timezone": zone.key, "open_total": len(open_rows),
         "open": {name: dict(counter.most_common()) for name, counter in by.items()},
-        "backlog": backlog, "today": figures(conn, day_of(now, zone)), "month": figures(conn, month_of(now, zone)),
+        "backlog": backlog, "today": figures(conn, day_of(now, zone), zone),
+        "month": figures(conn, month_of(now, zone), zone),
         "limits_at_risk": int(at_risk), "limits_breached": int(breached),
     }
 
 
-def _top(conn: Connection, column: Any, period: Period, limit: int = 5) -> list[dict[str, Any]]:
-    rows = conn.execute(select(column, func.count().label("n")).where(
-        _between(activity.c.at, period), activity.c.kind == "complaint", activity.c.event == "registered",
-        column.is_not(None)).group_by(column).order_by(func.count().desc(), column).limit(limit)).all()
-    return [{"name": name, "count": int(n)} for name, n in rows]
+def _top(conn: Connection, dimension: str, period: Period, zone: ZoneInfo, limit: int = 5) -> list[dict[str, Any]]:
+    n = func.sum(figure_top.c.n).label("n")
+    rows = conn.execute(select(figure_top.c.value, n).where(
+        figure_top.c.dimension == dimension, _days(figure_top.c.day, period, zone))
+        .group_by(figure_top.c.value).order_by(n.desc(), figure_top.c.value).limit(limit)).all()
+    return [{"name": name, "count": int(count)} for name, count in rows]
 
 
-def complaint_rate(conn: Connection, period: Period) -> float | None:
+def complaint_rate(conn: Connection, period: Period, zone: ZoneInfo) -> float | None:
     """Complaints registered in the period per 100 customers known by its end."""
-    customers = conn.execute(select(func.count()).select_from(activity_customer).where(
-        activity_customer.c.registered_at < utc(period.end))).scalar_one()
-    complaints = _count(conn, _between(activity.c.at, period), activity.c.kind == "complaint",
-                        activity.c.event == "registered")
-    return 100 * complaints / customers if customers else None
+    customers = conn.execute(select(func.coalesce(func.sum(customer_day.c.n), 0)).where(
+        customer_day.c.day < period.end.astimezone(zone).date())).scalar_one()
+    complaints = conn.execute(select(func.coalesce(func.sum(figure_day.c.n), 0)).where(
+        figure_day.c.kind == "complaint", figure_day.c.event == "registered",
+        _days(figure_day.c.day, period, zone))).scalar_one()
+    return 100 * int(complaints) / int(customers) if customers else None
 
 
 def typical_cases(conn: Connection, period: Period, limit: int = 5) -> list[dict[str, Any]]:
@@ -150,15 +158,15 @@ def typical_cases(conn: Connection, period: Period, limit: int = 5) -> list[dict
 def report(conn: Connection, period: Period, zone: ZoneInfo) -> dict[str, Any]:
     """The quality report of a month or a quarter, with the period before for comparison."""
     before = previous(period, zone)
-    now, then = figures(conn, period), figures(conn, before)
-    rate, rate_before = complaint_rate(conn, period), complaint_rate(conn, before)
+    now, then = figures(conn, period, zone), figures(conn, before, zone)
+    rate, rate_before = complaint_rate(conn, period, zone), complaint_rate(conn, before, zone)
     trend = []
     for week in weeks(period, zone):
-        average, count = conn.execute(select(func.avg(activity.c.score), func.count()).where(
-            _between(activity.c.at, week), activity.c.event == "revisited", activity.c.score.is_not(None))).one()
+        total, count = conn.execute(select(func.sum(figure_day.c.score_sum), func.sum(figure_day.c.score_n)).where(
+            figure_day.c.event == "revisited", _days(figure_day.c.day, week, zone))).one()
         trend.append({"week": week.name, "start": week.start, "end": week.end,
-                      "average": float(average) if count else None, "count": int(count)})
-    limits = {metric: on_time(conn, period, metric)
+                      "average": int(total) / int(count) if count else None, "count": int(count or 0)})
+    limits = {metric: on_time(conn, period, metric, zone)
               for metric in ("first_response", "plan", "resolution", "callback", "loop")}
     misses = []
     if now["satisfaction"] is not None and now["satisfaction"] < TARGETS["satisfaction"]:
@@ -174,8 +182,8 @@ def report(conn: Connection, period: Period, zone: ZoneInfo) -> dict[str, Any]:
         "figures": now, "previous": then, "complaint_rate": rate, "complaint_rate_previous": rate_before,
         "complaint_rate_change": (rate - rate_before) / rate_before if rate is not None and rate_before else None,
         "satisfaction_trend": trend, "on_time": limits,
-        "top": {"categories": _top(conn, activity.c.category, period),
-                "products": _top(conn, activity.c.product, period),
-                "regions": _top(conn, activity.c.region, period)},
+        "top": {"categories": _top(conn, "category", period, zone),
+                "products": _top(conn, "product", period, zone),
+                "regions": _top(conn, "region", period, zone)},
         "typical_cases": typical_cases(conn, period), "targets": TARGETS, "misses": misses,
     }

@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Date,
     DateTime,
     Float,
     Index,
@@ -32,7 +34,7 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import Envelope, Rows, empty, utc
+from projections.base import UTC_ZONE, Envelope, Rows, counted_elsewhere, empty, utc
 from projections.case_summary import assignee_after
 from ticketing.sla.clock import CaseClocks, Result, Running
 from ticketing.sla.policy import SlaPolicy
@@ -88,14 +90,26 @@ sla_clock = Table(
     Index("ix_sla_clock_metric_stopped", "metric", "stopped_at"),  # on time in a period
 )
 
+sla_on_time = Table(
+    "sla_on_time",
+    metadata,
+    Column("key", String(80), primary_key=True),  # "day|kind|metric"
+    Column("day", Date, nullable=False),  # when the limits stopped, in the department's time zone
+    Column("kind", String(20), nullable=False),
+    Column("metric", String(20), nullable=False),
+    Column("met", Integer, nullable=False),
+    Column("missed", Integer, nullable=False),
+    Index("ix_sla_on_time_metric_day", "metric", "day"),
+)
+"""Day counters of the limits stopped met or missed: what the on-time figures sum."""
+
 sla_counted_under = Table(
     "sla_counted_under",
     metadata,
-    Column("name", String(20), primary_key=True),  # "policy"
+    Column("name", String(20), primary_key=True),  # "zone"
     Column("digest", String(64), nullable=False),
 )
-"""The policy the running limits were last counted against as a whole, so a
-start under the same policy need not recount them all."""
+"""The time zone the day counters are kept in."""
 
 RUNNING = ("running", "paused")
 DEFAULT_TIER = "basic"
@@ -159,8 +173,14 @@ class SlaLimits:
     name = "sla"
     metadata = metadata
 
-    def __init__(self, policy: SlaPolicy) -> None:
+    def __init__(self, policy: SlaPolicy, zone: ZoneInfo = UTC_ZONE) -> None:
         self.policy = policy
+        self.zone = zone
+
+    def stale(self, conn: Connection) -> bool:
+        """Its day counters were kept in another time zone."""
+        kept = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == "zone")).scalar()
+        return counted_elsewhere(conn, self.name, kept, self.zone)
 
     def apply(self, conn: Connection, events: list[Envelope]) -> None:
         case_events = [e for e in events if e["aggregate_type"] != "customer"]
@@ -209,6 +229,9 @@ class SlaLimits:
                 case.clocks.on(name, at, self.policy)
             case.row["cycle"] = case.clocks.cycle
         self._put(live, cases, clocks)
+        self._count(conn, live)
+        if conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == "zone")).scalar() is None:
+            conn.execute(sla_counted_under.insert().values(name="zone", digest=self.zone.key))
         customers.write()
         cases.write()
         clocks.write()
@@ -226,6 +249,27 @@ class SlaLimits:
             if running is not None:
                 case.clocks.running[running.metric] = case.loaded[running.metric] = running
         return live
+
+    def _count(self, conn: Connection, live: dict[str, _Case]) -> None:
+        """Add the limits this batch stopped met or missed to the day counters."""
+        found: dict[str, dict[str, Any]] = {}
+        for case in live.values():
+            for result in case.clocks.results:
+                if result.met is None:
+                    continue
+                day = result.stopped_at.astimezone(self.zone).date()
+                key = f"{day.isoformat()}|{case.row['kind']}|{result.metric}"
+                counts = found.setdefault(key, {"key": key, "day": day, "kind": case.row["kind"],
+                                                "metric": result.metric, "met": 0, "missed": 0})
+                counts["met" if result.met else "missed"] += 1
+        if not found:
+            return
+        kept = Rows(conn, sla_on_time, sla_on_time.c.key, set(found))
+        for key, counts in found.items():
+            before = kept.get(key)
+            kept.put(key, counts if before is None else
+                     before | {"met": before["met"] + counts["met"], "missed": before["missed"] + counts["missed"]})
+        kept.write()
 
     @staticmethod
     def _put(live: dict[str, _Case], cases: Rows, clocks: Rows) -> None:
@@ -248,12 +292,13 @@ class SlaLimits:
         start, before the live consumer: the policy file may have changed
         since the rows were written). Nothing to do when they were last counted
         under this very policy. Returns how many rows changed."""
-        counted = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == "policy"))
+        ledger_metadata.create_all(conn)
+        counted = conn.execute(select(sla_policy_counted.c.digest))
         if self.policy.digest and counted.scalar() == self.policy.digest:
             return 0
         changed = self._retarget(conn)
-        conn.execute(sla_counted_under.delete())
-        conn.execute(sla_counted_under.insert().values(name="policy", digest=self.policy.digest))
+        conn.execute(sla_policy_counted.delete())
+        conn.execute(sla_policy_counted.insert().values(digest=self.policy.digest))
         return changed
 
     def _retarget(self, conn: Connection) -> int:
@@ -348,6 +393,15 @@ sla_alert = Table(
     Column("recorded_at", DateTime(timezone=True)),  # a breach: when the case took its sla_breached event
     Index("ix_sla_alert_unrecorded", "alert", "recorded_at"),
 )
+
+sla_policy_counted = Table(
+    "sla_policy_counted",
+    ledger_metadata,
+    Column("digest", String(64), primary_key=True),
+)
+"""The policy the running limits were last counted against as a whole (by
+the monitor at its start), so a start under the same policy need not
+recount them all. Beside the read model: the monitor's, not the events'."""
 
 _WITH_CASE = (sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority, sla_case.c.assignee)
 

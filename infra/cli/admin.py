@@ -23,6 +23,8 @@ def projections() -> None:
 @click.argument("name", required=False)
 def rebuild_command(name: str | None) -> None:
     """Rebuild a projection (default: all) from the event store."""
+    from zoneinfo import ZoneInfo
+
     from infra.config_files import load_sla_policy
     from infra.runtime.worker import projections as all_projections
     from infra.store.database import make_engine
@@ -32,7 +34,7 @@ def rebuild_command(name: str | None) -> None:
 
     settings = Settings()
     setup_logging(settings.log_level)
-    every = all_projections(load_sla_policy(settings))
+    every = all_projections(load_sla_policy(settings), ZoneInfo(settings.timezone))
     chosen = [p for p in every if name in (None, p.name)]
     if not chosen:
         names = ", ".join(p.name for p in every)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import Notification
 from nats.aio.client import Client as Nats
@@ -41,7 +42,7 @@ from infra.store.event_store import EventStore
 from infra.store.rebuild import ensure_current
 from infra.store.secrets import cipher_key
 from projections.activity import Activity
-from projections.base import create_tables
+from projections.base import UTC_ZONE, create_tables
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
@@ -50,8 +51,9 @@ from ticketing.sla.policy import SlaPolicy
 log = logging.getLogger(__name__)
 
 
-def projections(policy: SlaPolicy) -> list[Any]:
-    return [CaseSummary(), SlaLimits(policy), Activity(), DangerousCustomers()]
+def projections(policy: SlaPolicy, zone: ZoneInfo = UTC_ZONE) -> list[Any]:
+    """Every read model; the day counters kept in the department's time zone."""
+    return [CaseSummary(), SlaLimits(policy, zone), Activity(zone), DangerousCustomers()]
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
@@ -113,7 +115,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
 
     subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
     sla_policy = load_sla_policy(settings)
-    chosen = projections(sla_policy)
+    chosen = projections(sla_policy, ZoneInfo(settings.timezone))
     for projection in chosen:
         await asyncio.to_thread(ensure_current, store, readmodels, projection)
         await asyncio.to_thread(create_tables, readmodels, projection)

@@ -141,9 +141,17 @@ def ensure_current(store: EventStore, engine: Engine, projection: Projection) ->
     existing = inspect(engine)
     stale = [table for table in projection.metadata.sorted_tables if existing.has_table(table.name)
              and {c["name"] for c in existing.get_columns(table.name)} != set(table.columns.keys())]
-    if not stale:
-        return
-    log.warning("%s: tables %s changed; rebuilding from the event store", projection.name,
-                ", ".join(t.name for t in stale))
-    projection.metadata.drop_all(engine, tables=stale)
+    if stale:
+        log.warning("%s: tables %s changed; rebuilding from the event store", projection.name,
+                    ", ".join(t.name for t in stale))
+        projection.metadata.drop_all(engine, tables=stale)
+    else:
+        create_tables(engine, projection)  # tables a newer version added (day counters, say) come empty:
+        checked = getattr(projection, "stale", None)  # fill them, as for a time zone that changed
+        with engine.connect() as conn:
+            if checked is None or not checked(conn):
+                return
+        log.warning("%s: its day counters are missing or in another time zone; rebuilding from the event "
+                    "store", projection.name)
     rebuild_projection(store, engine, projection)
+
