@@ -207,3 +207,82 @@ def counted_elsewhere(conn: Connection, name: str, kept_zone: str | None, zone: 
     if kept_zone is not None:
         return kept_zone != zone.key
     return bool(conn.execute(select(tracking.c.position).where(tracking.c.name == name)).scalar())
+
+
+REBUILD_SCHEMA = "ticketing_rebuild"
+"""Where a rebuild beside the live models builds: a database attached
+under this name (SQLite, a file beside the read models) or a schema
+(PostgreSQL)."""
+
+History = Callable[[int, int], Iterator[list[Envelope]]]
+"""Pages of the events after position `a` up to `b`."""
+
+
+def rebuild_beside(engine: Engine, projections: Sequence[Projection], history: History,
+                   end_of_history: Callable[[], int], scratch: str | None = None,
+                   progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Rebuild while the live models keep serving (blue/green): build into
+    fresh tables apart from them, one transaction per page, with nobody
+    waiting; then, in one short transaction that holds the live models'
+    tracking rows, catch up with the store, put the rebuilt rows in place of
+    the live ones and move the tracking to where the rebuild got. Readers
+    see the old model until that commit and the new one after it, never a
+    half-built one; the live consumers and the monitors go on meanwhile and
+    wait only for the swap. `scratch` is the SQLite file to build in (on
+    PostgreSQL a schema is used). Returns the position reached."""
+    built = {table.name: table.to_metadata(MetaData(), schema=REBUILD_SCHEMA)
+             for projection in projections for table in projection.metadata.sorted_tables}
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as live, engine.connect() as apart:
+        for conn in (live, apart):
+            if sqlite:
+                conn.exec_driver_sql(f"ATTACH DATABASE ? AS {REBUILD_SCHEMA}", (scratch,))
+                conn.exec_driver_sql(f"PRAGMA {REBUILD_SCHEMA}.synchronous=OFF")  # scratch: a crash builds again
+            conn.commit()
+        if not sqlite:
+            with live.begin():
+                live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE")
+                live.exec_driver_sql(f"CREATE SCHEMA {REBUILD_SCHEMA}")
+        apart.execution_options(schema_translate_map={None: REBUILD_SCHEMA})  # (in place) every table there
+        try:
+            with apart.begin():
+                for projection in projections:
+                    projection.metadata.drop_all(apart)
+                    projection.metadata.create_all(apart)
+            end, position = end_of_history(), 0
+            for batch in history(0, end):
+                with apart.begin():
+                    for projection in projections:
+                        projection.apply(apart, batch)
+                position = batch[-1]["position"]
+                progress(position, end)
+            with live.begin():  # the swap: the live consumers wait from here to the commit
+                for projection in projections:
+                    _lock(live, projection.name)
+                head = end_of_history()
+                with apart.begin():  # what was stored while building (only the scratch tables: no deadlock)
+                    for batch in history(position, head):
+                        for projection in projections:
+                            projection.apply(apart, batch)
+                        position = batch[-1]["position"]
+                for projection in projections:
+                    for table in reversed(projection.metadata.sorted_tables):
+                        live.execute(table.delete())
+                    for table in projection.metadata.sorted_tables:
+                        live.execute(table.insert().from_select(list(table.columns.keys()),
+                                                                select(built[table.name])))
+                    live.execute(tracking.update().where(tracking.c.name == projection.name)
+                                 .values(position=position))
+            progress(position, position)
+            return position
+        finally:
+            for conn in (apart, live):
+                if conn.in_transaction():
+                    conn.rollback()
+            if sqlite:
+                for conn in (apart, live):
+                    conn.exec_driver_sql(f"DETACH DATABASE {REBUILD_SCHEMA}")
+                    conn.commit()
+            else:
+                with live.begin():
+                    live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {REBUILD_SCHEMA} CASCADE")

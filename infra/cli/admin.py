@@ -22,14 +22,16 @@ def projections() -> None:
 @projections.command("rebuild")
 @click.argument("name", required=False)
 def rebuild_command(name: str | None) -> None:
-    """Rebuild a projection (default: all) from the event store."""
+    """Rebuild a projection (default: all) from the event store, beside the
+    live ones: they keep serving (and the monitors alerting) while it builds,
+    then the rebuilt ones take their place in one step."""
     from zoneinfo import ZoneInfo
 
     from infra.config_files import load_sla_policy
     from infra.runtime.worker import projections as all_projections
     from infra.store.database import make_engine
     from infra.store.event_store import EventStore
-    from infra.store.rebuild import rebuild_projections
+    from infra.store.rebuild import rebuild_live
     from infra.store.secrets import cipher_key
 
     settings = Settings()
@@ -50,11 +52,12 @@ def rebuild_command(name: str | None) -> None:
         def shown(done: int, total: int) -> None:
             rate = done / max(time.monotonic() - began, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} events/s")
-        reached = rebuild_projections(store, engine, chosen, shown)
+        reached = rebuild_live(store, engine, chosen, settings.data_dir / "readmodels.rebuild.db", shown)
         progress.update(task, completed=reached or 1)
     seconds = time.monotonic() - began
     console.print(f"rebuilt {', '.join(p.name for p in chosen)} up to position {reached}: {reached:,} events in "
-                  f"{seconds:.1f}s ({reached / max(seconds, 1e-6):,.0f} events/s, each read and decoded once)")
+                  f"{seconds:.1f}s ({reached / max(seconds, 1e-6):,.0f} events/s, each read and decoded once); swapped in "
+                  f"for the live ones")
 
 
 @click.command()

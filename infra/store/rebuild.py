@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,7 @@ from contracts.catalog import EVENTS
 from contracts.types import rfc3339
 from handlers.translate import envelope, event_id, names
 from infra.store.event_store import EventStore
-from projections.base import Envelope, Projection, create_tables, rebuild
+from projections.base import Envelope, Projection, create_tables, rebuild, rebuild_beside
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,10 @@ def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
     return envelope(store.mapper.to_domain_event(notification), notification.id).model_dump(mode="json")
 
 
-def history(store: EventStore) -> Callable[[int], Iterator[list[Envelope]]]:
-    def batches(end: int) -> Iterator[list[Envelope]]:
-        position = 0
+def history(store: EventStore) -> Callable[..., Iterator[list[Envelope]]]:
+    """Pages of the events up to `end` (after `after`), as the relay publishes them."""
+    def batches(end: int, after: int = 0) -> Iterator[list[Envelope]]:
+        position = after
         table = store.events_table
         with store.engine.connect() as conn:
             while position < end:
@@ -128,10 +130,27 @@ def rebuild_projection(store: EventStore, engine: Engine, projection: Projection
 
 def rebuild_projections(store: EventStore, engine: Engine, projections: Sequence[Projection],
                         progress: Callable[[int, int], None] = lambda done, total: None) -> int:
-    """Rebuild these projections together: the store read and decoded once for all."""
+    """Rebuild these projections together, in place, in one transaction (at
+    start, with nobody reading yet): the store read and decoded once for all."""
     for projection in projections:
         create_tables(engine, projection)
     return rebuild(engine, projections, history(store), store.max_position, progress)
+
+
+def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projection], scratch: Path,
+                 progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Rebuild these projections beside the live ones and swap them in
+    (`projections.base.rebuild_beside`); `scratch`, the SQLite file to build
+    in, is removed afterwards."""
+    for projection in projections:
+        create_tables(engine, projection)
+    read = history(store)
+    scratch.unlink(missing_ok=True)
+    try:
+        return rebuild_beside(engine, projections, lambda after, end: read(end, after), store.max_position,
+                              str(scratch), progress)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def ensure_current(store: EventStore, engine: Engine, projection: Projection) -> None:
