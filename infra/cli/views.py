@@ -157,24 +157,32 @@ def customers() -> None:
 @click.option("--level", type=click.Choice(["watch", "high", "critical"]), help="this level or above")
 @click.option("--type", "danger_type",
               type=click.Choice(["churn_risk", "malicious_complainant", "extortion", "escalation_magnet"]))
+@click.option("--limit", type=int, default=100, show_default=True, help="a page of this many")
+@click.option("--after", help="the page after this cursor (printed under the page before)")
 @click.option("--json", "as_json", is_flag=True, help="print the raw reply")
 @credentials_option
-def customers_dangerous(level: str | None, danger_type: str | None, as_json: bool) -> None:
+def customers_dangerous(level: str | None, danger_type: str | None, limit: int, after: str | None,
+                        as_json: bool) -> None:
     """The dangerous-customer list (危险客户统计表): who, why, since when, what to do."""
-    query = {k: v for k, v in {"level": level, "danger_type": danger_type}.items() if v}
+    query = {k: v for k, v in {"level": level, "danger_type": danger_type, "limit": limit, "after": after}.items()
+             if v}
     reply = asyncio.run(request("ticketing.v1.queries.customers.dangerous", query))
     if as_json or not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(0 if reply.get("ok") else 1)
-    table = Table(title=f"dangerous customers as of {reply['at']} ({len(reply['customers'])})")
+    table = Table(title=f"dangerous customers as of {reply['at']} ({len(reply['customers'])} of {reply['total']})")
     for column in ("customer", "tier", "region", "level", "type", "since", "reasons (cases)", "counter-measure"):
         table.add_column(column, overflow="fold", no_wrap=column in ("customer", "since"))
     for c in reply["customers"]:
-        reasons = "\n".join(f"{r['text']} ({', '.join(i[:8] for i in r['case_ids']) or '-'})" for r in c["reasons"])
+        reasons = "\n".join(f"{r['text']} ({', '.join(i[:8] for i in r['case_ids']) or '-'}"
+                            f"{f' +{more} more' if (more := r['case_count'] - len(r['case_ids'])) > 0 else ''})"
+                            for r in c["reasons"])
         style = {"critical": "bold red", "high": "red", "watch": "yellow"}[c["level"]]
         table.add_row(c["customer_id"], c["tier"], c["region"] or "-", c["level"], c["danger_type"],
                       c["entered_at"], reasons, c["counter_measure"], style=style)
     console.print(table)
+    if reply["next"]:
+        console.print(f"more: --after '{reply['next']}'")
 
 
 @sla.command("simulate")
