@@ -264,3 +264,44 @@ def simulate_command(policy_file: Path, since: str, until: str | None, kind: str
                       f"{change.then} -> {change.candidate}")
     rate = reply.events_read / seconds if seconds else 0
     console.print(f"{reply.events_read:,} events read in {seconds:.2f}s ({rate:,.0f} events/s); nothing live touched")
+
+
+@sla.command("calendar")
+@click.option("--year", type=click.IntRange(1900, 2999), required=True)
+@click.option("--name", default=None, help="a [calendar.NAME] of the SLA policy (default: the policy's default)")
+def calendar_command(year: int, name: str | None) -> None:
+    """The working days of a business calendar in a year, with the holidays
+    and the make-up workdays (调休), so a supervisor can check them."""
+    from datetime import date, timedelta
+
+    from infra.config_files import load_sla_policy
+    from infra.settings import Settings
+
+    policy = load_sla_policy(Settings())
+    chosen = name or policy.calendar
+    if chosen not in policy.calendars:
+        raise click.ClickException(f"no calendar {chosen!r}; the policy has {', '.join(sorted(policy.calendars))}")
+    calendar = policy.calendars[chosen]
+    if calendar.timezone is None:
+        console.print(f"{chosen}: around the clock, every day of {year}")
+        return
+    table = Table(title=f"calendar {chosen} ({calendar.timezone.key}), {year}")
+    for column in ("month", "working days", "hours", "holidays", "make-up workdays"):
+        table.add_column(column, overflow="fold")
+    day, working = date(year, 1, 1), 0
+    while day.year == year:
+        month, days, hours = day.month, 0, 0.0
+        while day.year == year and day.month == month:
+            periods = calendar.periods_of(day)
+            if periods:
+                days += 1
+                hours += sum((end.hour * 60 + end.minute - start.hour * 60 - start.minute) / 60
+                             for start, end in periods)
+            day += timedelta(days=1)
+        working += days
+        holidays = sorted(d for d in calendar.holidays if d.year == year and d.month == month)
+        makeup = sorted(d for d in calendar.workdays if d.year == year and d.month == month)
+        table.add_row(f"{year}-{month:02d}", str(days), f"{hours:g}h", ", ".join(f"{d:%m-%d %a}" for d in holidays)
+                      or "-", ", ".join(f"{d:%m-%d %a}" for d in makeup) or "-")
+    console.print(table)
+    console.print(f"{working} working days in {year}")

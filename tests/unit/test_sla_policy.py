@@ -71,6 +71,25 @@ def test_business_hours_skip_the_night_the_weekend_and_holidays() -> None:
     assert office.elapsed(friday_evening, datetime(2026, 12, 7, 10, 30, tzinfo=SHANGHAI)) == timedelta(hours=2)
 
 
+def test_a_make_up_saturday_counts_and_a_holiday_week_does_not() -> None:
+    """调休: a week off (Mon 2027-02-08 to Fri 02-12) made up on the Saturday
+    before it (02-06), worked on the first working day's hours (Monday's
+    here: 09:00-12:00 and 13:00-18:00, 8h)."""
+    office = SlaPolicy.parse(POLICY.replace('holidays = ["2027-01-01"]', 'holidays = [2027-02-08, 2027-02-09, '
+                                            '2027-02-10, 2027-02-11, 2027-02-12]\nworkdays = [2027-02-06]')
+                             ).calendars["office"]
+    friday = datetime(2027, 2, 5, 17, 0, tzinfo=SHANGHAI)
+    # Friday 17:00-18:00 (1h), the make-up Saturday 09:00-12:00 (3h): 4h.
+    assert office.add(friday, timedelta(hours=4)) == datetime(2027, 2, 6, 12, 0, tzinfo=SHANGHAI)
+    # 12h: Friday 1h + Saturday 8h; no Sunday, no holiday week; Monday 02-15 09:00-12:00, the last 3h.
+    assert office.add(friday, timedelta(hours=12)) == datetime(2027, 2, 15, 12, 0, tzinfo=SHANGHAI)
+    assert office.elapsed(friday, datetime(2027, 2, 15, 12, 0, tzinfo=SHANGHAI)) == timedelta(hours=12)
+    assert office.periods_of(datetime(2027, 2, 6).date()) == office.periods_of(datetime(2027, 2, 1).date())
+    plain = SlaPolicy.parse(POLICY).calendars["office"]
+    assert plain.add(friday, timedelta(hours=4)) == datetime(2027, 2, 8, 12, 0, tzinfo=SHANGHAI), \
+        "without the make-up day, Saturday does not count"
+
+
 def test_the_default_policy_ships_and_follows_the_handbooks() -> None:
     policy = SlaPolicy.parse((Path(__file__).parents[2] / "infra" / "sla_policy.toml").read_text())
     normal = policy.target("complaint", "basic", "normal", "first_response")
@@ -94,6 +113,12 @@ def test_the_default_policy_ships_and_follows_the_handbooks() -> None:
      4, "unknown time zone"),
     ("[[limit]]\nplan = \"4h\"\n[calendar.office]\nhours = { mon = \"18:00-09:00\" }\n", 4, "closes before"),
     ("[[limit]\nplan = \"4h\"\n", 1, ""),
+    ("[[limit]]\nplan = \"4h\"\n[calendar.office]\nhours = { mon = \"09:00-18:00\" }\nholidays = [2027-02-06]\n"
+     "workdays = [2027-02-06]\n", 6, "both a holiday and a make-up workday"),
+    ("[[limit]]\nplan = \"4h\"\n[calendar.office]\nhours = { mon = \"09:00-18:00\" }\nworkday = [2027-02-06]\n",
+     5, "unknown key 'workday'"),
+    ("[[limit]]\nplan = \"4h\"\n[calendar.office]\nhours = { mon = \"09:00-18:00\" }\nworkdays = [\"6 Feb\"]\n",
+     5, "not a date"),
 ])
 def test_a_policy_with_an_error_is_refused_with_the_line_and_the_reason(text: str, line: int, words: str) -> None:
     with pytest.raises(PolicyError) as error:
@@ -107,3 +132,23 @@ def test_durations() -> None:
     for bad in ("", "0m", "30", "m30", "1.5h"):
         with pytest.raises(ValueError):
             duration(bad)
+
+
+def test_the_cli_prints_a_years_working_days_with_the_make_up_days(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY.replace('holidays = ["2027-01-01"]', 'holidays = [2027-02-08, 2027-02-09, 2027-02-10, '
+                                     '2027-02-11, 2027-02-12]\nworkdays = [2027-02-06]'))
+    shown = CliRunner().invoke(main, ["sla", "calendar", "--year", "2027", "--name", "office"],
+                               env={"TICKETING_SLA_POLICY": str(policy), "TICKETING_DATA_DIR": str(tmp_path),
+                                    "COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    [february] = [line for line in shown.output.splitlines() if "2027-02" in line]
+    weekdays = sum(1 for d in range(1, 29) if datetime(2027, 2, d).weekday() < 5)
+    assert f"│ {weekdays - 5 + 1} " in february, february  # five days off, one made up
+    assert "02-06 Sat" in february and "02-08 Mon" in february
+    working = sum(1 for d in range(365) if (datetime(2027, 1, 1) + timedelta(days=d)).weekday() < 5) - 5 + 1
+    assert f"{working} working days in 2027" in shown.output

@@ -18,12 +18,24 @@ class Calendar:
     hours: dict[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
     """Open periods by weekday (0 = Monday)."""
     holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()
+    """Make-up working days (调休): days off in the weekly schedule (a
+    Saturday, say) worked to make up for a holiday, on `workday_hours`."""
+    workday_hours: tuple[tuple[time, time], ...] = ()
+
+    def periods_of(self, day: date) -> tuple[tuple[time, time], ...]:
+        """The day's open hours: none on a holiday, the make-up hours on a make-up day."""
+        if day in self.holidays:
+            return ()
+        if day in self.workdays:
+            return self.workday_hours
+        return self.hours.get(day.weekday(), ())
 
     def _open_periods(self, day: date) -> list[tuple[datetime, datetime]]:
-        if day in self.holidays or self.timezone is None:
+        if self.timezone is None:
             return []
         return [(datetime.combine(day, start, self.timezone), datetime.combine(day, end, self.timezone))
-                for start, end in self.hours.get(day.weekday(), ())]
+                for start, end in self.periods_of(day)]
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The instant `duration` of counted time after `start`."""

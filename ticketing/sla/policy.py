@@ -185,6 +185,10 @@ class _Reader(Lines):
 
     def calendar(self, name: str, spec: dict[str, Any]) -> Calendar:
         section = f"[calendar.{name}]"
+        for key in spec:
+            if key not in ("timezone", "hours", "holidays", "workdays", "workday_hours"):
+                raise self.fail(f"unknown key {key!r} in a calendar; it takes timezone, hours, holidays, workdays "
+                                f"and workday_hours", key, section)
         try:
             zone = ZoneInfo(spec.get("timezone", "UTC"))
         except (ZoneInfoNotFoundError, ValueError):
@@ -199,13 +203,29 @@ class _Reader(Lines):
                 raise self.fail(f"{day}: {error}", "hours", section) from None
         if not hours:
             raise self.fail("a business calendar needs opening hours", "hours", section)
-        holidays = set()
-        for value in spec.get("holidays", []):
+        holidays = self.dates(spec.get("holidays", []), "holidays", section)
+        workdays = self.dates(spec.get("workdays", []), "workdays", section)
+        if both := sorted(holidays & workdays):
+            raise self.fail(f"{both[0]} is both a holiday and a make-up workday", "workdays", section)
+        if "workday_hours" in spec:
             try:
-                holidays.add(value if isinstance(value, date) else date.fromisoformat(str(value)))
+                workday_hours = tuple(_period(p) for p in str(spec["workday_hours"]).split(","))
+            except ValueError as error:
+                raise self.fail(f"workday_hours: {error}", "workday_hours", section) from None
+        else:  # a make-up day is worked like the first working day of the week
+            workday_hours = hours[min(hours)]
+        return Calendar(name, zone, hours, frozenset(holidays), frozenset(workdays), workday_hours)
+
+    def dates(self, values: Any, key: str, section: str) -> set[date]:
+        if not isinstance(values, list):
+            raise self.fail(f"{key} must be a list of dates such as [2027-01-01]", key, section)
+        found = set()
+        for value in values:
+            try:
+                found.add(value if isinstance(value, date) else date.fromisoformat(str(value)))
             except ValueError:
-                raise self.fail(f"{value!r} is not a date such as 2027-01-01", "holidays", section) from None
-        return Calendar(name, zone, hours, frozenset(holidays))
+                raise self.fail(f"{value!r} is not a date such as 2027-01-01", key, section) from None
+        return found
 
 
 def _period(text: str) -> tuple[time, time]:
