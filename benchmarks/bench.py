@@ -167,6 +167,89 @@ def projection_position(readmodels: Path) -> int:
     return int(row[0]) if row else 0
 
 
+PROJECTIONS = ("case_summary", "sla", "activity", "danger")
+
+
+def projection_positions(readmodels: Path) -> dict[str, int]:
+    try:
+        with sqlite3.connect(f"file:{readmodels}?mode=ro", uri=True, timeout=5) as conn:
+            rows = conn.execute("select name, position from projection_tracking").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {name: int(position) for name, position in rows}
+
+
+async def sustained(url: str, data_dir: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """Commands at a steady `rate` for `seconds` (registrations, from many
+    concurrent requests); every 0.25 s each projection's lag: how long the
+    oldest event it has not applied yet has been on the bus."""
+    nc = await connect(url, data_dir, "bench-agent")
+    watcher = await connect(url, data_dir, "bench-auditor")
+    on_bus: dict[int, float] = {}  # position -> when it reached the bus
+
+    async def on_event(msg: Any) -> None:
+        on_bus.setdefault(orjson.loads(msg.data)["position"], time.perf_counter())
+
+    await watcher.subscribe("ticketing.v1.events.>", cb=on_event)
+    customer = orjson.loads((await nc.request("ticketing.v1.commands.customer.register", orjson.dumps({
+        "command_id": str(uuid.uuid4()),
+        "data": {"name": "韩梅梅", "phone": "+86 137 0000 0000", "tier": "basic", "region": "华北"}}),
+        timeout=30)).data)["aggregate_id"]
+    lags: dict[str, list[float]] = {name: [] for name in PROJECTIONS}
+    timeline: list[tuple[float, dict[str, float]]] = []
+    errors = 0
+    sending = True
+
+    async def one() -> None:
+        nonlocal errors
+        try:
+            msg = await nc.request("ticketing.v1.commands.complaint.register", orjson.dumps({
+                "command_id": str(uuid.uuid4()),
+                "data": {"customer_id": customer, "channel": "phone", "category": "delivery", "priority": "low",
+                         "description": "sustained load"}}), timeout=30)
+            errors += not orjson.loads(msg.data).get("ok")
+        except Exception:  # noqa: BLE001 - counted
+            errors += 1
+
+    def sample(now: float) -> dict[str, float]:
+        positions = projection_positions(data_dir / "readmodels.db")
+        found = {}
+        for name in PROJECTIONS:
+            waiting = on_bus.get(positions.get(name, 0) + 1)  # the oldest event not applied yet
+            found[name] = max(0.0, now - waiting) if waiting is not None else 0.0
+        return found
+
+    async def sampler(began: float) -> None:
+        while sending:
+            now = time.perf_counter()
+            lag = await asyncio.to_thread(sample, now)
+            for name, value in lag.items():
+                lags[name].append(value)
+            timeline.append((now - began, lag))
+            await asyncio.sleep(0.25)
+
+    began = time.perf_counter()
+    watching = asyncio.create_task(sampler(began))
+    tasks = []
+    for n in range(rate * seconds):
+        await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    stopped = time.perf_counter()
+    last = max(on_bus) if on_bus else 0
+    while min(projection_positions(data_dir / "readmodels.db").get(n, 0) for n in PROJECTIONS) < last:
+        if time.perf_counter() - stopped > 120:
+            break
+        await asyncio.sleep(0.02)
+    caught_up = time.perf_counter() - stopped
+    sending = False
+    await watching
+    await nc.close()
+    await watcher.close()
+    return {"sent": rate * seconds, "errors": errors, "seconds": stopped - began, "lags": lags,
+            "timeline": timeline, "caught_up_s": caught_up}
+
+
 async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, alerts: int) -> dict[str, Any]:
     nc = await connect(url, data_dir, "bench-agent")
     watcher = await connect(url, data_dir, "bench-auditor")
@@ -277,6 +360,8 @@ async def main() -> None:
     parser.add_argument("--commands", type=int, default=8000, help="end-to-end commands in all")
     parser.add_argument("--raw", type=int, default=8000, help="messages / rows for the raw baselines")
     parser.add_argument("--alerts", type=int, default=200, help="urgent complaints left to breach their limit")
+    parser.add_argument("--rate", type=int, default=500, help="commands/s of the sustained load")
+    parser.add_argument("--seconds", type=int, default=60, help="how long the sustained load lasts")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ticketing-bench-") as tmp:
@@ -289,6 +374,7 @@ async def main() -> None:
             try:
                 serve.wait_ready()
                 e2e = await end_to_end(server.url, root / "data", args.senders, args.commands, args.alerts)
+                steady = await sustained(server.url, root / "data", args.rate, args.seconds)
             finally:
                 serve.stop()
             writer = serve.summary[-1].split("command writer: ")[-1] if serve.summary else "?"
@@ -315,7 +401,19 @@ async def main() -> None:
           f"at a plain subscriber:")
     print(f"  p50 {statistics.median(late):6.1f} ms   p99 {percentile(late, 0.99):6.1f} ms   "
           f"max {max(late):6.1f} ms   (target p99 <= 1000 ms)")
+    print(f"sustained {args.rate} commands/s for {args.seconds} s ({steady['sent']} sent in {steady['seconds']:.1f} s, "
+          f"{steady['errors']} errors): each read model's lag behind the bus, sampled every 0.25 s")
+    for name, values in steady["lags"].items():
+        ms = [1000 * v for v in values] or [0.0]
+        print(f"  {name:14s} p50 {statistics.median(ms):7.1f} ms   p99 {percentile(ms, 0.99):7.1f} ms   "
+              f"max {max(ms):7.1f} ms   (target p99 <= 500 ms)")
+    print(f"  every read model caught up with the store {1000 * steady['caught_up_s']:.0f} ms after the load "
+          f"stopped (target <= 1000 ms)")
+    print("  lag over time (s into the load: case_summary / sla / activity / danger, ms):")
+    for at, lag in steady["timeline"][::40]:
+        print(f"    {at:5.1f}s  " + " / ".join(f"{1000 * lag[name]:6.0f}" for name in PROJECTIONS))
 
 
 if __name__ == "__main__":
     asyncio.run(main())
+
