@@ -11,7 +11,9 @@ Tracking keeps two marks, written together with the rows they describe:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -109,11 +111,30 @@ def marks_of(engine: Engine, name: str) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+_WRITERS: dict[int, threading.Lock] = {}
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction on the read models. On SQLite, this process's
+    writers (the projections, the monitors) take turns on a lock of ours
+    first: SQLite would make them wait in its busy handler, which sleeps in
+    steps of up to 100 ms, or refuse one of two deferred transactions that
+    both want to write (a batch failed, applied one by one)."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    lock = _WRITERS.setdefault(id(engine), threading.Lock())
+    with lock, engine.begin() as conn:
+        yield conn
+
+
 def apply_batch(engine: Engine, projection: Projection, events: Iterable[Envelope],
                 stream_sequence: int | None = None) -> int:
     """Apply the events not applied yet, in one transaction, and record that
     the stream was consumed through `stream_sequence`; returns how many."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         marks = _lock(conn, projection.name)
         position = marks[0]
         fresh = []
@@ -131,7 +152,7 @@ def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
     """Step over one stream message that cannot be applied (it is parked
     elsewhere). Only the stream mark moves: the position a broken message
     claims is not trusted, and a rebuild tries the event again."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         _advance(conn, projection.name, _lock(conn, projection.name), stream_sequence=stream_sequence)
 
 

@@ -25,7 +25,7 @@ from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
 from infra.runtime.clock import Clock
 from infra.runtime.parts import PartState
-from projections.base import marks_of
+from projections.base import marks_of, writing
 
 log = logging.getLogger(__name__)
 
@@ -146,5 +146,5 @@ class AlertTimer:
             return query(conn, *args)
 
     def write(self, change: Callable[..., Any], *args: Any) -> Any:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             return change(conn, *args)
