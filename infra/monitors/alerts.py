@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import orjson
+from eventsourcing.persistence import PersistenceError
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
@@ -89,12 +90,12 @@ class AlertTimer:
                 if self._db_down:
                     self._db_down = False
                     log.warning("%s: the database is back", self.name)
-            except DBAPIError as error:  # the database away: said once, not per tick
+            except (DBAPIError, PersistenceError) as error:  # a database away (read models or store): said once
+                cause = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
                 if not self._db_down:
                     self._db_down = True
-                    log.warning("%s: the database is away (%s); ticking on until it is back", self.name,
-                                str(error.orig or error).splitlines()[0][:200])
-                self.state.failed(f"database: {str(error.orig or error).splitlines()[0][:200]}")
+                    log.warning("%s: the database is away (%s); ticking on until it is back", self.name, cause)
+                self.state.failed(f"database: {cause}")
                 pause = max(pause, 1.0)
             except Exception as error:  # noqa: BLE001 - a bad tick must not stop the timer
                 self.state.failed(error)
