@@ -1,5 +1,5 @@
 """The `ticketing` command: each group of commands in a module of its own
-(`serve.py`: running the product; `client.py` and `views.py`: talking to a
+(`serve.py`: running the product; `client.py`, `views.py` and `sla.py`: talking to a
 running one; `admin.py`: read models, roles, documents; `audit.py`: the hash
 chain; `users.py`: who may connect)."""
 
@@ -11,8 +11,9 @@ from infra.cli.admin import asyncapi, projections, roles
 from infra.cli.audit import audit
 from infra.cli.client import history, send, status
 from infra.cli.serve import serve, worker
+from infra.cli.sla import sla
 from infra.cli.users import nats_config, users
-from infra.cli.views import customers, dashboard, report, sla
+from infra.cli.views import customers, dashboard, report
 
 
 @click.group()

@@ -5,28 +5,22 @@ position."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy.exc
 from eventsourcing.application import Application
-from eventsourcing.cipher import Cipher
-from eventsourcing.compressor import Compressor
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
-    Mapper,
     Notification,
     OperationalError,
     StoredEvent,
-    Transcoder,
-    Transcoding,
 )
-from eventsourcing.utils import Environment, resolve_topic
+from eventsourcing.utils import Environment
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy import (
@@ -47,7 +41,8 @@ from sqlalchemy.orm import Session
 from handlers.batch import StoredReply
 from infra.store.chain import Link, chain_metadata, extend, head, links
 from infra.store.database import tune_sqlite
-from infra.store.keyring import KeyRing, is_sealed, scrub
+from infra.store.keyring import KeyRing, scrub
+from infra.store.mapper import DateAsISO, plain_fields
 
 metadata = MetaData()
 
@@ -103,90 +98,8 @@ class GroupInsertRecorder(SQLAlchemyApplicationRecorder):
         return ids
 
 
-class ConfidentialMapper(Mapper):
-    """Encrypts the stored state of the events that hold contact data (their
-    class says `confidential`), and only those: the rest of the store stays
-    cheap to write and to relay (encrypting everything cost about 14 % of
-    the command throughput). Which events are sealed follows from their
-    topic, so reading needs no marker."""
-
-    def __init__(self, transcoder: Transcoder, compressor: Compressor | None = None,
-                 cipher: Cipher | None = None) -> None:
-        super().__init__(transcoder, compressor)
-        self._sealed = Mapper(transcoder, compressor, cipher)
-
-    keyring: KeyRing | None = None
-    """The customers' keys (infra/store/keyring.py): contact fields are sealed
-    with them inside the store-key encryption. None: a mapper that only reads
-    what is not sealed (an offline bundle check)."""
-
-    def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        cls = type(domain_event)
-        if getattr(cls, "sealed", ()) and self.keyring is not None and (plain := _plain_fields(domain_event)):
-            domain_event = self._with(domain_event, self.keyring.seal(_owner(domain_event), plain))
-        if getattr(cls, "confidential", False):
-            return self._sealed.to_stored_event(domain_event)
-        return super().to_stored_event(domain_event)
-
-    def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        event = self.still_sealed(stored_event)
-        closed = {name: value for name in getattr(type(event), "sealed", ())
-                  if is_sealed(value := getattr(event, name))}
-        if closed:
-            opened = self.keyring.unseal(_owner(event), closed) if self.keyring else dict.fromkeys(closed)
-            event = self._with(event, opened)
-        return event
-
-    def stored_json(self, stored_event: StoredEvent) -> bytes:
-        """The event's state as its JSON, decrypted (sealed contact fields stay sealed)."""
-        mapper = self._sealed if getattr(resolve_topic(stored_event.topic), "confidential", False) else self
-        state = stored_event.state
-        if mapper.cipher:
-            state = mapper.cipher.decrypt(state)
-        if mapper.compressor:
-            state = mapper.compressor.decompress(state)
-        return state
-
-    def still_sealed(self, stored_event: StoredEvent) -> Any:
-        """The event with its contact fields as stored (sealed, or plain in an older store)."""
-        if getattr(resolve_topic(stored_event.topic), "confidential", False):
-            return self._sealed.to_domain_event(stored_event)
-        return super().to_domain_event(stored_event)
-
-    @staticmethod
-    def _with(event: Any, values: dict[str, Any]) -> Any:
-        """A copy of a (frozen) event with these fields replaced."""
-        changed = copy.copy(event)
-        for name, value in values.items():
-            object.__setattr__(changed, name, value)
-        return changed
-
-
-def _owner(event: Any) -> UUID:
-    return getattr(event, event.sealed_for) if event.sealed_for else event.originator_id
-
-
-def _plain_fields(event: Any) -> dict[str, Any]:
-    """The contact fields not sealed yet (None stays None: nothing to hide)."""
-    return {name: value for name in event.sealed
-            if (value := getattr(event, name)) is not None and not is_sealed(value)}
-
-
 class Factory(SQLAlchemyFactory):
     application_recorder_class = GroupInsertRecorder
-
-
-class DateAsISO(Transcoding):
-    """Dates (a purchase date) as ISO strings; eventsourcing has datetimes only."""
-
-    type = date
-    name = "date_iso"
-
-    def encode(self, obj: date) -> str:
-        return obj.isoformat()
-
-    def decode(self, data: str) -> date:
-        return date.fromisoformat(data)
 
 
 class EventStore(Application):
@@ -197,7 +110,7 @@ class EventStore(Application):
 
     def __init__(self, url: str, cipher_key: str | None = None, busy_timeout_ms: int = 10_000) -> None:
         env = {"PERSISTENCE_MODULE": "infra.store.event_store:Factory", "SQLALCHEMY_URL": url,
-               "MAPPER_TOPIC": "infra.store.event_store:ConfidentialMapper"}
+               "MAPPER_TOPIC": "infra.store.mapper:ConfidentialMapper"}
         if cipher_key:
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
         super().__init__(env=env)
@@ -308,7 +221,7 @@ class EventStore(Application):
                 for row in rows:
                     event = self.mapper.still_sealed(StoredEvent(
                         row.originator_id, row.originator_version, row.topic, bytes(row.state)))
-                    if _plain_fields(event):
+                    if plain_fields(event):
                         state = self.mapper.to_stored_event(event).state
                         conn.execute(table.update().where(table.c.id == row.id).values(state=state))
                         sealed += 1
