@@ -46,6 +46,9 @@ class Register(Command):
     channel_detail: ShortText | None = None
     """Which line of the channel: the hotline number dialled, the WeChat
     account, the branch visited (new in `complaint.registered` v2)."""
+    about_staff: ShortText | None = None
+    """The member of staff the complaint is about (a customer dispute, counted
+    in their assessment): their user id (new in `complaint.registered` v3)."""
 
 
 class Acknowledge(Command):
@@ -159,11 +162,20 @@ class RegisteredV1(EventData):
     follows_case_id: UUID | None = None
 
 
-class Registered(RegisteredV1):
+class RegisteredV2(RegisteredV1):
     """Version 2 (`complaint.registered.v2.json`): `channel_detail` added;
     null on the events stored before it existed."""
 
+    model_config = ConfigDict(title="Registered")
+
     channel_detail: str | None = None
+
+
+class Registered(RegisteredV2):
+    """Version 3 (`complaint.registered.v3.json`): `about_staff` added (the
+    member of staff a customer dispute is about); null on earlier events."""
+
+    about_staff: str | None = None
 
 
 class Acknowledged(EventData):
@@ -236,7 +248,7 @@ class SlaBreached(EventData):
     limit_seconds: int
 
 
-EARLIER_VERSIONS: dict[str, dict[int, type[EventData]]] = {"registered": {1: RegisteredV1}}
+EARLIER_VERSIONS: dict[str, dict[int, type[EventData]]] = {"registered": {1: RegisteredV1, 2: RegisteredV2}}
 """Every event's earlier versions, kept so their schemas stay published."""
 
 EVENTS: dict[str, type[EventData]] = {

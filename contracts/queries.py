@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from contracts.alerts import DangerousCustomer
 from contracts.envelope import ClaimedActor, EventEnvelope
 from contracts.health import AuditVerify, AuditVerifyReply, Health, HealthReply
+from contracts.staff import StaffAssessment, StaffAssessmentReply
 from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
 
 CaseKind = Literal["complaint", "repair_job", "callback"]
@@ -344,4 +345,5 @@ QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "health": (Health, HealthReply),
     "audit.verify": (AuditVerify, AuditVerifyReply),
     "sla.simulate": (SlaSimulate, SlaSimulateReply),
+    "staff.assessment": (StaffAssessment, StaffAssessmentReply),
 }

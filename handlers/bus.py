@@ -71,6 +71,8 @@ QUERY_HANDLERS: dict[str, tuple[Any, str]] = {
                                                 "altered, removed or inserted named."),
     "sla.simulate": (QueryService.sla_simulate, "What-if: a period's real history replayed against a candidate SLA "
                                                 "policy, beside what happened."),
+    "staff.assessment": (QueryService.staff_assessment, "The staff assessment of a month or a quarter: each "
+                         "person's figures, score, grade, rank and streaks (an agent or technician: their own)."),
 }
 
 

@@ -43,13 +43,16 @@ from contracts.queries import (
     SlaSimulate,
     SlaSimulateReply,
 )
+from contracts.staff import StaffAssessment, StaffAssessmentReply
 from handlers.commands import error_reply, problems_of, unknown_sender
 from handlers.identity import Directory, Identity, identify
+from handlers.staff import assessment
 from handlers.translate import envelope, names, state_json
 from projections import figures, sla
 from projections.danger import listed
 from ticketing import periods
-from ticketing.access import acting, may_ask
+from ticketing.access import TEAM_READERS, acting, may_ask
+from ticketing.assessment import AssessmentRules
 from ticketing.customer import Customer
 from ticketing.danger import LEVELS, Rules
 from ticketing.errors import Forbidden
@@ -178,8 +181,10 @@ class QueryService:
                  zone: ZoneInfo, danger_rules: Rules, directory: Directory,
                  health: Callable[[], Awaitable[HealthReply]] | None = None,
                  audit: Callable[[], Awaitable[AuditVerifyReply]] | None = None,
-                 policies: Callable[[], PolicyTimeline] | None = None, tracks: Tracks | None = None) -> None:
+                 policies: Callable[[], PolicyTimeline] | None = None, tracks: Tracks | None = None,
+                 assessment_rules: AssessmentRules | None = None) -> None:
         self.store = store
+        self.assessment_rules = assessment_rules
         self.tracks = tracks
         self.max_reply = MAX_REPLY
         self.policies = policies or (lambda: PolicyTimeline((Adopted(None, policy),)))
@@ -292,6 +297,32 @@ class QueryService:
             return error_reply("validation_error", "the candidate policy has a mistake",
                                [ErrorDetail(field="policy", reason=str(error))])
         return reply.model_dump_json().encode()
+
+    async def staff_assessment(self, raw: bytes, sender: Identity) -> bytes:
+        query = _parse(StaffAssessment, raw, "staff.assessment")
+        if isinstance(query, bytes):
+            return query
+        rules = self.assessment_rules
+        if rules is None:
+            return error_reply("unavailable", "no staff.assessment here")
+        claimed = query.actor
+        try:
+            who, role, _ = acting(sender.name, sender.role, claimed and claimed.id, claimed and claimed.role)
+            period = periods.parse(query.period, self.zone)
+        except Forbidden as refused:
+            return error_reply("forbidden", refused.message)
+        except ValueError as error:
+            return error_reply("validation_error", str(error), [ErrorDetail(field="period", reason=str(error))])
+        person = query.person
+        if role not in TEAM_READERS:
+            if person not in (None, who):
+                return error_reply("forbidden", f"a {role.value} sees only their own assessment")
+            person = who
+
+        def read() -> StaffAssessmentReply:
+            with self.readmodels.connect() as conn:
+                return assessment(conn, rules, period, self.zone, person)
+        return (await asyncio.to_thread(read)).model_dump_json().encode()
 
     async def health(self, raw: bytes, _sender: Identity) -> bytes:
         return await _reported(Health, raw, "health", self.health_report)

@@ -31,7 +31,7 @@ from infra.bus.connection import ConnectionLog, connect_nats
 from infra.bus.nats_server import EmbeddedNats
 from infra.bus.projection_runner import ProjectionRunner
 from infra.bus.relay import Relay
-from infra.config_files import load_danger_rules, load_sla_policy
+from infra.config_files import load_assessment_rules, load_danger_rules, load_sla_policy
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import HealthCheck, WorkerWord, worker_status
 from infra.runtime.metrics import Metrics, keep_fresh, serve_http
@@ -141,6 +141,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sla_policy = load_sla_policy(settings)  # a file with an error is refused before anything starts
     danger_rules = load_danger_rules(settings)
+    assessment_rules = load_assessment_rules(settings)
     embedded = None
     nats_url = settings.nats_url
     directory = product_directory(settings)
@@ -196,7 +197,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         queries = QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules,
                                directory, health.report, lambda: audit_report(store, js),
                                lambda: policy_timeline(store.engine, sla_policy),
-                               lambda since, until: case_tracks(store, since, until))
+                               lambda since, until: case_tracks(store, since, until),
+                               assessment_rules)
         queries.max_reply = nc.max_payload - 4096
         runtime.queries = queries
         include_handlers(broker, commands, queries, observe=runtime.metrics.observe_command)

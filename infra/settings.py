@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     """The SLA policy file (TOML); default: infra/sla_policy.toml, shipped with the product."""
     danger_rules: Path | None = None
     """The dangerous-customer rules (TOML); default: infra/danger_rules.toml, shipped with the product."""
+    assessment_rules: Path | None = None
+    """The staff assessment's weights, grades and streaks (TOML); default: infra/assessment_rules.toml."""
     danger_tick_seconds: float = 1.0
     """How often the dangerous-customer monitor applies the rules (reasons age out with time)."""
     timezone: str = "UTC"

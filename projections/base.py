@@ -23,6 +23,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -220,6 +221,35 @@ class Rows:
             statement = (self.table.update().where(self.key == bindparam("_key"))
                          .values({name: bindparam(name) for name in columns}))
             self.conn.execute(statement, updates)
+
+
+def person_months(name: str, metadata: MetaData) -> Table:
+    """A table of counts per month (in the department's time zone), person
+    and figure: what the staff assessment sums (a quarter is three months'
+    rows of the team, whatever the store's size)."""
+    return Table(
+        name,
+        metadata,
+        Column("key", String(300), primary_key=True),  # "month|figure|person"
+        Column("month", String(7), nullable=False),  # 2026-11
+        Column("person", String(200), nullable=False),
+        Column("figure", String(40), nullable=False),
+        Column("n", Integer, nullable=False),
+        Index(f"ix_{name}_month", "month"),
+    )
+
+
+def add_up(conn: Connection, table: Table, counts: dict[tuple[str, str, str], int]) -> None:
+    """Add (month, figure, person) -> n to a `person_months` table."""
+    if not counts:
+        return
+    rows = {f"{month}|{figure}|{person}": (month, figure, person, n) for (month, figure, person), n in counts.items()}
+    kept = Rows(conn, table, table.c.key, set(rows))
+    for key, (month, figure, person, n) in rows.items():
+        before = kept.get(key)
+        kept.put(key, {"key": key, "month": month, "person": person, "figure": figure,
+                       "n": n + (before["n"] if before else 0)})
+    kept.write()
 
 
 def counted_elsewhere(conn: Connection, name: str, kept_zone: str | None, zone: ZoneInfo) -> bool:

@@ -12,6 +12,7 @@ alike."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,8 +35,9 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import UTC_ZONE, Envelope, Rows, counted_elsewhere, empty, utc
+from projections.base import UTC_ZONE, Envelope, Rows, add_up, counted_elsewhere, empty, person_months, utc
 from projections.case_summary import assignee_after
+from projections.staff import person_after
 from ticketing.sla.clock import CaseClocks, Result, Running
 from ticketing.sla.policy import SlaPolicy
 
@@ -50,6 +52,7 @@ sla_case = Table(
     Column("tier", String(20), nullable=False),
     Column("priority", String(10), nullable=False),
     Column("assignee", String(200)),
+    Column("person", String(200)),  # whose work it is (projections.staff.person_after)
     Column("cycle", Integer, nullable=False),
 )
 
@@ -106,11 +109,18 @@ sla_on_time = Table(
 sla_counted_under = Table(
     "sla_counted_under",
     metadata,
-    Column("name", String(20), primary_key=True),  # "zone"
+    Column("name", String(20), primary_key=True),  # COUNTERS
     Column("digest", String(64), nullable=False),
 )
 """The time zone the day counters are kept in."""
 
+sla_staff_month = person_months("sla_staff_month", metadata)
+"""Limits met and missed (`met.METRIC`, `missed.METRIC`) per month they
+stopped in and person who had the case then: the staff assessment's."""
+
+COUNTERS = "zone.2"
+"""The name the counters' time zone is kept under; a new name when a counter
+is added (2: per person), so a read model without it is rebuilt at start."""
 RUNNING = ("running", "paused")
 DEFAULT_TIER = "basic"
 DEFAULT_PRIORITY = "normal"  # callbacks have none
@@ -179,7 +189,7 @@ class SlaLimits:
 
     def stale(self, conn: Connection) -> bool:
         """Its day counters were kept in another time zone."""
-        kept = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == "zone")).scalar()
+        kept = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == COUNTERS)).scalar()
         return counted_elsewhere(conn, self.name, kept, self.zone)
 
     def apply(self, conn: Connection, events: list[Envelope]) -> None:
@@ -198,6 +208,7 @@ class SlaLimits:
                       where=sla_clock.c.state.in_(RUNNING))
         live = self._load(cases, clocks)
         recorded: list[str] = []
+        by_person: Counter[tuple[str, str, str]] = Counter()
         for event in events:
             at = datetime.fromisoformat(event["occurred_at"])
             name, data = event["type"].split(".", 1)[1], event["data"]
@@ -216,22 +227,32 @@ class SlaLimits:
                 row = {"case_id": event["aggregate_id"], "kind": event["aggregate_type"],
                        "customer_id": data["customer_id"],
                        "tier": customer["tier"] if customer else DEFAULT_TIER,
-                       "priority": data.get("priority") or DEFAULT_PRIORITY, "assignee": None, "cycle": 1}
+                       "priority": data.get("priority") or DEFAULT_PRIORITY, "assignee": None, "person": None,
+                       "cycle": 1}
                 case = live[event["aggregate_id"]] = _Case(
                     row, CaseClocks(row["kind"], row["tier"], row["priority"]), {})
             case.row["assignee"] = assignee_after(case.row["assignee"], name, data)
+            case.row["person"] = person_after(case.row["person"], case.row["assignee"], event)
             if name == "priority_changed":
                 case.row["priority"] = data["priority"]
                 case.clocks.regrade(self.policy, at, priority=data["priority"])
             elif name == "sla_breached":
                 recorded.append(clock_id(event["aggregate_id"], data["metric"], data["cycle"]))
             else:
+                done = len(case.clocks.results)
                 case.clocks.on(name, at, self.policy)
+                person = case.row["person"]
+                for result in case.clocks.results[done:]:
+                    if result.met is not None and person is not None:
+                        month = result.stopped_at.astimezone(self.zone).strftime("%Y-%m")
+                        by_person[(month, f"{'met' if result.met else 'missed'}.{result.metric}", person)] += 1
             case.row["cycle"] = case.clocks.cycle
         self._put(live, cases, clocks)
         self._count(conn, live)
-        if conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == "zone")).scalar() is None:
-            conn.execute(sla_counted_under.insert().values(name="zone", digest=self.zone.key))
+        add_up(conn, sla_staff_month, by_person)
+        kept = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == COUNTERS))
+        if kept.scalar() is None:
+            conn.execute(sla_counted_under.insert().values(name=COUNTERS, digest=self.zone.key))
         customers.write()
         cases.write()
         clocks.write()

@@ -162,7 +162,8 @@ class Client:
             async def collect(error: Exception) -> None:
                 errors.append(str(error))
                 told.set()
-            self._as[role] = await connect_as(self.server.url, self.server.directory.auth_dir, f"{role}-1",
+            user = role if role[-1].isdigit() else f"{role}-1"  # a role's first user, or a user by name
+            self._as[role] = await connect_as(self.server.url, self.server.directory.auth_dir, user,
                                               error_cb=collect)
         return self._as[role]
 

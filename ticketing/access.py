@@ -26,7 +26,10 @@ QUERIES: dict[str, frozenset[Role]] = {
     "health": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE}),
     "audit.verify": frozenset({Role.AUDITOR, Role.MANAGER}),
     "sla.simulate": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR}),
+    "staff.assessment": PEOPLE | {Role.AUDITOR},
 }
+TEAM_READERS = frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR})
+"""Who sees everyone's assessment; the others see only their own card."""
 """A gateway may ask whatever the people it signs in may (and then as them)."""
 
 EVENT_READERS = frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE, Role.GATEWAY})

@@ -84,6 +84,7 @@ class Registration:
     occurred_at: datetime | None = None
     follows_case_id: UUID | None = None
     channel_detail: str | None = None
+    about_staff: str | None = None
 
 
 class Complaint(LoopCase):
@@ -111,7 +112,7 @@ class Complaint(LoopCase):
     # ---- events -------------------------------------------------------------
 
     class Registered(Aggregate.Created, Case.Event):
-        class_version = 2  # v2 adds channel_detail; stored v1 events are upcast on read
+        class_version = 3  # v2 adds channel_detail, v3 about_staff; earlier stored events are upcast on read
         customer_id: UUID
         channel: str
         category: str
@@ -122,14 +123,20 @@ class Complaint(LoopCase):
         occurred_at: datetime | None
         follows_case_id: UUID | None
         channel_detail: str | None
+        about_staff: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["channel_detail"] = None
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["about_staff"] = None
+
         def apply(self, aggregate: Any) -> None:
             for name in ("customer_id", "channel", "category", "priority", "description",
-                         "product", "region", "occurred_at", "follows_case_id", "channel_detail"):
+                         "product", "region", "occurred_at", "follows_case_id", "channel_detail",
+                         "about_staff"):
                 setattr(aggregate, name, getattr(self, name))
             aggregate.status = REGISTERED
 
@@ -264,6 +271,7 @@ class Complaint(LoopCase):
         product = checks.text("product", registration.product, required=False, max_length=200)
         region = checks.text("region", registration.region, required=False, max_length=200)
         channel_detail = checks.text("channel_detail", registration.channel_detail, required=False, max_length=200)
+        about_staff = checks.text("about_staff", registration.about_staff, required=False, max_length=200)
         if registration.occurred_at is not None and registration.occurred_at > ctx.at:
             checks.fail("occurred_at", "must not be in the future")
         checks.done()
@@ -281,6 +289,7 @@ class Complaint(LoopCase):
             occurred_at=registration.occurred_at,
             follows_case_id=registration.follows_case_id,
             channel_detail=channel_detail,
+            about_staff=about_staff,
         )
 
     def acknowledge(self, ctx: Context, note: str | None = None) -> None:

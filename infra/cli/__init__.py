@@ -13,7 +13,7 @@ from infra.cli.client import history, send, status
 from infra.cli.serve import serve, worker
 from infra.cli.sla import sla
 from infra.cli.users import nats_config, users
-from infra.cli.views import customers, dashboard, report
+from infra.cli.views import customers, dashboard, report, staff
 
 
 @click.group()
@@ -21,6 +21,6 @@ def main() -> None:
     """Event-sourced case handling for customer-service departments."""
 
 
-for command in (serve, worker, send, history, status, sla, dashboard, report, customers, projections, roles,
-                asyncapi, users, nats_config, audit):
+for command in (serve, worker, send, history, status, sla, dashboard, report, staff, customers, projections,
+                roles, asyncapi, users, nats_config, audit):
     main.add_command(command)

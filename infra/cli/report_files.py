@@ -1,6 +1,7 @@
 """The quality report as files: a self-contained HTML page (charts as inline
 SVG drawn by matplotlib; no script, no external file), the same figures as
-JSON, and as CSV (one row per figure)."""
+JSON, and as CSV (one row per figure); with the period's staff assessment
+when the reader may see it."""
 
 from __future__ import annotations
 
@@ -85,6 +86,22 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
     fig.tight_layout()
     drawn["top"] = _svg(fig)
     plt.close(fig)
+
+    cards = (report.get("staff") or {}).get("cards") or []
+    if cards:
+        grades = report["staff"]["grades"]
+        fig, ax = plt.subplots(figsize=(9.6, 0.4 * len(cards) + 1.2))
+        labels = [f"{c['person']} ({c['team']})" for c in reversed(cards)]
+        bars = ax.barh(labels, [c["score"] for c in reversed(cards)],
+                       color=["#e67e22" if c["grade"] == grades[-1]["name"] else "#2c7fb8" for c in reversed(cards)])
+        ax.bar_label(bars, labels=[f"{c['score']:.1f} {c['grade']}" for c in reversed(cards)], fontsize=8)
+        for grade in grades[:-1]:
+            ax.axvline(grade["min"], color="#95a5a6", linestyle=":", linewidth=1)
+        ax.set_xlim(0, 105)
+        ax.set_title("Staff assessment: score and grade")
+        ax.tick_params(labelsize=8)
+        drawn["staff"] = _svg(fig)
+        plt.close(fig)
     return drawn
 
 
@@ -107,6 +124,16 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
         found += [(f"top_{key}", r["name"], r["count"]) for r in ranked]
     found += [("typical_case", c["case_id"], "; ".join(c["why"])) for c in report["typical_cases"]]
     found += [("miss", str(i + 1), text) for i, text in enumerate(report["misses"])]
+    for card in (report.get("staff") or {}).get("cards") or []:
+        found += [("staff", f"{card['person']}.{key}", card[key]) for key in
+                  ("team", "rank", "team_size", "score", "grade", "first_place_months", "failing_months", "bonus",
+                   "post_at_risk")]
+        for key, value in card["figures"].items():
+            if isinstance(value, dict):
+                found += [("staff", f"{card['person']}.{key}.{k}", v if not isinstance(v, dict) else
+                           f"{v['met']} met / {v['missed']} missed") for k, v in value.items()]
+            else:
+                found.append(("staff", f"{card['person']}.{key}", value))
     return found
 
 

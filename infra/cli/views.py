@@ -1,5 +1,5 @@
 """Client commands that show what the read models know: the dashboard, the
-quality report, the dangerous-customer list."""
+quality report, the staff assessment, the dangerous-customer list."""
 
 from __future__ import annotations
 
@@ -95,6 +95,11 @@ def report(month: str | None, quarter: str | None, out: Path) -> None:
     if not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(1)
+    staff = asyncio.run(request("ticketing.v1.queries.staff.assessment", {"period": month or quarter}, timeout=60))
+    if staff.get("ok"):
+        reply["staff"] = staff
+    else:
+        console.print(f"[yellow]no staff section:[/] {staff.get('message', staff)}")
     from infra.cli.report_files import write
 
     for path in write(reply, out):
@@ -138,3 +143,43 @@ def customers_dangerous(level: str | None, danger_type: str | None, limit: int, 
     console.print(table)
     if reply["next"]:
         console.print(f"more: --after '{reply['next']}'")
+
+
+@click.command()
+@click.option("--month", help="a month, e.g. 2026-11")
+@click.option("--quarter", help="a quarter, e.g. 2026-Q4")
+@click.option("--agent", "person", help="one person's card (their user id)")
+@click.option("--json", "as_json", is_flag=True, help="print the raw reply")
+@credentials_option
+def staff(month: str | None, quarter: str | None, person: str | None, as_json: bool) -> None:
+    """The staff assessment (月度考核) of a month or a quarter: each person's
+    figures, score, grade, rank in the team and streaks (an agent or a
+    technician sees their own)."""
+    if bool(month) == bool(quarter):
+        raise click.UsageError("give --month or --quarter")
+    query = {"period": month or quarter} | ({"person": person} if person else {})
+    reply = asyncio.run(request("ticketing.v1.queries.staff.assessment", query, timeout=60))
+    if as_json or not reply.get("ok"):
+        console.print_json(orjson.dumps(reply).decode())
+        sys.exit(0 if reply.get("ok") else 1)
+    table = Table(title=f"staff assessment {reply['period']} ({reply['timezone']})")
+    for column in ("team", "rank", "person", "score", "grade", "handled", "on time", "score avg", "1st contact",
+                   "callbacks", "minus", "streak"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("rank", "score") else "left")
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    for c in reply["cards"]:
+        f = c["figures"]
+        streak = ("bonus" if c["bonus"] else "post at risk" if c["post_at_risk"] else
+                  f"1st x{c['first_place_months']}" if c["first_place_months"] else
+                  f"failing x{c['failing_months']}" if c["failing_months"] else "-")
+        style = "red" if c["grade"] == reply["grades"][-1]["name"] else "green" if c["rank"] == 1 else None
+        table.add_row(c["team"], f"{c['rank']}/{c['team_size']}", c["person"], f"{c['score']:.1f}", c["grade"],
+                      str(f["handled_total"]), share(f["on_time"]),
+                      "-" if f["average_score"] is None else f"{f['average_score']:.0f}",
+                      share(f["first_contact_share"]), f"{f['callbacks_done']}/{f['callbacks_missed']}",
+                      f"{c['deducted']:g}", streak, style=style)
+    console.print(table)
+    console.print("grades: " + ", ".join(f"{g['name']} >= {g['min']:g}" for g in reply["grades"]))

@@ -46,6 +46,7 @@ from projections.base import UTC_ZONE, create_tables
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
+from projections.staff import StaffFigures
 from ticketing.sla.policy import SlaPolicy
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 def projections(policy: SlaPolicy, zone: ZoneInfo = UTC_ZONE) -> list[Any]:
     """Every read model; the day counters kept in the department's time zone."""
-    return [CaseSummary(), SlaLimits(policy, zone), Activity(zone), DangerousCustomers()]
+    return [CaseSummary(), SlaLimits(policy, zone), Activity(zone), DangerousCustomers(), StaffFigures(zone)]
 
 
 async def ensure_streams(js: JetStreamContext) -> None:

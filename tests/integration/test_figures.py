@@ -236,16 +236,23 @@ async def test_the_monthly_report_matches_what_happened(
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     html = (tmp_path / "reports" / "report-2026-11.html").read_text(encoding="utf-8")
-    assert html.count("<svg") == 4 and "<script" not in html
+    assert html.count("<svg") == 5 and "<script" not in html
     on_disk = orjson.loads((tmp_path / "reports" / "report-2026-11.json").read_bytes())
     assert on_disk["figures"] == reply["figures"] and on_disk["on_time"] == reply["on_time"]
     csv_rows = (tmp_path / "reports" / "report-2026-11.csv").read_text(encoding="utf-8").splitlines()
     assert f"figures,registered.complaint,{want['registered']}" in csv_rows
+    # The staff section: the one agent who did the work, as the staff.assessment query has it.
+    staff = await client.query("staff.assessment", {"period": "2026-11"}, role="manager")
+    assert on_disk["staff"] == staff and [c["person"] for c in staff["cards"]] == ["agent-1"]
+    card = staff["cards"][0]
+    assert card["figures"]["handled_total"] == want["resolved"] and card["rank"] == 1
+    assert 'id="staff-table"' in html and html.count('class="staff-card"') == 1
+    assert f"staff,agent-1.score,{card['score']}" in csv_rows and f"staff,agent-1.grade,{card['grade']}" in csv_rows
     await look_at(tmp_path / "reports" / "report-2026-11.html", tmp_path)
 
 
 async def look_at(page: Path, tmp_path: Path) -> None:
-    """Open the page in headless Chromium: it renders, with its four charts,
+    """Open the page in headless Chromium: it renders, with its five charts,
     and logs no error. Skipped where no Chromium is installed."""
     import shutil
 
@@ -257,7 +264,7 @@ async def look_at(page: Path, tmp_path: Path) -> None:
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
         "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
     assert dom.returncode == 0, dom.stderr
-    assert dom.stdout.count("<svg") == 4 and "Service quality report 2026-11" in dom.stdout
+    assert dom.stdout.count("<svg") == 5 and "Service quality report 2026-11" in dom.stdout
     assert "Uncaught" not in dom.stderr and "CONSOLE(" not in dom.stderr, dom.stderr
     snap = await asyncio.to_thread(subprocess.run, [
         browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}", "--window-size=1200,2400",

@@ -157,7 +157,7 @@ async def test_cli_rebuild_repairs_a_damaged_read_model(runtime: Runtime, client
         subprocess.run, [str(Path(sys.executable).parent / "ticketing"), "projections", "rebuild"],
         env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert f"rebuilt case_summary, sla, activity, danger up to position {runtime.store.max_position()}" \
+    assert f"rebuilt case_summary, sla, activity, danger, staff up to position {runtime.store.max_position()}" \
         in done.stdout
     assert rows(runtime) == live
 

@@ -28,6 +28,7 @@ from projections.base import apply_batch, create_tables, rebuild
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
+from projections.staff import StaffFigures
 from ticketing.callback import Callback
 from ticketing.case import Context
 from ticketing.complaint import Complaint, Registration
@@ -173,7 +174,7 @@ def test_rebuilt_equals_live_for_random_histories(tmp_path: Path, steps: list[tu
     run = uuid.uuid4().hex[:8]
     live_engine = make_engine(f"sqlite:///{tmp_path}/live-{run}.db")
     rebuilt_engine = make_engine(f"sqlite:///{tmp_path}/rebuilt-{run}.db")
-    every = (CaseSummary(), SlaLimits(POLICY), Activity(), DangerousCustomers())
+    every = (CaseSummary(), SlaLimits(POLICY), Activity(), DangerousCustomers(), StaffFigures())
     for projection in every:
         create_tables(live_engine, projection)
         create_tables(rebuilt_engine, projection)
