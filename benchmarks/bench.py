@@ -167,7 +167,7 @@ def projection_position(readmodels: Path) -> int:
     return int(row[0]) if row else 0
 
 
-PROJECTIONS = ("case_summary", "sla", "activity", "danger")
+PROJECTIONS = ("case_summary", "sla", "activity", "danger", "staff")
 
 
 def projection_positions(readmodels: Path) -> dict[str, int]:

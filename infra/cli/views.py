@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import orjson
+from rich import box
 from rich.table import Table
 
 from infra.cli.base import console
@@ -162,24 +163,26 @@ def staff(month: str | None, quarter: str | None, person: str | None, as_json: b
     if as_json or not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(0 if reply.get("ok") else 1)
-    table = Table(title=f"staff assessment {reply['period']} ({reply['timezone']})")
-    for column in ("team", "rank", "person", "score", "grade", "handled", "on time", "score avg", "1st contact",
-                   "callbacks", "minus", "streak"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("rank", "score") else "left")
-
     def share(value: float | None) -> str:
         return "-" if value is None else f"{value:.0%}"
 
-    for c in reply["cards"]:
-        f = c["figures"]
-        streak = ("bonus" if c["bonus"] else "post at risk" if c["post_at_risk"] else
-                  f"1st x{c['first_place_months']}" if c["first_place_months"] else
-                  f"failing x{c['failing_months']}" if c["failing_months"] else "-")
-        style = "red" if c["grade"] == reply["grades"][-1]["name"] else "green" if c["rank"] == 1 else None
-        table.add_row(c["team"], f"{c['rank']}/{c['team_size']}", c["person"], f"{c['score']:.1f}", c["grade"],
-                      str(f["handled_total"]), share(f["on_time"]),
-                      "-" if f["average_score"] is None else f"{f['average_score']:.0f}",
-                      share(f["first_contact_share"]), f"{f['callbacks_done']}/{f['callbacks_missed']}",
-                      f"{c['deducted']:g}", streak, style=style)
-    console.print(table)
+    for team in dict.fromkeys(c["team"] for c in reply["cards"]):
+        table = Table(title=f"staff assessment {reply['period']} ({reply['timezone']}): {team}s",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for column in ("#", "person", "score", "grade", "done", "on time", "csat", "FCR", "calls", "streak"):
+            table.add_column(column, no_wrap=True, justify="right" if column in ("#", "score", "done") else "left")
+        for c in (c for c in reply["cards"] if c["team"] == team):
+            f = c["figures"]
+            streak = ("bonus" if c["bonus"] else "post at risk" if c["post_at_risk"] else
+                      f"1st x{c['first_place_months']}" if c["first_place_months"] else
+                      f"{reply['grades'][-1]['name']} x{c['failing_months']}" if c["failing_months"] else "-")
+            style = "red" if c["grade"] == reply["grades"][-1]["name"] else "green" if c["rank"] == 1 else None
+            table.add_row(f"{c['rank']}/{c['team_size']}", c["person"], f"{c['score']:.1f}", c["grade"],
+                          str(f["handled_total"]), share(f["on_time"]),
+                          "-" if f["average_score"] is None else f"{f['average_score']:.0f}",
+                          share(f["first_contact_share"]), f"{f['callbacks_done']}/{f['callbacks_missed']}",
+                          streak, style=style)
+        console.print(table)
+    console.print("done: cases handled; csat: the callbacks' average score on their cases;\n"
+                  "FCR: first-contact resolution; calls: callbacks done/missed; --json: all")
     console.print("grades: " + ", ".join(f"{g['name']} >= {g['min']:g}" for g in reply["grades"]))

@@ -115,7 +115,7 @@ async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
 
     async def projected() -> bool:
         return query(data / "readmodels.db", "select name, position from projection_tracking order by name") \
-            == [(name, recorded) for name in ("activity", "case_summary", "danger", "sla")]
+            == [(name, recorded) for name in ("activity", "case_summary", "danger", "sla", "staff")]
     await wait_for(projected, timeout=30)
     assert query(data / "readmodels.db", "select count(*) from case_summary") == [(recorded - 1,)]
     assert query(data / "readmodels.db", "select count(*) from customer_summary") == [(1,)]

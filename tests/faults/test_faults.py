@@ -118,6 +118,7 @@ async def settled(url: str, data: Path, store: EventStore, settings: Settings) -
     """The stream holds the whole store, and every projection has applied it."""
     engine = create_engine(settings.read_model_url)
     head = store.max_position()
+    every = len(projections(load_sla_policy(settings)))
     nc = await connect(url, data, "system", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
         js = nc.jetstream()
@@ -129,7 +130,7 @@ async def settled(url: str, data: Path, store: EventStore, settings: Settings) -
                 return False
             with engine.connect() as conn:
                 tracked = [row[0] for row in conn.exec_driver_sql("select position from projection_tracking")]
-            return info.state.messages >= head and len(tracked) == 4 and min(tracked) >= head
+            return info.state.messages >= head and len(tracked) == every and min(tracked) >= head
         await wait_for(caught_up, timeout=90)
     finally:
         await nc.close()

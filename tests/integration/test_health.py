@@ -37,7 +37,7 @@ async def test_health_names_every_part_and_how_far_behind_it_is(runtime: Runtime
     reply = await wait_for(caught_up)
     names = {p["name"] for p in reply["parts"]}
     assert {"store", "nats", "worker", "relay", "projection:case_summary", "projection:sla",
-            "projection:activity", "projection:danger", "monitor:sla_monitor", "monitor:danger_monitor",
+            "projection:activity", "projection:danger", "projection:staff", "monitor:sla_monitor", "monitor:danger_monitor",
             "policy:callbacks"} <= names, names
     parts = {p["name"]: p for p in reply["parts"]}
     assert parts["store"]["position"] == 1 and parts["relay"]["position"] == 1

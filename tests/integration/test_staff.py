@@ -8,7 +8,10 @@ of the shipped rules file."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from infra.bootstrap import Runtime
@@ -270,7 +274,7 @@ NOVEMBER_START = datetime(2026, 10, 31, 16, 0, tzinfo=UTC)
 
 
 async def test_the_monthly_scorecards_match_what_the_agents_did(
-        runtime: Runtime, client: Client, clock: FakeClock) -> None:
+        runtime: Runtime, client: Client, clock: FakeClock, settings: Settings) -> None:
     rng = random.Random(20261126)
     october, november = plan(rng, OCTOBER_START, 30), plan(rng, NOVEMBER_START, 30)
     clock.now = OCTOBER_START
@@ -340,6 +344,20 @@ async def test_the_monthly_scorecards_match_what_the_agents_did(
     assert [c["person"] for c in one["cards"]] == ["agent-1"]
     bad = await client.query("staff.assessment", {"period": "2026-13"}, role="supervisor")
     assert bad["error"]["code"] == "validation_error"
+
+    # The CLI, as the local operator (a manager): the table, and the reply itself with --json.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env["TICKETING_DATA_DIR"] = str(settings.data_dir)
+    ticketing = str(Path(sys.executable).parent / "ticketing")
+    shown = await asyncio.to_thread(subprocess.run, [ticketing, "staff", "--month", "2026-11"], env=env,
+                                    capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert all(person in shown.stdout for person in want["2026-11"]) and "grades: A >= 90" in shown.stdout, shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80, shown.stdout
+    one_json = await asyncio.to_thread(subprocess.run, [ticketing, "staff", "--month", "2026-11", "--agent",
+                                                        "agent-3", "--json"], env=env, capture_output=True,
+                                       text=True, timeout=120, check=False)
+    assert orjson.loads(one_json.stdout)["cards"] == [c for c in reply["cards"] if c["person"] == "agent-3"]
 
     # The read models rebuilt from the store give the same cards.
     every = [p for p in projections(POLICY, ZONE_INFO) if p.name in ("staff", "sla")]
