@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,15 @@ def simulate_command(policy_file: Path, since: str, until: str | None, kind: str
 @sla.command("calendar")
 @click.option("--year", type=click.IntRange(1900, 2999), required=True)
 @click.option("--name", default=None, help="a [calendar.NAME] of the SLA policy (default: the policy's default)")
-def calendar_command(year: int, name: str | None) -> None:
+@click.option("--official", metavar="COUNTRY", default=None,
+              help="print the official holidays and make-up workdays of this country (ISO code, e.g. CN) for "
+                   "the year, as the calendar's holidays and workdays lines to put in the policy")
+@click.option("--subdivision", default=None, help="with --official: a province or state code")
+def calendar_command(year: int, name: str | None, official: str | None, subdivision: str | None) -> None:
     """The working days of a business calendar in a year, with the holidays
-    and the make-up workdays (调休), so a supervisor can check them."""
-    from datetime import date, timedelta
+    and the make-up workdays (调休), so a supervisor can check them; with
+    --official, the lines that fill the calendar with a country's official list."""
+    from datetime import timedelta
 
     from infra.config_files import load_sla_policy
     from infra.settings import Settings
@@ -159,6 +165,9 @@ def calendar_command(year: int, name: str | None) -> None:
     if chosen not in policy.calendars:
         raise click.ClickException(f"no calendar {chosen!r}; the policy has {', '.join(sorted(policy.calendars))}")
     calendar = policy.calendars[chosen]
+    if official is not None:
+        _official(official, subdivision, year, chosen, calendar)
+        return
     if calendar.timezone is None:
         console.print(f"{chosen}: around the clock, every day of {year}")
         return
@@ -182,3 +191,35 @@ def calendar_command(year: int, name: str | None) -> None:
                       or "-", ", ".join(f"{d:%m-%d %a}" for d in makeup) or "-")
     console.print(table)
     console.print(f"{working} working days in {year}")
+
+
+def official_days(country: str, subdivision: str | None, year: int) -> tuple[dict[date, str], list[date]]:
+    """A country's official holidays (with their names) and make-up workdays
+    (weekend days worked in exchange for a day off) in a year, from the
+    `holidays` package; click's error when it has no such country."""
+    import holidays
+
+    try:
+        found = holidays.country_holidays(country.upper(), subdiv=subdivision, years=year)
+    except NotImplementedError as error:
+        raise click.BadParameter(str(error), param_hint="--official / --subdivision") from None
+    return dict(found), sorted(d for d in found.weekend_workdays if d.year == year)
+
+
+def _official(country: str, subdivision: str | None, year: int, name: str, calendar: Any) -> None:
+    """Print the calendar's `holidays` and `workdays` lines: its dates of other
+    years kept, this year's the official list."""
+    import holidays as package
+
+    days_off, workdays = official_days(country, subdivision, year)
+    keep_off = sorted(d for d in calendar.holidays if d.year != year)
+    keep_work = sorted(d for d in calendar.workdays if d.year != year)
+    where = country.upper() + (f"-{subdivision}" if subdivision else "")
+    click.echo(f"# [calendar.{name}]: the official holidays and make-up workdays of {where} in {year} "
+               f"(the holidays package {package.__version__}), beside the calendar's dates of other years")
+    for day, what in sorted(days_off.items()):
+        click.echo(f"#   {day} {day:%a} {what}")
+    for day in workdays:
+        click.echo(f"#   {day} {day:%a} make-up workday")
+    click.echo("holidays = [" + ", ".join(f'"{d}"' for d in sorted(set(keep_off) | set(days_off))) + "]")
+    click.echo("workdays = [" + ", ".join(f'"{d}"' for d in sorted(set(keep_work) | set(workdays))) + "]")

@@ -152,3 +152,40 @@ def test_the_cli_prints_a_years_working_days_with_the_make_up_days(tmp_path: Pat
     assert "02-06 Sat" in february and "02-08 Mon" in february
     working = sum(1 for d in range(365) if (datetime(2027, 1, 1) + timedelta(days=d)).weekday() < 5) - 5 + 1
     assert f"{working} working days in 2027" in shown.output
+
+
+def test_the_official_list_fills_a_calendar_with_the_holidays_and_make_up_workdays(tmp_path: Path) -> None:
+    """China's 2026 Spring Festival as the State Council announced it (国办发明电〔2025〕7号):
+    15-23 February off, Saturdays 14 and 28 February worked; National Day 1-7 October
+    off, Sunday 20 September and Saturday 10 October worked."""
+    from click.testing import CliRunner
+
+    from infra.cli import main
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    env = {"TICKETING_SLA_POLICY": str(policy), "TICKETING_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    filled = CliRunner().invoke(main, ["sla", "calendar", "--year", "2026", "--name", "office", "--official", "CN"],
+                                env=env)
+    assert filled.exit_code == 0, filled.output
+    lines = [line for line in filled.output.splitlines() if not line.startswith("#")]
+    assert len(lines) == 2 and lines[0].startswith("holidays = [") and lines[1].startswith("workdays = [")
+    assert '"2027-01-01"' in lines[0], "the calendar's dates of other years are kept"
+    policy.write_text(POLICY.replace('holidays = ["2027-01-01"]', "\n".join(lines)))
+
+    shown = CliRunner().invoke(main, ["sla", "calendar", "--year", "2026", "--name", "office"], env=env)
+    assert shown.exit_code == 0, shown.output
+    months = {line.split("│")[1].strip(): line for line in shown.output.splitlines() if "│ 2026-" in line}
+    off_in_february = {datetime(2026, 2, d) for d in range(15, 24)}
+    february = sum(1 for d in range(1, 29) if (day := datetime(2026, 2, d)).weekday() < 5
+                   and day not in off_in_february) + 2  # the two Saturdays worked
+    assert f"│ {february} " in months["2026-02"], months["2026-02"]
+    assert "02-14 Sat" in months["2026-02"] and "02-28 Sat" in months["2026-02"]
+    off_in_october = {datetime(2026, 10, d) for d in range(1, 8)}
+    october = sum(1 for d in range(1, 32) if (day := datetime(2026, 10, d)).weekday() < 5
+                  and day not in off_in_october) + 1  # Saturday 10 October worked
+    assert f"│ {october} " in months["2026-10"], months["2026-10"]
+    assert "09-20 Sun" in months["2026-09"] and "10-10 Sat" in months["2026-10"]
+
+    unknown = CliRunner().invoke(main, ["sla", "calendar", "--year", "2026", "--official", "XX"], env=env)
+    assert unknown.exit_code != 0 and "XX" in unknown.output and "Traceback" not in unknown.output
