@@ -29,7 +29,7 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import UTC_ZONE, Envelope, Rows, counted_elsewhere, empty, utc
+from projections.base import UTC_ZONE, Envelope, Rows, counted_elsewhere, empty, insert_many, utc
 
 metadata = MetaData()
 
@@ -183,7 +183,7 @@ class Activity:
         customers.write()
         cases.write()
         if rows:
-            conn.execute(activity.insert(), rows)
+            insert_many(conn, activity, rows)
         self._count(conn, rows, [c for k, c in customers.rows.items() if k in customers.changed
                                  and k not in customers.existing])
 

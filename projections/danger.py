@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from contracts.alerts import DangerousCustomer, DangerReason
-from projections.base import Envelope, Rows, empty, utc
+from projections.base import Envelope, Rows, empty, insert_many, utc
 from ticketing.danger import LEVELS, Assessment, Fact, Rules
 
 metadata = MetaData()
@@ -139,7 +139,7 @@ class DangerousCustomers:
         cases.write()
         customers.write()
         if facts:
-            conn.execute(danger_fact.insert(), facts)
+            insert_many(conn, danger_fact, facts)
 
     def reset(self, conn: Connection) -> None:
         empty(conn, metadata)

@@ -271,6 +271,8 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
     while True:
         result = await predicate() if asyncio.iscoroutinefunction(predicate) \
             else await asyncio.to_thread(predicate)
+        if asyncio.iscoroutine(result):  # a lambda around a coroutine function
+            result = await result
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:

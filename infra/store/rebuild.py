@@ -3,6 +3,7 @@ mapping the relay publishes with."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, inspect, select
 
 from contracts.catalog import EVENTS
 from contracts.types import rfc3339
-from handlers.translate import envelope, event_id, names
+from handlers.translate import EVENT_ID_NAMESPACE, envelope, names
 from infra.store.event_store import EventStore
 from projections.base import Envelope, Projection, create_tables, rebuild, rebuild_beside
 
@@ -55,21 +56,35 @@ def _kind(topic: str) -> _Kind:
 
 def _plain(value: Any) -> Any:
     """A stored value (eventsourcing's JSON transcoding) as the published JSON has it."""
-    if isinstance(value, dict):
+    if value.__class__ is dict:
         kind = value.get("_type_")
         if kind is not None and "_data_" in value and len(value) == 2:
             data = value["_data_"]
             if kind == "uuid_hex":
-                return str(UUID(data))
+                text = UUID(data).hex  # checked and lower case, as str(UUID) would be
+                return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
             if kind == "datetime_iso":
                 return rfc3339(datetime.fromisoformat(data))
             if kind in ("decimal_str", "date_iso"):
                 return data
             raise ValueError(kind)
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return {k: _plain(v) if v.__class__ in _NESTED else v for k, v in value.items()}
+    if value.__class__ is list:
+        return [_plain(v) if v.__class__ in _NESTED else v for v in value]
     return value
+
+
+_NESTED = (dict, list)
+_EVENT_ID_PREFIX = EVENT_ID_NAMESPACE.bytes
+
+
+def _event_id(aggregate_id: UUID, version: int) -> str:
+    """`str(handlers.translate.event_id(...))` (a UUID 5) without the UUID objects."""
+    digest = bytearray(hashlib.sha1(_EVENT_ID_PREFIX + f"{aggregate_id}/{version}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
@@ -85,14 +100,15 @@ def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
             data = {}
             for field, default in kind.fields.items():
                 if field in state:
-                    data[field] = _plain(state[field])
+                    value = state[field]
+                    data[field] = _plain(value) if value.__class__ in _NESTED else value
                 elif default is REQUIRED:
                     break  # a required field missing: let the domain path say why
                 else:
                     data[field] = default
             else:
                 return {
-                    "id": str(event_id(notification.originator_id, notification.originator_version)),
+                    "id": _event_id(notification.originator_id, notification.originator_version),
                     "type": f"{kind.aggregate}.{kind.name}", "schema_version": kind.version,
                     "aggregate_type": kind.aggregate, "aggregate_id": str(notification.originator_id),
                     "aggregate_version": notification.originator_version, "position": notification.id,
