@@ -39,13 +39,16 @@ CANDIDATE = '[[limit]]\nfirst_response = "20m"\nplan = "2h"\nresolution = "12h"\
 
 def seed(store: EventStore, events: int) -> None:
     """Complaints of 7 events each (register, acknowledge, assign, analyse,
-    resolve, revisit, close), one customer per ten, spread over a quarter."""
+    resolve, revisit, close), one customer per ten, spread over a quarter,
+    worked by forty agents."""
     at, written, customer = START, 0, None
     while written < events:
         batch = []
         for n in range(200):
-            def ctx(minutes: int, at: datetime = at) -> Context:
-                return Context(actor_id="bench", role=Role.SUPERVISOR, at=at + timedelta(minutes=minutes),
+            agent = f"agent-{(written + n) % 40}"
+
+            def ctx(minutes: int, at: datetime = at, agent: str = agent) -> Context:
+                return Context(actor_id=agent, role=Role.AGENT, at=at + timedelta(minutes=minutes),
                                correlation_id=uuid.uuid4(), compensation_limit=Decimal("500"))
             if customer is None or n % 10 == 0:
                 customer = Customer.register(uuid.uuid4(), ctx(0), name="n", phone="1", tier="basic", region="r")
@@ -53,7 +56,7 @@ def seed(store: EventStore, events: int) -> None:
             case = Complaint.register(uuid.uuid4(), Registration(customer.id, "phone", "billing", "normal", "d"),
                                       ctx(0))
             case.acknowledge(ctx(5 + n % 40))
-            case.assign(ctx(60), "agent-1")
+            case.assign(ctx(60), agent)
             case.analyse(ctx(90 + n % 200), "c", "company", "minor", "p")
             case.resolve(ctx(300 + (n * 37) % 1500), "r", False, "0")
             case.revisit(ctx(2000), True, 90)

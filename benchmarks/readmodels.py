@@ -31,7 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audit import START, seed  # noqa: E402
 
 from handlers.queries import case_history  # noqa: E402
-from infra.config_files import DEFAULT_POLICY  # noqa: E402
+from handlers.staff import assessment  # noqa: E402
+from infra.config_files import (
+    DEFAULT_ASSESSMENT_RULES,  # noqa: E402
+    DEFAULT_POLICY,  # noqa: E402
+)
 from infra.runtime.worker import projections  # noqa: E402
 from infra.store.database import make_engine  # noqa: E402
 from infra.store.event_store import EventStore  # noqa: E402
@@ -40,9 +44,11 @@ from projections import figures  # noqa: E402
 from projections.danger import ledger_metadata, listed  # noqa: E402
 from projections.sla import open_limits  # noqa: E402
 from ticketing import periods  # noqa: E402
+from ticketing.assessment import AssessmentRules  # noqa: E402
 from ticketing.sla.policy import SlaPolicy  # noqa: E402
 
 ZONE = ZoneInfo("Asia/Shanghai")
+RULES = AssessmentRules.parse(DEFAULT_ASSESSMENT_RULES.read_text(encoding="utf-8"))
 
 
 def timed(call: Callable[[], Any], times: int = 50) -> tuple[float, float]:
@@ -62,7 +68,8 @@ def queries(conn: Any, store: EventStore, now: datetime, quarter: periods.Period
         ("report (quarter)", lambda: figures.report(conn, quarter, ZONE)),
         ("sla.open (100)", lambda: open_limits(conn, limit=100)),
         ("customers.dangerous", lambda: listed(conn, limit=100)),
-        ("case.history", lambda: case_history(store, case_id, now)))]
+        ("case.history", lambda: case_history(store, case_id, now)),
+        ("staff.assessment", lambda: assessment(conn, RULES, quarter, ZONE)))]
 
 
 def main() -> None:
