@@ -6,7 +6,8 @@ the months before it, each scored the same way."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
@@ -19,6 +20,8 @@ from ticketing.periods import Period
 
 LOOKBACK_MONTHS = 24
 """How far back the streaks are followed."""
+STREAK_PAGE = 4
+"""Months read at a time while following them."""
 
 
 def months_back(last: str, count: int) -> list[str]:
@@ -42,8 +45,8 @@ def assessment(conn: Connection, rules: AssessmentRules, period: Period, zone: Z
                person: str | None = None) -> StaffAssessmentReply:
     """Every card of the period (or `person`'s: ranked in the whole team all the same)."""
     months = period_months(period, zone)
-    history = months_back(months[-1], max(LOOKBACK_MONTHS, rules.first_place_months, rules.failing_months))
-    counted = month_figures(conn, (staff_month, sla_staff_month), sorted(set(months) | set(history)))
+    tables = (staff_month, sla_staff_month)
+    counted = month_figures(conn, tables, months)
     roles = people(conn)
 
     def cards(figures: Mapping[str, Counter[str]]) -> dict[str, Card]:
@@ -53,23 +56,41 @@ def assessment(conn: Connection, rules: AssessmentRules, period: Period, zone: Z
     for month in months:
         for who, figures in counted[month].items():
             summed.setdefault(who, Counter()).update(figures)
-    monthly = [cards(counted[month]) for month in history]
-    found = []
-    for card in cards(summed).values():
-        if person is not None and card.person != person:
-            continue
+    found = [card for card in cards(summed).values() if person in (None, card.person)]
+    monthly = _months_of_streaks(conn, tables, months[-1], counted, cards, [c.person for c in found], rules)
+    replies = []
+    for card in found:
         streaks = rules.streaks(monthly, card.person)
         grade = next(g for g in rules.grades if g.name == card.grade)
-        found.append(StaffCard(
+        replies.append(StaffCard(
             person=card.person, team=card.team, rank=card.rank, team_size=card.team_size, score=card.score,
             grade=card.grade, grade_meaning=grade.meaning, parts=card.parts, deducted=card.deducted,
             figures=_figures(card.figures), first_place_months=streaks.first_place_months,
             failing_months=streaks.failing_months, bonus=streaks.bonus, post_at_risk=streaks.post_at_risk))
-    found.sort(key=lambda c: (rules.roles.index(c.team), c.rank, c.person))
+    replies.sort(key=lambda c: (rules.roles.index(c.team), c.rank, c.person))
     return StaffAssessmentReply(
         period=period.name, start=period.start, end=period.end, timezone=zone.key, months=months,
         rules=rules.digest, weights=rules.weights, deductions=rules.deductions,
-        grades=[GradeBand(name=g.name, min=g.min, meaning=g.meaning) for g in rules.grades], cards=found)
+        grades=[GradeBand(name=g.name, min=g.min, meaning=g.meaning) for g in rules.grades], cards=replies)
+
+
+def _months_of_streaks(conn: Connection, tables: tuple[Any, ...], last: str, counted: dict[str, Any],
+                       cards: Callable[[Mapping[str, Counter[str]]], dict[str, Card]], persons: list[str],
+                       rules: AssessmentRules) -> list[dict[str, Card]]:
+    """Each month's cards from `last` back, the latest first, as far as a
+    streak of one of `persons` still runs (a few months, usually: at most
+    LOOKBACK_MONTHS), read a few months at a time."""
+    history = months_back(last, max(LOOKBACK_MONTHS, rules.first_place_months, rules.failing_months))
+    monthly: list[dict[str, Card]] = []
+    for start in range(0, len(history), STREAK_PAGE):
+        page = history[start:start + STREAK_PAGE]
+        missing = [month for month in page if month not in counted]
+        counted = counted | (month_figures(conn, tables, missing) if missing else {})
+        monthly += [cards(counted[month]) for month in page]
+        if all(max(rules.streaks(monthly, p).first_place_months, rules.streaks(monthly, p).failing_months)
+               < len(monthly) for p in persons):
+            break
+    return monthly
 
 
 def _figures(f: Mapping[str, int]) -> StaffFigures:
