@@ -2,4 +2,5 @@
 
 from infra.cli import main
 
-main()
+if __name__ == "__main__":  # not again in a child process spawned from this one
+    main()

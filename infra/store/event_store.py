@@ -114,6 +114,8 @@ class EventStore(Application):
         if cipher_key:
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
         super().__init__(env=env)
+        self.opened_with = (url, cipher_key)
+        """What another process opens this store with (the rebuild's decoder)."""
         engine = self.recorder.datastore.engine
         tune_sqlite(engine, durable=True, busy_timeout_ms=busy_timeout_ms)
         metadata.create_all(engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,8 @@ from projections.base import Envelope, Projection, create_tables, rebuild, rebui
 log = logging.getLogger(__name__)
 
 PAGE = 5000
+DECODE_APART_FROM = 50_000
+"""From this many events on, a rebuild decodes in a process of its own."""
 REQUIRED = object()
 
 
@@ -119,24 +122,75 @@ def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
     return envelope(store.mapper.to_domain_event(notification), notification.id).model_dump(mode="json")
 
 
-def history(store: EventStore) -> Callable[..., Iterator[list[Envelope]]]:
-    """Pages of the events up to `end` (after `after`), as the relay publishes them."""
+def history(store: EventStore, apart_from: int | None = None) -> Callable[..., Iterator[list[Envelope]]]:
+    """Pages of the events up to `end` (after `after`), as the relay publishes
+    them. From `apart_from` events on, a child process reads and decodes the
+    pages while this one applies them (the decoding is a fifth of a rebuild);
+    the pipe between them holds about a page, so memory stays flat."""
     def batches(end: int, after: int = 0) -> Iterator[list[Envelope]]:
-        position = after
-        table = store.events_table
-        with store.engine.connect() as conn:
-            while position < end:
-                rows = conn.execute(select(table.c.id, table.c.originator_id, table.c.originator_version,
-                                           table.c.topic, table.c.state)
-                                    .where(table.c.id > position, table.c.id <= end).order_by(table.c.id)
-                                    .limit(PAGE)).all()
-                if not rows:
-                    return
-                yield [fast_envelope(store, Notification(id=r.id, originator_id=r.originator_id,
-                                                         originator_version=r.originator_version,
-                                                         topic=r.topic, state=bytes(r.state))) for r in rows]
-                position = rows[-1].id
+        if end - after >= (DECODE_APART_FROM if apart_from is None else apart_from):
+            yield from _decoded_apart(store.opened_with, end, after)
+        else:
+            yield from _pages(store, end, after)
     return batches
+
+
+def _pages(store: EventStore, end: int, after: int) -> Iterator[list[Envelope]]:
+    position = after
+    table = store.events_table
+    with store.engine.connect() as conn:
+        while position < end:
+            rows = conn.execute(select(table.c.id, table.c.originator_id, table.c.originator_version,
+                                       table.c.topic, table.c.state)
+                                .where(table.c.id > position, table.c.id <= end).order_by(table.c.id)
+                                .limit(PAGE)).all()
+            if not rows:
+                return
+            yield [fast_envelope(store, Notification(id=r.id, originator_id=r.originator_id,
+                                                     originator_version=r.originator_version,
+                                                     topic=r.topic, state=bytes(r.state))) for r in rows]
+            position = rows[-1].id
+
+
+def _decoded_apart(opened_with: tuple[str, str | None], end: int, after: int) -> Iterator[list[Envelope]]:
+    context = multiprocessing.get_context("spawn")  # no fork: the parent may run threads
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_decode_pages, args=(opened_with, end, after, sending), daemon=True,
+                            name="ticketing-rebuild-decoder")
+    child.start()
+    sending.close()
+    try:
+        while True:
+            try:
+                data = receiving.recv_bytes()
+            except EOFError:
+                raise RuntimeError("the rebuild's decoding process ended before the last page") from None
+            if not data:
+                return
+            if data[:1] == b"!":
+                raise RuntimeError(f"the rebuild's decoding process failed: {data[1:].decode()}")
+            yield orjson.loads(data)
+    finally:
+        receiving.close()
+        child.join(timeout=10)
+        if child.is_alive():
+            child.terminate()
+
+
+def _decode_pages(opened_with: tuple[str, str | None], end: int, after: int, sending: Any) -> None:
+    """The decoding process: each page as JSON down the pipe, then an empty message."""
+    store = None
+    try:
+        store = EventStore(*opened_with)
+        for page in _pages(store, end, after):
+            sending.send_bytes(orjson.dumps(page))
+        sending.send_bytes(b"")
+    except Exception as error:  # noqa: BLE001 - said to the parent, which stops the rebuild
+        sending.send_bytes(b"!" + f"{type(error).__name__}: {error}".encode())
+    finally:
+        sending.close()
+        if store is not None:
+            store.engine.dispose()
 
 
 def rebuild_projection(store: EventStore, engine: Engine, projection: Projection,

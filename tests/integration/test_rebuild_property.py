@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from eventsourcing.cipher import AESCipher
 from hypothesis import HealthCheck, example, given, settings
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from infra.config_files import DEFAULT_POLICY
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
 from infra.store.rebuild import fast_envelope
+from infra.store.rebuild import history as rebuild_history
 from projections.activity import Activity
 from projections.base import apply_batch, create_tables, rebuild
 from projections.case_summary import CaseSummary
@@ -211,5 +213,29 @@ def test_the_rebuilds_fast_reading_of_the_store_is_what_the_relay_publishes(
         for notification in store.notifications(0, len(history.events) + 1):
             slow = envelope(store.mapper.to_domain_event(notification), notification.id).model_dump(mode="json")
             assert fast_envelope(store, notification) == slow, slow["type"]
+    finally:
+        store.engine.dispose()
+
+
+def test_a_large_rebuild_decodes_in_a_process_of_its_own_with_the_same_pages(tmp_path: Path) -> None:
+    """Past DECODE_APART_FROM events a child process reads and decodes the
+    pages: the pages are those read in process, and a child that fails stops
+    the rebuild with its reason instead of leaving it waiting."""
+    history = History()
+    for op, pick, minutes in [("customer", 0, 0), ("complaint", 0, 5), ("resolve", 0, 30), ("repair_job", 0, 2),
+                              ("dispatch", 0, 1), ("diagnose", 0, 9), ("job_resolve", 0, 3), ("reopen", 0, 1)]:
+        history.run(op, pick, minutes)
+    store = EventStore(f"sqlite:///{tmp_path}/events.db", AESCipher.create_key(32))
+    try:
+        store.recorder.insert_events([store.mapper.to_stored_event(e) for e in history.events])
+        end = store.max_position()
+        in_process = list(rebuild_history(store, apart_from=10 ** 9)(end))
+        apart = list(rebuild_history(store, apart_from=0)(end))
+        assert apart == in_process and sum(len(page) for page in apart) == end
+        assert list(rebuild_history(store, apart_from=0)(end, 3)) == [in_process[0][3:]]
+
+        store.opened_with = (f"sqlite:///{tmp_path}/missing/events.db", None)
+        with pytest.raises(RuntimeError, match="decoding process failed"):
+            list(rebuild_history(store, apart_from=0)(end))
     finally:
         store.engine.dispose()
