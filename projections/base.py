@@ -305,6 +305,31 @@ def counted_elsewhere(conn: Connection, name: str, kept_zone: str | None, zone: 
     return bool(conn.execute(select(tracking.c.position).where(tracking.c.name == name)).scalar())
 
 
+def adopt(engine: Engine, scratch: str, projections: Sequence[Projection], position: int) -> None:
+    """Put the rows of these projections that a rebuild built in another
+    SQLite file (`scratch`, same tables) in place of theirs here, and move
+    their tracking to `position`: one transaction."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {APART_SCHEMA}", (scratch,))
+        conn.commit()
+        try:
+            with conn.begin():
+                for projection in projections:
+                    _lock(conn, projection.name)
+                    projection.reset(conn)
+                    for table in projection.metadata.sorted_tables:
+                        conn.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
+                                             f'{APART_SCHEMA}."{table.name}"')
+                    conn.execute(tracking.update().where(tracking.c.name == projection.name)
+                                 .values(position=position))
+        finally:
+            conn.exec_driver_sql(f"DETACH DATABASE {APART_SCHEMA}")
+            conn.commit()
+
+
+APART_SCHEMA = "ticketing_apart"
+"""Where `adopt` attaches the file another process rebuilt into."""
+
 REBUILD_SCHEMA = "ticketing_rebuild"
 """Where a rebuild beside the live models builds: a database attached
 under this name (SQLite, a file beside the read models) or a schema

@@ -42,7 +42,7 @@ from infra.store.event_store import EventStore
 from infra.store.rebuild import ensure_current
 from infra.store.secrets import cipher_key
 from projections.activity import Activity
-from projections.base import UTC_ZONE, create_tables
+from projections.base import UTC_ZONE
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
@@ -117,9 +117,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
     sla_policy = load_sla_policy(settings)
     chosen = projections(sla_policy, ZoneInfo(settings.timezone))
-    for projection in chosen:
-        await asyncio.to_thread(ensure_current, store, readmodels, projection)
-        await asyncio.to_thread(create_tables, readmodels, projection)
+    await asyncio.to_thread(ensure_current, store, readmodels, chosen)
     runners = [ProjectionRunner(p, readmodels, js, seal) for p in chosen]
     policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
     sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,

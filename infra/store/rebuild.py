@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,14 +23,19 @@ from sqlalchemy import Engine, inspect, select
 from contracts.catalog import EVENTS
 from contracts.types import rfc3339
 from handlers.translate import EVENT_ID_NAMESPACE, envelope, names
+from infra.store.database import make_engine
 from infra.store.event_store import EventStore
-from projections.base import Envelope, Projection, create_tables, rebuild, rebuild_beside
+from projections.base import Envelope, Projection, adopt, create_tables, marks_of, rebuild, rebuild_beside
 
 log = logging.getLogger(__name__)
 
 PAGE = 5000
 DECODE_APART_FROM = 50_000
 """From this many events on, a rebuild decodes in a process of its own."""
+APPLY_APART_FROM = 50_000
+APART = frozenset({"activity", "danger", "staff"})
+"""The projections a second process rebuilds (about half the work; the SLA
+limits and the case summary stay in the first)."""
 REQUIRED = object()
 
 
@@ -200,11 +206,67 @@ def rebuild_projection(store: EventStore, engine: Engine, projection: Projection
 
 def rebuild_projections(store: EventStore, engine: Engine, projections: Sequence[Projection],
                         progress: Callable[[int, int], None] = lambda done, total: None) -> int:
-    """Rebuild these projections together, in place, in one transaction (at
-    start, with nobody reading yet): the store read and decoded once for all."""
+    """Rebuild these projections in place (at start, with nobody reading
+    yet): the store read and decoded once for all of them, in one
+    transaction. From APPLY_APART_FROM events on (SQLite), a child process
+    rebuilds some of them (APART) into a file of its own meanwhile, adopted
+    here in a second transaction once both are done: the two cores share the
+    work."""
     for projection in projections:
         create_tables(engine, projection)
-    return rebuild(engine, projections, history(store), store.max_position, progress)
+    end = store.max_position()
+    there = [p for p in projections if p.name in APART]
+    here = [p for p in projections if p.name not in APART]
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if end < APPLY_APART_FROM or not here or not there or not database or database == ":memory:":
+        return rebuild(engine, projections, history(store), lambda: end, progress)
+    scratch = Path(database).with_name(f"{Path(database).name}.apart-{os.getpid()}")
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_rebuild_apart, args=(store.opened_with, str(scratch), there, end, sending),
+                            daemon=True, name="ticketing-rebuild-apart")
+    child.start()
+    sending.close()
+    try:
+        # Each process decodes for itself: a third process decoding for this
+        # one was slower on two cores (measured).
+        reached = rebuild(engine, here, history(store, apart_from=end + 1), lambda: end, progress)
+        try:
+            said = receiving.recv_bytes()
+        except EOFError:
+            said = b"!it ended without a word"
+        if said[:1] == b"!":
+            raise RuntimeError(f"the rebuild's second process failed: {said[1:].decode()}")
+        adopt(engine, str(scratch), there, int(said))
+        return reached
+    finally:
+        receiving.close()
+        child.join(timeout=10)
+        if child.is_alive():
+            child.terminate()
+        for leftover in (scratch, *(scratch.with_name(scratch.name + s) for s in ("-wal", "-shm", "-journal"))):
+            leftover.unlink(missing_ok=True)
+
+
+def _rebuild_apart(opened_with: tuple[str, str | None], scratch: str, projections: list[Projection], end: int,
+                   sending: Any) -> None:
+    """The second process of a rebuild: these projections, up to `end`, into
+    the SQLite file `scratch`; says the position reached (or `!` and why)."""
+    store = engine = None
+    try:
+        store = EventStore(*opened_with)
+        engine = make_engine(f"sqlite:///{scratch}")
+        for projection in projections:
+            create_tables(engine, projection)
+        reached = rebuild(engine, projections, history(store, apart_from=end + 1), lambda: end)
+        sending.send_bytes(str(reached).encode())
+    except Exception as error:  # noqa: BLE001 - said to the parent, which stops the rebuild
+        sending.send_bytes(b"!" + f"{type(error).__name__}: {error}".encode())
+    finally:
+        sending.close()
+        for opened in (engine, store.engine if store else None):
+            if opened is not None:
+                opened.dispose()
 
 
 def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projection], scratch: Path,
@@ -223,24 +285,37 @@ def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projec
         scratch.unlink(missing_ok=True)
 
 
-def ensure_current(store: EventStore, engine: Engine, projection: Projection) -> None:
-    """Rebuild a projection from the store when its tables on disk are not the
-    ones the code defines (a new version added columns): read models are
-    derived data, so they are replaced, never migrated."""
-    existing = inspect(engine)
-    stale = [table for table in projection.metadata.sorted_tables if existing.has_table(table.name)
-             and {c["name"] for c in existing.get_columns(table.name)} != set(table.columns.keys())]
+def ensure_current(store: EventStore, engine: Engine, projections: Sequence[Projection]) -> list[str]:
+    """Rebuild from the store, together, the projections whose tables on disk
+    are not the ones the code defines (a new version added columns: read
+    models are derived data, replaced, never migrated), whose day counters
+    are missing or kept in another time zone, or that never applied an event
+    of a store that has some (a projection a newer version added). Returns
+    their names."""
+    stale = [projection for projection in projections if _stale(store, engine, projection)]
     if stale:
-        log.warning("%s: tables %s changed; rebuilding from the event store", projection.name,
-                    ", ".join(t.name for t in stale))
-        projection.metadata.drop_all(engine, tables=stale)
-    else:
-        create_tables(engine, projection)  # tables a newer version added (day counters, say) come empty:
-        checked = getattr(projection, "stale", None)  # fill them, as for a time zone that changed
-        with engine.connect() as conn:
-            if checked is None or not checked(conn):
-                return
-        log.warning("%s: its day counters are missing or in another time zone; rebuilding from the event "
-                    "store", projection.name)
-    rebuild_projection(store, engine, projection)
+        rebuild_projections(store, engine, stale)
+    return [projection.name for projection in stale]
 
+
+def _stale(store: EventStore, engine: Engine, projection: Projection) -> bool:
+    existing = inspect(engine)
+    changed = [table for table in projection.metadata.sorted_tables if existing.has_table(table.name)
+               and {c["name"] for c in existing.get_columns(table.name)} != set(table.columns.keys())]
+    if changed:
+        log.warning("%s: tables %s changed; rebuilding from the event store", projection.name,
+                    ", ".join(t.name for t in changed))
+        projection.metadata.drop_all(engine, tables=changed)
+        return True
+    create_tables(engine, projection)  # tables a newer version added (day counters, say) come empty
+    if marks_of(engine, projection.name)[0] == 0 and store.max_position() > 0:
+        log.warning("%s: new beside a store of %d events; building it from the event store", projection.name,
+                    store.max_position())
+        return True
+    checked = getattr(projection, "stale", None)
+    with engine.connect() as conn:
+        if checked is None or not checked(conn):
+            return False
+    log.warning("%s: its day counters are missing or in another time zone; rebuilding from the event store",
+                projection.name)
+    return True

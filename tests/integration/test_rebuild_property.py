@@ -23,10 +23,10 @@ from handlers.translate import envelope
 from infra.config_files import DEFAULT_POLICY
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
-from infra.store.rebuild import fast_envelope
+from infra.store.rebuild import fast_envelope, rebuild_projections
 from infra.store.rebuild import history as rebuild_history
 from projections.activity import Activity
-from projections.base import apply_batch, create_tables, rebuild
+from projections.base import apply_batch, create_tables, marks_of, rebuild
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
@@ -239,3 +239,38 @@ def test_a_large_rebuild_decodes_in_a_process_of_its_own_with_the_same_pages(tmp
             list(rebuild_history(store, apart_from=0)(end))
     finally:
         store.engine.dispose()
+
+
+def test_a_large_rebuild_shares_the_projections_with_a_second_process_and_equals_one_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past APPLY_APART_FROM events (SQLite) a second process rebuilds some
+    projections into a file of its own, adopted afterwards: every table as a
+    rebuild in one process has it; a failing second process stops the
+    rebuild with its reason."""
+    import infra.store.rebuild as rebuilding
+
+    history = History()
+    for op, pick, minutes in [("customer", 0, 0), ("complaint", 0, 5), ("resolve", 0, 30), ("revisit", 0, 60),
+                              ("complaint", 0, 5), ("repair_job", 0, 2), ("dispatch", 0, 1), ("diagnose", 0, 9),
+                              ("job_resolve", 0, 3), ("reopen", 0, 1), ("flag", 0, 1)]:
+        history.run(op, pick, minutes)
+    store = EventStore(f"sqlite:///{tmp_path}/events.db", AESCipher.create_key(32))
+    every = (CaseSummary(), SlaLimits(POLICY), Activity(), DangerousCustomers(), StaffFigures())
+    one, two = (make_engine(f"sqlite:///{tmp_path}/{name}.db") for name in ("one", "two"))
+    try:
+        store.recorder.insert_events([store.mapper.to_stored_event(e) for e in history.events])
+        assert rebuild_projections(store, one, every) == store.max_position()
+        monkeypatch.setattr(rebuilding, "APPLY_APART_FROM", 0)
+        monkeypatch.setattr(rebuilding, "DECODE_APART_FROM", 0)
+        assert rebuild_projections(store, two, every) == store.max_position()
+        for projection in every:
+            assert tables(one, projection) == tables(two, projection), projection.name
+        assert marks_of(two, "staff")[0] == marks_of(two, "sla")[0] == store.max_position()
+        assert not list(tmp_path.glob("two.db.apart-*")), "the second process's file is removed"
+
+        store.opened_with = (f"sqlite:///{tmp_path}/missing/events.db", None)
+        with pytest.raises(RuntimeError, match="process failed"):  # the decoder or the second process
+            rebuild_projections(store, two, every)
+    finally:
+        for engine in (one, two, store.engine):
+            engine.dispose()
