@@ -57,7 +57,8 @@ def assessment(conn: Connection, rules: AssessmentRules, period: Period, zone: Z
         for who, figures in counted[month].items():
             summed.setdefault(who, Counter()).update(figures)
     found = [card for card in cards(summed).values() if person in (None, card.person)]
-    monthly = _months_of_streaks(conn, tables, months[-1], counted, cards, [c.person for c in found], rules)
+    begun = [month for month in months if counted[month]] or months  # a quarter under way: its latest month
+    monthly = _months_of_streaks(conn, tables, begun[-1], counted, cards, [c.person for c in found], rules)
     replies = []
     for card in found:
         streaks = rules.streaks(monthly, card.person)

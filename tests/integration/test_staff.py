@@ -333,6 +333,9 @@ async def test_the_monthly_scorecards_match_what_the_agents_did(
               for p in set(want["2026-10"]) | set(want["2026-11"])}
     assert {c["person"]: (c["score"], c["grade"], c["rank"]) for c in quarter["cards"]} == cards(summed)
     assert quarter["months"] == ["2026-10", "2026-11", "2026-12"]
+    streaks = {c["person"]: (c["first_place_months"], c["failing_months"]) for c in reply["cards"]}
+    assert {c["person"]: (c["first_place_months"], c["failing_months"]) for c in quarter["cards"]} == streaks, \
+        "a quarter under way has the streaks of its latest month with figures (November)"
 
     # An agent sees their own card only; another's is refused.
     own = await client.query("staff.assessment", {"period": "2026-11"}, role="agent-2")
