@@ -1,131 +1,31 @@
-"""Rebuilding read models from the event store, through the same envelope
-mapping the relay publishes with."""
+"""Rebuilding read models from the event store (read as the relay publishes
+it: infra/store/fast_read.py), on both cores when the store is large."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import Notification
-from eventsourcing.utils import resolve_topic
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect
 
-from contracts.catalog import EVENTS
-from contracts.types import rfc3339
-from handlers.translate import EVENT_ID_NAMESPACE, envelope, names
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
+from infra.store.fast_read import pages
 from projections.base import Envelope, Projection, adopt, create_tables, marks_of, rebuild, rebuild_beside
 
 log = logging.getLogger(__name__)
 
-PAGE = 5000
 DECODE_APART_FROM = 50_000
 """From this many events on, a rebuild decodes in a process of its own."""
 APPLY_APART_FROM = 50_000
 APART = frozenset({"activity", "danger", "staff"})
 """The projections a second process rebuilds (about half the work; the SLA
 limits and the case summary stay in the first)."""
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What the fast path needs to know of one stored topic."""
-
-    aggregate: str
-    name: str
-    version: int
-    fields: dict[str, Any] | None
-    """The published data's fields with their defaults (or REQUIRED); None
-    when events of this topic take the domain path (a published field sealed)."""
-
-
-@cache
-def _kind(topic: str) -> _Kind:
-    cls = resolve_topic(topic)
-    aggregate, name = names(cls)
-    model = EVENTS[aggregate][name]
-    fields = {field: (REQUIRED if info.is_required() else info.get_default(call_default_factory=True))
-              for field, info in model.model_fields.items()}
-    if set(fields) & set(getattr(cls, "sealed", ())):  # contact data is never published; if it were, open it
-        return _Kind(aggregate, name, getattr(cls, "class_version", 1), None)
-    return _Kind(aggregate, name, getattr(cls, "class_version", 1), fields)
-
-
-def _plain(value: Any) -> Any:
-    """A stored value (eventsourcing's JSON transcoding) as the published JSON has it."""
-    if value.__class__ is dict:
-        kind = value.get("_type_")
-        if kind is not None and "_data_" in value and len(value) == 2:
-            data = value["_data_"]
-            if kind == "uuid_hex":
-                text = UUID(data).hex  # checked and lower case, as str(UUID) would be
-                return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-            if kind == "datetime_iso":
-                return rfc3339(datetime.fromisoformat(data))
-            if kind in ("decimal_str", "date_iso"):
-                return data
-            raise ValueError(kind)
-        return {k: _plain(v) if v.__class__ in _NESTED else v for k, v in value.items()}
-    if value.__class__ is list:
-        return [_plain(v) if v.__class__ in _NESTED else v for v in value]
-    return value
-
-
-_NESTED = (dict, list)
-_EVENT_ID_PREFIX = EVENT_ID_NAMESPACE.bytes
-
-
-def _event_id(aggregate_id: UUID, version: int) -> str:
-    """`str(handlers.translate.event_id(...))` (a UUID 5) without the UUID objects."""
-    digest = bytearray(hashlib.sha1(_EVENT_ID_PREFIX + f"{aggregate_id}/{version}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
-    """The event as the relay publishes it (`handlers.translate.envelope`,
-    without the chain's hashes), read straight from its stored JSON: no
-    domain object, no validation, no customer key (the sealed contact fields
-    are not published). Events stored at an older version (upcast on the
-    way) take the domain path; a test holds both paths to the same output."""
-    kind = _kind(notification.topic)
-    if kind.fields is not None:
-        state = orjson.loads(store.mapper.stored_json(notification))
-        if state.pop("class_version", 1) == kind.version:
-            data = {}
-            for field, default in kind.fields.items():
-                if field in state:
-                    value = state[field]
-                    data[field] = _plain(value) if value.__class__ in _NESTED else value
-                elif default is REQUIRED:
-                    break  # a required field missing: let the domain path say why
-                else:
-                    data[field] = default
-            else:
-                return {
-                    "id": _event_id(notification.originator_id, notification.originator_version),
-                    "type": f"{kind.aggregate}.{kind.name}", "schema_version": kind.version,
-                    "aggregate_type": kind.aggregate, "aggregate_id": str(notification.originator_id),
-                    "aggregate_version": notification.originator_version, "position": notification.id,
-                    "occurred_at": _plain(state["timestamp"]),
-                    "actor": _plain(state["actor"]),
-                    "correlation_id": _plain(state["correlation_id"]), "causation_id": _plain(state["causation_id"]),
-                    "data": data, "hash": None, "previous_hash": None}
-    return envelope(store.mapper.to_domain_event(notification), notification.id).model_dump(mode="json")
 
 
 def history(store: EventStore, apart_from: int | None = None) -> Callable[..., Iterator[list[Envelope]]]:
@@ -137,25 +37,8 @@ def history(store: EventStore, apart_from: int | None = None) -> Callable[..., I
         if end - after >= (DECODE_APART_FROM if apart_from is None else apart_from):
             yield from _decoded_apart(store.opened_with, end, after)
         else:
-            yield from _pages(store, end, after)
+            yield from pages(store, end, after)
     return batches
-
-
-def _pages(store: EventStore, end: int, after: int) -> Iterator[list[Envelope]]:
-    position = after
-    table = store.events_table
-    with store.engine.connect() as conn:
-        while position < end:
-            rows = conn.execute(select(table.c.id, table.c.originator_id, table.c.originator_version,
-                                       table.c.topic, table.c.state)
-                                .where(table.c.id > position, table.c.id <= end).order_by(table.c.id)
-                                .limit(PAGE)).all()
-            if not rows:
-                return
-            yield [fast_envelope(store, Notification(id=r.id, originator_id=r.originator_id,
-                                                     originator_version=r.originator_version,
-                                                     topic=r.topic, state=bytes(r.state))) for r in rows]
-            position = rows[-1].id
 
 
 def _decoded_apart(opened_with: tuple[str, str | None], end: int, after: int) -> Iterator[list[Envelope]]:
@@ -188,7 +71,7 @@ def _decode_pages(opened_with: tuple[str, str | None], end: int, after: int, sen
     store = None
     try:
         store = EventStore(*opened_with)
-        for page in _pages(store, end, after):
+        for page in pages(store, end, after):
             sending.send_bytes(orjson.dumps(page))
         sending.send_bytes(b"")
     except Exception as error:  # noqa: BLE001 - said to the parent, which stops the rebuild

@@ -23,8 +23,9 @@ from handlers.translate import envelope
 from infra.config_files import DEFAULT_POLICY
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
-from infra.store.rebuild import fast_envelope, rebuild_projections
+from infra.store.fast_read import fast_envelope
 from infra.store.rebuild import history as rebuild_history
+from infra.store.rebuild import rebuild_projections
 from projections.activity import Activity
 from projections.base import apply_batch, create_tables, marks_of, rebuild
 from projections.case_summary import CaseSummary
