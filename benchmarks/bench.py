@@ -409,7 +409,7 @@ async def main() -> None:
               f"max {max(ms):7.1f} ms   (target p99 <= 500 ms)")
     print(f"  every read model caught up with the store {1000 * steady['caught_up_s']:.0f} ms after the load "
           f"stopped (target <= 1000 ms)")
-    print("  lag over time (s into the load: case_summary / sla / activity / danger, ms):")
+    print(f"  lag over time (s into the load: {' / '.join(PROJECTIONS)}, ms):")
     for at, lag in steady["timeline"][::40]:
         print(f"    {at:5.1f}s  " + " / ".join(f"{1000 * lag[name]:6.0f}" for name in PROJECTIONS))
 

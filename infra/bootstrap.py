@@ -91,8 +91,9 @@ class Runtime:
         return self.worker.relay
 
     @property
-    def runners(self) -> list[ProjectionRunner]:
-        return self.worker.runners if self.worker else []
+    def projector(self) -> ProjectionRunner:
+        assert self.worker is not None, "the projections run in the worker process"
+        return self.worker.projector
 
     async def supervise_worker(self) -> None:
         await keep_worker_running(self)

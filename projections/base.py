@@ -84,13 +84,19 @@ def create_tables(engine: Engine, projection: Projection) -> None:
 def _lock(conn: Connection, name: str) -> tuple[int, int]:
     """Read this projection's marks, holding its row (and, on SQLite, the
     database's write lock) until the transaction ends."""
-    updated = conn.execute(tracking.update().where(tracking.c.name == name)
+    return _lock_all(conn, [name])[name]
+
+
+def _lock_all(conn: Connection, names: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """`_lock` for several projections, in two statements (three the first time)."""
+    updated = conn.execute(tracking.update().where(tracking.c.name.in_(names))
                            .values(position=tracking.c.position)).rowcount
-    if not updated:
-        conn.execute(tracking.insert().values(name=name, position=0, stream_sequence=0))
-    row = conn.execute(select(tracking.c.position, tracking.c.stream_sequence)
-                       .where(tracking.c.name == name)).one()
-    return int(row[0]), int(row[1])
+    if updated < len(names):
+        known = set(conn.scalars(select(tracking.c.name).where(tracking.c.name.in_(names))))
+        conn.execute(tracking.insert(), [{"name": n, "position": 0, "stream_sequence": 0}
+                                         for n in names if n not in known])
+    return {row[0]: (int(row[1]), int(row[2])) for row in conn.execute(
+        select(tracking.c.name, tracking.c.position, tracking.c.stream_sequence).where(tracking.c.name.in_(names)))}
 
 
 def _advance(conn: Connection, name: str, current: tuple[int, int], position: int | None = None,
@@ -132,22 +138,27 @@ def writing(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def apply_batch(engine: Engine, projection: Projection, events: Iterable[Envelope],
-                stream_sequence: int | None = None) -> int:
-    """Apply the events not applied yet, in one transaction, and record that
-    the stream was consumed through `stream_sequence`; returns how many."""
+def apply_batch(engine: Engine, projections: Sequence[Projection], events: Iterable[Envelope],
+                stream_sequence: int | None = None) -> dict[str, int]:
+    """Apply to each projection the events it has not applied yet, all in
+    one transaction, and record that the stream was consumed through
+    `stream_sequence`; returns how many each applied."""
+    events = list(events)
+    applied = {}
     with writing(engine) as conn:
-        marks = _lock(conn, projection.name)
-        position = marks[0]
-        fresh = []
-        for event in events:
-            if event["position"] > position:
-                fresh.append(event)
-                position = event["position"]
-        if fresh:
-            projection.apply(conn, fresh)
-        _advance(conn, projection.name, marks, position, stream_sequence)
-    return len(fresh)
+        marks = _lock_all(conn, [p.name for p in projections])
+        for projection in projections:
+            position = marks[projection.name][0]
+            fresh = []
+            for event in events:
+                if event["position"] > position:
+                    fresh.append(event)
+                    position = event["position"]
+            if fresh:
+                projection.apply(conn, fresh)
+            _advance(conn, projection.name, marks[projection.name], position, stream_sequence)
+            applied[projection.name] = len(fresh)
+    return applied
 
 
 def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
@@ -167,8 +178,7 @@ def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable
     meanwhile, and then skip what the rebuild covered. Returns the position
     reached."""
     with engine.begin() as conn:
-        for projection in projections:
-            _lock(conn, projection.name)
+        _lock_all(conn, [p.name for p in projections])
         end = end_of_history()
         for projection in projections:
             projection.reset(conn)

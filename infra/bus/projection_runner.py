@@ -1,27 +1,31 @@
-"""Feeds a projection from a JetStream durable consumer.
+"""Feeds the projections from one JetStream durable consumer.
 
-Messages are applied in stream order, a batch per transaction, and acked only
-after that transaction commits; the projection's tracking row skips whatever
-arrives again.
+Messages are decoded once and applied to every projection in stream order, a
+batch per transaction (all projections in the same one), and acked only after
+that transaction commits; each projection's tracking row skips whatever it
+has applied already (a redelivery, or what a rebuild of it covered).
 
 A durable consumer alone does not keep order across a crash: the messages the
 dead process had fetched come back only after `ack_wait`, while newer ones
 are delivered at once, and applying a newer event first would make the older
 one look already applied. So at start the runner re-anchors its durable
-consumer on the stream sequence its tracking row says it consumed last (the
-row is written in the same transaction as the read model), dropping whatever
-a dead instance left pending; one instance runs each projection. A database outage is retried until it ends. An event the
-projection cannot apply (a bug, a malformed message) is retried a few times,
-then parked on `ticketing.v1.deadletter.projections.<name>` with the reason,
-and the projection moves on: it is never silently dropped. A message the
-relay did not seal (`infra/auth/seal.py`) is not the store's: it is parked
-at once and never applied."""
+consumer on the earliest stream sequence its projections' tracking rows say
+they consumed (each row is written in the same transaction as its read
+model), dropping whatever a dead instance left pending; one instance runs. A
+database outage is retried until it ends. When a batch fails, its messages
+are applied one by one, to each projection apart: an event a projection
+cannot apply (a bug, a malformed message) is retried a few times, then parked
+on `ticketing.v1.deadletter.projections.<name>` with the reason, and that
+projection moves on while the others apply it: it is never silently
+dropped. A message the relay did not seal (`infra/auth/seal.py`) is not the
+store's: it is parked at once (by each projection) and never applied."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -46,41 +50,44 @@ ACK_WAIT_SECONDS = 30
 
 
 class ProjectionRunner:
-    def __init__(self, projection: Projection, engine: Engine, js: JetStreamContext, seal: Seal, *,
-                 batch: int = 256) -> None:
-        self.projection = projection
+    def __init__(self, projections: Sequence[Projection], engine: Engine, js: JetStreamContext, seal: Seal, *,
+                 batch: int = 256, durable: str = "projections") -> None:
+        self.projections = list(projections)
         self.engine = engine
         self.js = js
         self.seal = seal
         self.batch = batch
-        self.applied = 0
-        self.parked = 0
-        self.state = PartState()
+        self.durable = durable
+        self.applied = dict.fromkeys(self.names, 0)
+        self.parked = dict.fromkeys(self.names, 0)
+        self.state = {name: PartState() for name in self.names}
         self._stopping = False
 
     @property
-    def durable(self) -> str:
-        return f"projection_{self.projection.name}"
+    def names(self) -> list[str]:
+        return [p.name for p in self.projections]
 
     def stop(self) -> None:
         self._stopping = True
 
     async def run(self) -> None:
-        await asyncio.to_thread(create_tables, self.engine, self.projection)
+        for projection in self.projections:
+            await asyncio.to_thread(create_tables, self.engine, projection)
         sub = await self._anchor()
         async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable):
             await self._handle(messages)
 
     async def _anchor(self) -> Any:
         """(Re)create the durable consumer to start right after the last stream
-        message this projection consumed, and bind to it."""
-        _, consumed = await asyncio.to_thread(marks_of, self.engine, self.projection.name)
+        message every projection consumed, and bind to it."""
+        marks = [await asyncio.to_thread(marks_of, self.engine, name) for name in self.names]
+        consumed = min(mark[1] for mark in marks)
         info = await self.js.stream_info(EVENT_STREAM)
-        if consumed > info.state.last_seq:
+        if max(mark[1] for mark in marks) > info.state.last_seq:
             # Not the stream we consumed (it was recreated): read it all; the
             # positions already applied are skipped.
             log.warning("%s: stream %s ends at %d, before the %d consumed: reading it from the start",
-                        self.durable, EVENT_STREAM, info.state.last_seq, consumed)
+                        self.durable, EVENT_STREAM, info.state.last_seq, max(mark[1] for mark in marks))
             consumed = 0
         start = ({"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": consumed + 1}
                  if consumed else {"deliver_policy": DeliverPolicy.ALL})
@@ -96,33 +103,40 @@ class ProjectionRunner:
                   for m in messages]
         if all(e is not None and e is not UNSEALED for e in events):
             try:
-                self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, events,
-                                                        _sequence(messages[-1]))
+                self._count(await asyncio.to_thread(apply_batch, self.engine, self.projections, events,
+                                                    _sequence(messages[-1])))
                 await messages[-1].ack()  # AckPolicy.ALL: the batch's last ack covers the batch
                 return
             except Exception as error:  # noqa: BLE001 - find the culprit one by one below
-                self.state.failed(error)
+                for state in self.state.values():
+                    state.failed(error)
                 log.warning("%s: batch of %d failed (%s); applying one by one",
                             self.durable, len(messages), error)
         for message, event in zip(messages, events, strict=True):
-            await self._handle_one(message, event)
+            for projection in self.projections:
+                await self._handle_one(projection, message, event)
+            await message.ack()
 
-    async def _handle_one(self, message: Any, event: dict[str, Any] | None) -> None:
+    def _count(self, applied: dict[str, int]) -> None:
+        for name, n in applied.items():
+            self.applied[name] += n
+
+    async def _handle_one(self, projection: Projection, message: Any, event: dict[str, Any] | None) -> None:
+        """Apply one message to one projection, or park it for that projection."""
         if event is UNSEALED:
-            await self._park(message, None, "not sealed by the product's relay: not an event of the store")
+            await self._park(projection, message, None, "not sealed by the product's relay: not an event of the store")
             return
         attempt = 0
         while True:
             reason = "not a v1 event envelope" if event is None else None
             if event is not None:
                 try:
-                    self.applied += await asyncio.to_thread(apply_batch, self.engine, self.projection, [event],
-                                                            _sequence(message))
-                    await message.ack()
+                    self._count(await asyncio.to_thread(apply_batch, self.engine, [projection], [event],
+                                                        _sequence(message)))
                     return
                 except (OperationalError, DBAPIError) as error:
                     if _is_outage(error):
-                        self.state.failed(error)
+                        self.state[projection.name].failed(error)
                         log.warning("%s: database unavailable (%s); retrying", self.durable, error)
                         await message.in_progress()
                         await asyncio.sleep(1.0)
@@ -132,23 +146,22 @@ class ProjectionRunner:
                     reason = f"{type(error).__name__}: {error}"
             attempt += 1
             if attempt >= MAX_ATTEMPTS or event is None:
-                await self._park(message, event, reason or "unknown")
+                await self._park(projection, message, event, reason or "unknown")
                 return
             await message.in_progress()
             await asyncio.sleep(0.2 * 2 ** attempt)
 
-    async def _park(self, message: Any, event: dict[str, Any] | None, reason: str) -> None:
-        self.parked += 1
-        self.state.failed(f"parked stream message {message.metadata.sequence.stream}: {reason}")
-        log.error("%s: parking stream message %s: %s", self.durable, message.metadata.sequence.stream, reason)
+    async def _park(self, projection: Projection, message: Any, event: dict[str, Any] | None, reason: str) -> None:
+        name, sequence = projection.name, message.metadata.sequence.stream
+        self.parked[name] += 1
+        self.state[name].failed(f"parked stream message {sequence}: {reason}")
+        log.error("%s: %s parks stream message %s: %s", self.durable, name, sequence, reason)
         await self.js.publish(
-            f"{PREFIX}.deadletter.projections.{self.projection.name}", message.data,
-            headers={"Ticketing-Reason": reason[:1000],
-                     "Ticketing-Stream-Sequence": str(message.metadata.sequence.stream),
-                     "Nats-Msg-Id": f"{self.durable}-{message.metadata.sequence.stream}"},
+            f"{PREFIX}.deadletter.projections.{name}", message.data,
+            headers={"Ticketing-Reason": reason[:1000], "Ticketing-Stream-Sequence": str(sequence),
+                     "Nats-Msg-Id": f"projection_{name}-{sequence}"},
         )
-        await asyncio.to_thread(skip, self.engine, self.projection, _sequence(message))
-        await message.ack()
+        await asyncio.to_thread(skip, self.engine, projection, _sequence(message))
 
 
 UNSEALED: Any = {"type": "(unsealed)"}

@@ -40,8 +40,8 @@ def worker_status(worker: Any) -> dict[str, Any]:
     return {
         "relay": {"position": worker.relay.position, "published": worker.relay.published,
                   **worker.relay.state.as_dict()},
-        "projections": {r.projection.name: {"applied": r.applied, "parked": r.parked, **r.state.as_dict()}
-                        for r in worker.runners},
+        "projections": {name: {"applied": worker.projector.applied[name], "parked": worker.projector.parked[name],
+                               **worker.projector.state[name].as_dict()} for name in worker.projector.names},
         "monitors": {m.name: {"raised": m.raised, **m.state.as_dict()} for m in (worker.sla, worker.danger)},
         "policies": {p.policy.name: {"handled": p.handled, "durable": p.durable, **p.state.as_dict()}
                      for p in worker.policies},

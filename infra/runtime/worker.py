@@ -86,7 +86,7 @@ class Worker:
     committed."""
 
     relay: Relay
-    runners: list[ProjectionRunner]
+    projector: ProjectionRunner
     policies: list[PolicyRunner]
     sla: SlaMonitor
     danger: DangerMonitor
@@ -96,7 +96,7 @@ class Worker:
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [*self.runners, *self.policies, self.sla, self.danger, self.anchoring]:
+        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -118,7 +118,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     sla_policy = load_sla_policy(settings)
     chosen = projections(sla_policy, ZoneInfo(settings.timezone))
     await asyncio.to_thread(ensure_current, store, readmodels, chosen)
-    runners = [ProjectionRunner(p, readmodels, js, seal) for p in chosen]
+    projector = ProjectionRunner(chosen, readmodels, js, seal)
     policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
     sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
                      tick_seconds=settings.sla_tick_seconds)
@@ -128,8 +128,8 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         await timer.prepare()  # before the projections' consumers start
     anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
     tasks = [asyncio.create_task(relay.run(), name="relay"), asyncio.create_task(anchoring.run(), name="anchors"),
-             *(asyncio.create_task(task.run(), name=task.durable) for task in [*runners, *policies, sla, danger])]
-    return Worker(relay, runners, policies, sla, danger, tasks, subscription, anchoring)
+             *(asyncio.create_task(task.run(), name=task.durable) for task in [projector, *policies, sla, danger])]
+    return Worker(relay, projector, policies, sla, danger, tasks, subscription, anchoring)
 
 
 def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:

@@ -43,9 +43,8 @@ async def test_health_names_every_part_and_how_far_behind_it_is(runtime: Runtime
     assert parts["store"]["position"] == 1 and parts["relay"]["position"] == 1
     assert parts["projection:case_summary"]["parked"] == 0
 
-    # A projection stopped: its lag shows, in events and in seconds.
-    [summary] = [r for r in runtime.runners if r.projection.name == "case_summary"]
-    summary.stop()
+    # The projections stopped: their lag shows, in events and in seconds.
+    runtime.projector.stop()
     await asyncio.sleep(0.5)  # its last fetch ends
     for _ in range(3):
         await client.command("customer", "register", customer_data())

@@ -105,13 +105,8 @@ def complaints(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row in found if row["kind"] == "complaint"]
 
 
-def summary_runner(runtime: Runtime) -> ProjectionRunner:
-    [runner] = [r for r in runtime.runners if r.projection.name == CaseSummary.name]
-    return runner
-
-
 async def stop_runner(runtime: Runtime) -> None:
-    runner = summary_runner(runtime)
+    runner = runtime.projector
     runner.stop()
     assert runtime.worker is not None
     await asyncio.gather(*(t for t in runtime.worker.tasks if t.get_name() == runner.durable))
@@ -172,8 +167,8 @@ async def test_copies_and_stale_redeliveries_are_not_applied(runtime: Runtime, c
         assert (await client.command("complaint", command, data, aggregate_id=case_id))["ok"]
     await settled(runtime)
     before = rows(runtime)
-    runner = summary_runner(runtime)
-    applied = runner.applied
+    runner = runtime.projector
+    applied = dict(runner.applied)
 
     # The `acknowledged` message again, as a different message (so the stream
     # keeps it): applying it would put the resolved case back to acknowledged.
@@ -194,13 +189,13 @@ async def test_a_consumer_that_died_holding_messages_loses_none(runtime: Runtime
 
     first = await drive(client, clock, rounds=1)
     # A dead instance: it fetched the next messages and will never ack them.
-    dead = await runtime.js.pull_subscribe_bind(durable="projection_case_summary", stream=EVENT_STREAM)
+    dead = await runtime.js.pull_subscribe_bind(durable=runtime.projector.durable, stream=EVENT_STREAM)
     held = await dead.fetch(5, timeout=2)
     assert len(held) == 5
     second = await drive(client, clock, rounds=1)
 
     # Well within ack_wait, so only re-anchoring can bring the held ones back.
-    runner = ProjectionRunner(CaseSummary(), runtime.readmodels, runtime.js, runtime.seal)
+    runner = ProjectionRunner(runtime.projector.projections, runtime.readmodels, runtime.js, runtime.seal)
     task = asyncio.create_task(runner.run())
     try:
         await settled(runtime)
@@ -235,7 +230,7 @@ async def test_a_message_that_cannot_be_applied_is_parked_and_the_rest_goes_on(
     assert orjson.loads(second.data) == bogus and "Invalid isoformat" in second.headers["Ticketing-Reason"]
 
     async def parked_by_each() -> bool:  # each projection parks its copy of the two
-        return (await runtime.js.stream_info(DEADLETTER_STREAM)).state.messages == 2 * len(runtime.runners)
+        return (await runtime.js.stream_info(DEADLETTER_STREAM)).state.messages == 2 * len(runtime.projector.names)
     await wait_for(parked_by_each, timeout=30)
 
     case_id = (await client.register_complaint())["aggregate_id"]
@@ -253,8 +248,8 @@ async def test_at_start_a_projection_new_to_the_store_or_out_of_date_is_built_fr
         case_id = (await client.register_complaint())["aggregate_id"]
         assert (await client.command("complaint", "resolve", {"resolution": "done", "first_contact": True},
                                      aggregate_id=case_id))["ok"]
-        await wait_for(lambda: all(marks_of(first.readmodels, r.projection.name)[0] == first.store.max_position()
-                                   for r in first.runners), timeout=15)
+        await wait_for(lambda: all(marks_of(first.readmodels, name)[0] == first.store.max_position()
+                                   for name in first.projector.names), timeout=15)
         head = first.store.max_position()
         engine = first.readmodels
     finally:

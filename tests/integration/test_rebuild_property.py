@@ -181,14 +181,14 @@ def test_rebuilt_equals_live_for_random_histories(tmp_path: Path, steps: list[tu
     for projection in every:
         create_tables(live_engine, projection)
         create_tables(rebuilt_engine, projection)
-        start, i = 0, 0
-        while start < len(events):  # live: batches of random sizes, some delivered twice
-            size = cuts[i % len(cuts)]
-            batch = events[start:start + size]
-            apply_batch(live_engine, projection, batch)
-            if again:
-                apply_batch(live_engine, projection, batch)
-            start, i = start + size, i + 1
+    start, i = 0, 0
+    while start < len(events):  # live: batches of random sizes to all at once, some delivered twice
+        size = cuts[i % len(cuts)]
+        batch = events[start:start + size]
+        apply_batch(live_engine, every, batch)
+        if again:
+            apply_batch(live_engine, every, batch)
+        start, i = start + size, i + 1
     rebuild(rebuilt_engine, every, lambda end: iter([events]), lambda: len(events))  # all together, one decode
     for projection in every:
         assert tables(live_engine, projection) == tables(rebuilt_engine, projection), projection.name
