@@ -102,7 +102,7 @@ def main() -> None:
             stamps: list[float] = []
             began = time.perf_counter()
             rebuild_live(store, engine, projections(policy, ZONE), Path(tmp) / "scratch.db",
-                         lambda done, total: stamps.append(time.perf_counter()))
+                         lambda done, total, stamps=stamps: stamps.append(time.perf_counter()))
             print(f"    beside the live models {total / (time.perf_counter() - began):7,.0f} events/s; the swap held "
                   f"the live models {1000 * (stamps[-1] - stamps[-2]):,.0f} ms")
             with engine.connect() as conn:
