@@ -58,9 +58,13 @@ def _plain(value: Any) -> Any:
         if kind is not None and "_data_" in value and len(value) == 2:
             data = value["_data_"]
             if kind == "uuid_hex":
-                text = UUID(data).hex  # checked and lower case, as str(UUID) would be
-                return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+                return _uuid_text(data)
             if kind == "datetime_iso":
+                if data.endswith("+00:00"):  # as the domain stores its UTC times: no parsing
+                    if len(data) == 25:
+                        return f"{data[:19]}.000000Z"
+                    if len(data) == 32:
+                        return f"{data[:26]}Z"
                 return rfc3339(datetime.fromisoformat(data))
             if kind in ("decimal_str", "date_iso"):
                 return data
@@ -71,11 +75,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _uuid_text(hex32: str) -> str:
+    """str(UUID(hex32)): as the store's transcoder writes them (32 lower-case
+    hex digits) formatted directly; anything else through UUID, which checks."""
+    text = hex32 if len(hex32) == 32 and hex32 == hex32.lower() else UUID(hex32).hex
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 _NESTED = (dict, list)
 _EVENT_ID_PREFIX = EVENT_ID_NAMESPACE.bytes
 
 
-def _event_id(aggregate_id: UUID, version: int) -> str:
+def _event_id(aggregate_id: str, version: int) -> str:
     """`str(handlers.translate.event_id(...))` (a UUID 5) without the UUID objects."""
     digest = bytearray(hashlib.sha1(_EVENT_ID_PREFIX + f"{aggregate_id}/{version}".encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
@@ -104,10 +115,11 @@ def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
                 else:
                     data[field] = default
             else:
+                aggregate_id = str(notification.originator_id)
                 return {
-                    "id": _event_id(notification.originator_id, notification.originator_version),
+                    "id": _event_id(aggregate_id, notification.originator_version),
                     "type": f"{kind.aggregate}.{kind.name}", "schema_version": kind.version,
-                    "aggregate_type": kind.aggregate, "aggregate_id": str(notification.originator_id),
+                    "aggregate_type": kind.aggregate, "aggregate_id": aggregate_id,
                     "aggregate_version": notification.originator_version, "position": notification.id,
                     "occurred_at": _plain(state["timestamp"]),
                     "actor": _plain(state["actor"]),

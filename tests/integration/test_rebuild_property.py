@@ -66,7 +66,7 @@ class History:
         self.events.extend(aggregate.collect_events())
 
     def run(self, op: str, pick: int, minutes: int) -> None:
-        self.at += timedelta(minutes=minutes)
+        self.at += timedelta(minutes=minutes, microseconds=(pick % 2) * 123_457)  # times with and without them
         if not self.customers or op == "customer":
             customer = Customer.register(uuid.uuid4(), self.ctx(), name="n", phone="123", tier=["basic", "vip",
                                          "strategic"][pick % 3], region="华东")
