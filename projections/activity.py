@@ -29,7 +29,8 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import UTC_ZONE, Envelope, Rows, counted_elsewhere, empty, insert_many, utc
+from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty, utc
+from projections.rows import Rows, insert_many
 
 metadata = MetaData()
 

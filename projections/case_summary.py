@@ -20,7 +20,8 @@ from sqlalchemy import (
     Table,
 )
 
-from projections.base import Envelope, Rows, empty
+from projections.base import Envelope, empty
+from projections.rows import Rows
 
 metadata = MetaData()
 

@@ -29,7 +29,8 @@ from sqlalchemy import (
 )
 
 from contracts.alerts import DangerousCustomer, DangerReason
-from projections.base import Envelope, Rows, empty, insert_many, utc
+from projections.base import Envelope, empty, utc
+from projections.rows import Rows, insert_many
 from ticketing.danger import LEVELS, Assessment, Fact, Rules
 
 metadata = MetaData()

@@ -35,8 +35,9 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import UTC_ZONE, Envelope, Rows, add_up, counted_elsewhere, empty, person_months, utc
+from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty, utc
 from projections.case_summary import assignee_after
+from projections.rows import Rows, add_up, person_months
 from projections.staff import person_after
 from ticketing.sla.clock import CaseClocks, Result, Running
 from ticketing.sla.policy import SlaPolicy

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, select
 
-from projections.base import UTC_ZONE, Envelope, Rows, add_up, counted_elsewhere, empty, person_months
+from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty
 from projections.case_summary import assignee_after
+from projections.rows import Rows, add_up, person_months
 from ticketing.assessment import ROLES
 
 metadata = MetaData()

@@ -16,7 +16,8 @@ from sqlalchemy import Engine, inspect
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
 from infra.store.fast_read import pages
-from projections.base import Envelope, Projection, adopt, create_tables, marks_of, rebuild, rebuild_beside
+from projections.base import Envelope, Projection, create_tables, marks_of
+from projections.rebuilding import adopt, rebuild, rebuild_beside
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,10 @@ from infra.store.fast_read import fast_envelope
 from infra.store.rebuild import history as rebuild_history
 from infra.store.rebuild import rebuild_projections
 from projections.activity import Activity
-from projections.base import apply_batch, create_tables, marks_of, rebuild
+from projections.base import apply_batch, create_tables, marks_of
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
+from projections.rebuilding import rebuild
 from projections.sla import SlaLimits
 from projections.staff import StaffFigures
 from ticketing.callback import Callback

@@ -1,0 +1,184 @@
+"""Rebuilding read models from the whole history: in place, in one
+transaction (at start, or from another process's file: `adopt`), or beside
+the live models and swapped in (blue/green, `rebuild_beside`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from sqlalchemy import Connection, Engine, MetaData, Table, select
+from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
+
+from projections.base import Envelope, Projection, hold_marks, tracking
+
+
+def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable[[int], Iterator[list[Envelope]]],
+            end_of_history: Callable[[], int], progress: Callable[[int, int], None] = lambda done, total: None,
+            ) -> int:
+    """Empty the read models and apply the whole history again, each page of
+    events decoded once for all of them, in one transaction: readers see the
+    old rows until it commits. The live consumers wait on their tracking rows
+    meanwhile, and then skip what the rebuild covered. Returns the position
+    reached."""
+    with engine.begin() as conn:
+        hold_marks(conn, [p.name for p in projections])
+        end = end_of_history()
+        for projection in projections:
+            projection.reset(conn)
+        position = 0
+        for batch in history(end):
+            if batch:
+                for projection in projections:
+                    projection.apply(conn, batch)
+                position = batch[-1]["position"]
+            progress(position, end)
+        for projection in projections:
+            conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
+    return position
+
+
+def adopt(engine: Engine, scratch: str, projections: Sequence[Projection], position: int) -> None:
+    """Put the rows of these projections that a rebuild built in another
+    SQLite file (`scratch`, same tables) in place of theirs here, and move
+    their tracking to `position`: one transaction."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"ATTACH DATABASE ? AS {APART_SCHEMA}", (scratch,))
+        conn.commit()
+        try:
+            with conn.begin():
+                hold_marks(conn, [p.name for p in projections])
+                for projection in projections:
+                    projection.reset(conn)
+                    for table in projection.metadata.sorted_tables:
+                        conn.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
+                                             f'{APART_SCHEMA}."{table.name}"')
+                    conn.execute(tracking.update().where(tracking.c.name == projection.name)
+                                 .values(position=position))
+        finally:
+            conn.exec_driver_sql(f"DETACH DATABASE {APART_SCHEMA}")
+            conn.commit()
+
+
+APART_SCHEMA = "ticketing_apart"
+"""Where `adopt` attaches the file another process rebuilt into."""
+
+REBUILD_SCHEMA = "ticketing_rebuild"
+"""Where a rebuild beside the live models builds: a database attached
+under this name (SQLite, a file beside the read models) or a schema
+(PostgreSQL)."""
+
+History = Callable[[int, int], Iterator[list[Envelope]]]
+"""Pages of the events after position `a` up to `b`."""
+
+
+CAUGHT_UP = 2000
+"""How close to the store's head a rebuild beside live gets before it swaps
+(the rest is applied inside the swap, with the live consumers waiting)."""
+CATCH_UP_ROUNDS = 10
+"""Rounds of catching up before the swap takes the rest (a store growing
+faster than the rebuild goes would never be caught)."""
+
+
+def rebuild_beside(engine: Engine, projections: Sequence[Projection], history: History,
+                   end_of_history: Callable[[], int], scratch: str | None = None,
+                   progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Rebuild while the live models keep serving (blue/green): build into
+    fresh tables apart from them, one transaction per page, with nobody
+    waiting, and catch up with the store the same way; then, in one short
+    transaction that holds the live models' tracking rows, apply the few
+    events stored since, put the rebuilt tables in place of the live ones and
+    move the tracking to where the rebuild got. Readers see the old model
+    until that commit and the new one after it, never a half-built one; the
+    live consumers and the monitors go on meanwhile and wait only for the
+    swap. On PostgreSQL the rebuilt tables are built in a schema of their own
+    and the swap moves tables between schemas (catalog changes: as quick at a
+    million events as at ten); on SQLite they are built in `scratch`, a file
+    attached beside the read models, and the swap copies their rows over.
+    Returns the position reached."""
+    built = {table.name: table.to_metadata(MetaData(), schema=REBUILD_SCHEMA)
+             for projection in projections for table in projection.metadata.sorted_tables}
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as live, engine.connect() as apart:
+        for conn in (live, apart):
+            if sqlite:
+                conn.exec_driver_sql(f"ATTACH DATABASE ? AS {REBUILD_SCHEMA}", (scratch,))
+                conn.exec_driver_sql(f"PRAGMA {REBUILD_SCHEMA}.synchronous=OFF")  # scratch: a crash builds again
+            conn.commit()
+        if not sqlite:
+            with live.begin():
+                for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):
+                    live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                live.exec_driver_sql(f"CREATE SCHEMA {REBUILD_SCHEMA}")
+        apart.execution_options(schema_translate_map={None: REBUILD_SCHEMA})  # (in place) every table there
+        try:
+            with apart.begin():
+                for projection in projections:
+                    projection.metadata.drop_all(apart)
+                    projection.metadata.create_all(apart)
+            position, head = 0, end_of_history()
+            for _ in range(CATCH_UP_ROUNDS):  # built, then caught up, a page per transaction
+                for batch in history(position, head):
+                    with apart.begin():
+                        for projection in projections:
+                            projection.apply(apart, batch)
+                    position = batch[-1]["position"]
+                    progress(position, head)
+                head = end_of_history()
+                if head - position <= CAUGHT_UP:
+                    break
+            with live.begin():  # the swap: the live consumers wait from here to the commit
+                hold_marks(live, [p.name for p in projections])
+                head = end_of_history()
+                with apart.begin():  # what was stored since (only the rebuilt tables: no deadlock)
+                    for batch in history(position, head):
+                        for projection in projections:
+                            projection.apply(apart, batch)
+                        position = batch[-1]["position"]
+                for projection in projections:
+                    if sqlite:
+                        _copy_over(live, projection, built)
+                    else:
+                        _move_over(live, projection)
+                    live.execute(tracking.update().where(tracking.c.name == projection.name)
+                                 .values(position=position))
+            progress(position, position)
+            return position
+        finally:
+            for conn in (apart, live):
+                if conn.in_transaction():
+                    conn.rollback()
+            if sqlite:
+                for conn in (apart, live):
+                    conn.exec_driver_sql(f"DETACH DATABASE {REBUILD_SCHEMA}")
+                    conn.commit()
+            else:
+                with live.begin():
+                    for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):
+                        live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+RETIRED_SCHEMA = "ticketing_retired"
+"""Where the swap on PostgreSQL moves the tables it replaces (dropped after it)."""
+
+
+def _move_over(live: Connection, projection: Projection) -> None:
+    """PostgreSQL: the rebuilt tables take the live ones' place, their
+    indexes and constraints with them."""
+    here = live.exec_driver_sql("SELECT current_schema()").scalar_one()
+    live.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {RETIRED_SCHEMA}")
+    for table in projection.metadata.sorted_tables:
+        live.exec_driver_sql(f'ALTER TABLE "{here}"."{table.name}" SET SCHEMA {RETIRED_SCHEMA}')
+        live.exec_driver_sql(f'ALTER TABLE {REBUILD_SCHEMA}."{table.name}" SET SCHEMA "{here}"')
+
+
+def _copy_over(live: Connection, projection: Projection, built: dict[str, Table]) -> None:
+    """SQLite (no table moves between files): the live tables dropped and
+    filled bare from the rebuilt ones, indexed once full (far faster than
+    row by row)."""
+    for table in reversed(projection.metadata.sorted_tables):
+        live.execute(DropTable(table))
+    for table in projection.metadata.sorted_tables:
+        live.execute(CreateTable(table))
+        live.execute(table.insert().from_select(list(table.columns.keys()), select(built[table.name])))
+        for index in table.indexes:
+            live.execute(CreateIndex(index))

@@ -1,0 +1,122 @@
+"""Reading and writing a batch's rows at once: what every projection's
+`apply` does with its tables (a select per table for the rows the batch
+touches, an executemany for the inserts and one for the updates), and the
+per-person month counters two projections keep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, Connection, Index, Integer, MetaData, String, Table, bindparam, select
+
+
+class Rows:
+    """The rows of one table that a batch touches, read at once and written
+    at once."""
+
+    def __init__(self, conn: Connection, table: Table, key: Any, keys: set[str], *, by: Any = None,
+                 where: Any = None) -> None:
+        """The rows whose `key` is in `keys`; or, given `by`, whose `by`
+        column is (and that match `where`)."""
+        self.conn, self.table, self.key = conn, table, key
+        self.rows: dict[str, dict[str, Any]] = {}
+        ordered = list(keys)
+        column = key if by is None else by
+        for start in range(0, len(ordered), 500):
+            query = select(table).where(column.in_(ordered[start:start + 500]))
+            if where is not None:
+                query = query.where(where)
+            self.rows.update((row[key.name], dict(row)) for row in conn.execute(query).mappings())
+        self.existing = set(self.rows)
+        self.changed: set[str] = set()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.rows.get(key)
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        self.rows[key] = row
+        self.changed.add(key)
+
+    def write(self) -> None:
+        inserts = [self.rows[k] for k in self.changed if k not in self.existing]
+        updates = [self.rows[k] | {"_key": k} for k in self.changed if k in self.existing]
+        if inserts:
+            insert_many(self.conn, self.table, inserts)
+        if updates:
+            columns = [c.name for c in self.table.columns if c.name != self.key.name]
+            if self.conn.dialect.name == "sqlite":
+                _many(self.conn, self.table, f"UPDATE {{table}} SET {', '.join(f'{_q(c)} = ?' for c in columns)} "
+                      f"WHERE {_q(self.key.name)} = ?", [*columns, self.key.name],
+                      [row | {self.key.name: row["_key"]} for row in updates])
+                return
+            statement = (self.table.update().where(self.key == bindparam("_key"))
+                         .values({name: bindparam(name) for name in columns}))
+            self.conn.execute(statement, updates)
+
+
+def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT the rows (all with the same keys). On SQLite straight through
+    the driver's executemany, each value through its column type's own bind
+    processor (stored exactly as SQLAlchemy would store it), without
+    SQLAlchemy's per-row statement machinery: most of a rebuild's cost."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    names = list(rows[0])
+    _many(conn, table, f"INSERT INTO {{table}} ({', '.join(_q(n) for n in names)}) "
+          f"VALUES ({', '.join('?' * len(names))})", names, rows)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _many(conn: Connection, table: Table, sql: str, names: list[str], rows: list[dict[str, Any]]) -> None:
+    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(table.schema, table.schema)
+    processors = _processors(table, conn.dialect)
+    steps = [(name, processors[name]) for name in names]
+    conn.exec_driver_sql(sql.format(table=f"{_q(schema)}.{_q(table.name)}" if schema else _q(table.name)),
+                         [tuple(p(row[n]) if p is not None else row[n] for n, p in steps) for row in rows])
+
+
+_PROCESSORS: dict[tuple[int, str], dict[str, Any]] = {}
+
+
+def _processors(table: Table, dialect: Any) -> dict[str, Any]:
+    key = (id(table), dialect.name)
+    found = _PROCESSORS.get(key)
+    if found is None:
+        found = _PROCESSORS[key] = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
+                                    for c in table.columns}
+    return found
+
+
+def person_months(name: str, metadata: MetaData) -> Table:
+    """A table of counts per month (in the department's time zone), person
+    and figure: what the staff assessment sums (a quarter is three months'
+    rows of the team, whatever the store's size)."""
+    return Table(
+        name,
+        metadata,
+        Column("key", String(300), primary_key=True),  # "month|figure|person"
+        Column("month", String(7), nullable=False),  # 2026-11
+        Column("person", String(200), nullable=False),
+        Column("figure", String(40), nullable=False),
+        Column("n", Integer, nullable=False),
+        Index(f"ix_{name}_month", "month"),
+    )
+
+
+def add_up(conn: Connection, table: Table, counts: dict[tuple[str, str, str], int]) -> None:
+    """Add (month, figure, person) -> n to a `person_months` table."""
+    if not counts:
+        return
+    rows = {f"{month}|{figure}|{person}": (month, figure, person, n) for (month, figure, person), n in counts.items()}
+    kept = Rows(conn, table, table.c.key, set(rows))
+    for key, (month, figure, person, n) in rows.items():
+        before = kept.get(key)
+        kept.put(key, {"key": key, "month": month, "person": person, "figure": figure,
+                       "n": n + (before["n"] if before else 0)})
+    kept.write()
