@@ -9,9 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid5
 
-import orjson
-
-from contracts.catalog import EVENTS, event_subject
+from contracts.catalog import EVENTS
 from contracts.envelope import EventEnvelope
 from contracts.types import rfc3339
 from ticketing.case import Case
@@ -67,14 +65,6 @@ def envelope(event: Case.Event, position: int, chain: tuple[str, str] | None = N
         hash=chain[0] if chain else None,
         previous_hash=chain[1] if chain else None,
     )
-
-
-def message(event: Case.Event, position: int, chain: tuple[str, str] | None = None) -> tuple[str, str, bytes]:
-    """(subject, Nats-Msg-Id, payload) of a domain event on the bus, with its
-    hash-chain link (hash, previous hash) when the store has one."""
-    env = envelope(event, position, chain)
-    return (event_subject(env.aggregate_type, env.type.split(".", 1)[1]), str(env.id),
-            orjson.dumps(env.model_dump(mode="json")))
 
 
 def state_json(state: dict[str, Any]) -> dict[str, Any]:
