@@ -126,14 +126,14 @@ first_response = "{BENCH_LIMIT:.0f}s"
 
 
 class Serve:
-    def __init__(self, data_dir: Path, nats_url: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, nats_url: str) -> None:
         from infra.config_files import DEFAULT_POLICY
 
         policy = data_dir.parent / "sla_policy.toml"
         policy.write_text(DEFAULT_POLICY.read_text() + BENCH_POLICY)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
         env |= {"TICKETING_DATA_DIR": str(data_dir), "TICKETING_NATS_URL": nats_url,
-                "TICKETING_LOG_LEVEL": "INFO", "TICKETING_SLA_POLICY": str(policy)} | (extra_env or {})
+                "TICKETING_LOG_LEVEL": "INFO", "TICKETING_SLA_POLICY": str(policy)}
         self.log = (data_dir.parent / "serve.log").open("wb")
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "ticketing"), "serve"], env=env,
                                         cwd=data_dir.parent,

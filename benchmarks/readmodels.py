@@ -8,17 +8,13 @@ on SQLite, beside a raw read of the stored rows in the same process.
 Queries are timed as the responders run them (the read-model functions
 behind them, no bus in between): p50 and p99 of 50 calls each. Then the
 read models are rebuilt beside themselves (blue/green: the swap's wait is
-timed), and `ticketing serve` runs on the store and its read models (the
-events marked published): its idle CPU over 10 s, the reply times of 400
-complaint registrations through the bus from 8 senders, its memory, and the
-store's and the read models' size on disk.
+timed); the store's and the read models' size on disk, and peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -30,18 +26,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from eventsourcing.cipher import AESCipher
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audit import START, seed  # noqa: E402
-from bench import Serve, bench_users, connect, percentile  # noqa: E402
 
 from handlers.queries import case_history  # noqa: E402
 from handlers.staff import assessment  # noqa: E402
-from infra.bus.nats_server import EmbeddedNats  # noqa: E402
 from infra.config_files import (
     DEFAULT_ASSESSMENT_RULES,  # noqa: E402
     DEFAULT_POLICY,  # noqa: E402
@@ -82,84 +75,19 @@ def queries(conn: Any, store: EventStore, now: datetime, quarter: periods.Period
         ("staff.assessment", lambda: assessment(conn, RULES, quarter, ZONE)))]
 
 
-def processes(pid: int) -> list[int]:
-    """A process and its descendants (serve, its worker)."""
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += processes(int(child))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 def megabytes(*paths: Path) -> float:
     return sum(p.stat().st_size for path in paths for p in (path, path.with_name(path.name + "-wal")) if p.exists()
                ) / 2**20
 
 
-async def commands(url: str, data_dir: Path, senders: int, each: int) -> list[float]:
-    """Reply times (ms) of complaint registrations from concurrent senders, through the bus."""
-    nc = await connect(url, data_dir, "bench-agent")
-    spent: list[float] = []
-
-    async def request(subject: str, data: dict[str, Any]) -> dict[str, Any]:
-        began = time.perf_counter()
-        msg = await nc.request(subject, orjson.dumps({"command_id": str(uuid.uuid4()), "data": data}), timeout=30)
-        spent.append(1000 * (time.perf_counter() - began))
-        reply = orjson.loads(msg.data)
-        assert reply.get("ok"), reply
-        return dict(reply)
-
-    async def sender() -> None:
-        customer = (await request("ticketing.v1.commands.customer.register", {
-            "name": "n", "phone": "1", "tier": "basic", "region": "r"}))["aggregate_id"]
-        for _ in range(each):
-            await request("ticketing.v1.commands.complaint.register", {
-                "customer_id": customer, "channel": "phone", "category": "billing", "priority": "normal",
-                "description": "d"})
-    await asyncio.gather(*(sender() for _ in range(senders)))
-    await nc.close()
-    return spent
+def peak_rss_mb() -> tuple[float, float]:
+    """The highest resident memory of this process and of its largest child so far (MB)."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
-def at_work(store: EventStore, data_dir: Path, nats_url: str) -> dict[str, float]:
-    """`ticketing serve` on this store and its read models: its CPU when idle
-    (serve and worker, 10 s), then command reply times and its memory."""
-    store.save_relay_position("bus", store.max_position())  # as if the events were all published already
-    serve = Serve(data_dir, nats_url, {"TICKETING_TIMEZONE": ZONE.key, "TICKETING_METRICS_PORT": "0"})
-    try:
-        serve.wait_ready()
-        time.sleep(3)
-        pids = processes(serve.process.pid)
-        began, cpu = time.perf_counter(), cpu_seconds(pids)
-        time.sleep(10)
-        idle = (cpu_seconds(pids) - cpu) / (time.perf_counter() - began)
-        replies = asyncio.run(commands(nats_url, data_dir, 8, 50))
-        rss = rss_mb(processes(serve.process.pid))
-    finally:
-        serve.stop()
-    return {"idle": idle, "p50": statistics.median(replies), "p99": percentile(replies, 0.99), "rss": rss}
-
-
-def at_size(store: EventStore, data_dir: Path, nats_url: str, policy: SlaPolicy, size: int) -> None:
-    """The store grown to `size`; the rebuild, the queries, then the product at work on it."""
+def at_size(store: EventStore, data_dir: Path, policy: SlaPolicy, size: int) -> None:
+    """The store grown to `size`; the rebuild in place and beside live, the queries, disk and memory."""
     seed(store, size)
     total = store.max_position()
     table = store.events_table
@@ -192,10 +120,9 @@ def at_size(store: EventStore, data_dir: Path, nats_url: str, policy: SlaPolicy,
         for name, (p50, p99) in queries(conn, store, now, quarter, uuid.UUID(str(last_case))):
             print(f"    {name:22s} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
     engine.dispose()
-    work = at_work(store, data_dir, nats_url)
-    print(f"    serve on it: idle CPU {work['idle']:.1%} of a core (serve and worker); complaint.register "
-          f"p50 {work['p50']:.1f} ms p99 {work['p99']:.1f} ms (8 senders); memory {work['rss']:,.0f} MB; "
-          f"disk: store {megabytes(data_dir / 'events.db'):,.0f} MB, read models {megabytes(readmodels):,.0f} MB")
+    own, child = peak_rss_mb()
+    print(f"    disk: store {megabytes(data_dir / 'events.db'):,.0f} MB, read models {megabytes(readmodels):,.0f} MB; "
+          f"peak memory so far: this process {own:,.0f} MB (seeding included), a rebuild's child {child:,.0f} MB")
 
 
 def main() -> None:
@@ -206,15 +133,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ticketing-readmodels-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        key = AESCipher.create_key(32)
-        (data_dir / "cipher.key").write_text(key + "\n")
-        store = EventStore(f"sqlite:///{data_dir / 'events.db'}", key)
-        nats_server = EmbeddedNats.start(Path(tmp) / "nats", bench_users(data_dir), preferred_port=0)
-        try:
-            for size in (int(s) for s in args.sizes.split(",")):
-                at_size(store, data_dir, nats_server.url, policy, size)
-        finally:
-            nats_server.stop()
+        store = EventStore(f"sqlite:///{data_dir / 'events.db'}", AESCipher.create_key(32))
+        for size in (int(s) for s in args.sizes.split(",")):
+            at_size(store, data_dir, policy, size)
     print(f"machine: 2 cores here; {datetime.now(UTC):%Y-%m-%d}")
 
 
