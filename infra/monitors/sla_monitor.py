@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from contracts.alerts import SlaAlert
 from contracts.catalog import command_subject
 from infra.monitors.alerts import AlertTimer, alert_id
-from infra.monitors.policy_runner import CommandSideAway, send_command
+from infra.monitors.policy_runner import CONCURRENCY, CommandSideAway, send_command
 from infra.runtime.clock import Clock
 from projections.base import utc
 from projections.sla import (
@@ -77,6 +77,14 @@ def alert_of(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaAlert:
         limit_seconds=row["limit_seconds"], calendar=row["calendar"], reasons=[reason + calendar])
 
 
+def _by_case(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The rows of each case together, in their order."""
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        cases.setdefault(row["case_id"], []).append(row)
+    return list(cases.values())
+
+
 class SlaMonitor(AlertTimer):
     name = "sla_monitor"
 
@@ -99,14 +107,27 @@ class SlaMonitor(AlertTimer):
             log.info("SLA monitor: %d running limits now count against the current policy", changed)
 
     async def look(self, now: datetime) -> int:
-        raised = 0
-        for row in await asyncio.to_thread(self.read, due_alerts, now):
-            if not await self._raise(row, now):
-                break
-            raised += 1
-        for row in await asyncio.to_thread(self.read, unrecorded_breaches):
-            if not await self._record(row, now):
-                break
+        """Raise what is due and put the breaches on their cases: the cases
+        concurrently (at most CONCURRENCY commands in flight, as the policies
+        send theirs: a backlog after an outage is worked off at the command
+        side's pace, not one round trip at a time), each case's in order. A
+        case whose alert cannot go out (the bus or the command side away)
+        stops there; the next tick takes it up again."""
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def in_order(rows: list[dict[str, Any]], step: Callable[..., Awaitable[bool]]) -> int:
+            done = 0
+            for row in rows:
+                async with slots:
+                    if not await step(row, now):
+                        break
+                done += 1
+            return done
+
+        due = _by_case(await asyncio.to_thread(self.read, due_alerts, now))
+        raised = sum(await asyncio.gather(*(in_order(rows, self._raise) for rows in due)))
+        unrecorded = _by_case(await asyncio.to_thread(self.read, unrecorded_breaches))
+        await asyncio.gather(*(in_order(rows, self._record) for rows in unrecorded))
         return raised
 
     async def _raise(self, row: dict[str, Any], now: datetime) -> bool:
