@@ -48,7 +48,7 @@ from handlers.commands import error_reply, problems_of, unknown_sender
 from handlers.identity import Directory, Identity, identify
 from handlers.staff import assessment
 from handlers.translate import envelope, names, state_json
-from projections import figures, sla
+from projections import figures, sla, sla_reads
 from projections.danger import listed
 from ticketing import periods
 from ticketing.access import TEAM_READERS, acting, may_ask
@@ -207,7 +207,7 @@ class QueryService:
 
     def _sla_open(self, query: SlaOpen, now: datetime) -> SlaOpenReply:
         with self.readmodels.connect() as conn:
-            rows = sla.open_limits(conn, assignee=query.assignee, tier=query.tier, kind=query.kind,
+            rows = sla_reads.open_limits(conn, assignee=query.assignee, tier=query.tier, kind=query.kind,
                                    metric=query.metric, limit=query.limit)
         return SlaOpenReply(at=now, limits=[_limit(row, now, self.policy) for row in rows])
 
@@ -266,7 +266,7 @@ class QueryService:
 
     def _sla_breaches(self, query: SlaBreaches, now: datetime) -> SlaBreachesReply:
         with self.readmodels.connect() as conn:
-            rows = sla.breaches(conn, now, since=query.since, until=query.until, tier=query.tier,
+            rows = sla_reads.breaches(conn, now, since=query.since, until=query.until, tier=query.tier,
                                 kind=query.kind, metric=query.metric, limit=query.limit)
         return SlaBreachesReply(at=now, breaches=[_breach(row, now, self.policy) for row in rows])
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from contracts.alerts import DangerousCustomer, DangerReason
 from projections.base import Envelope, empty, utc
 from projections.rows import Rows, insert_many
-from ticketing.danger import LEVELS, Assessment, Fact, Rules
+from ticketing.danger import LEVELS, MARKS, Assessment, Fact, Rules
 
 metadata = MetaData()
 
@@ -45,6 +45,7 @@ danger_fact = Table(
     Column("case_id", String(36)),
     Column("amount", String(20)),
     Column("lifted", Boolean, nullable=False),
+    Index("ix_danger_fact_customer_at", "customer_id", "at"),
 )
 
 danger_case = Table(
@@ -153,16 +154,24 @@ def candidates(conn: Connection, since: datetime) -> set[str]:
     return set(conn.execute(recent.distinct()).scalars())
 
 
-def facts_of(conn: Connection, customer_ids: set[str]) -> dict[str, list[Fact]]:
-    found: dict[str, list[Fact]] = {c: [] for c in customer_ids}
+def facts_of(conn: Connection, customer_ids: set[str], since: datetime) -> dict[str, list[Fact]]:
+    """The customers' facts that can count now: those after `since` (the
+    start of the longest window) and their marks, whatever their age (a
+    mark counts while it stands). What a customer did before the longest
+    window is not read: a look costs what the window holds, not the
+    customer's whole history."""
+    found: dict[str, list[tuple[int, Fact]]] = {c: [] for c in customer_ids}
     ordered = sorted(customer_ids)
     for start in range(0, len(ordered), 500):
-        rows = conn.execute(select(danger_fact).where(danger_fact.c.customer_id.in_(ordered[start:start + 500]))
-                            .order_by(danger_fact.c.position)).mappings()
-        for row in rows:
-            found[row["customer_id"]].append(Fact(row["signal"], utc(row["at"]), row["case_id"],
-                                                  Decimal(row["amount"]) if row["amount"] else None, row["lifted"]))
-    return found
+        chunk = danger_fact.c.customer_id.in_(ordered[start:start + 500])
+        recent = select(danger_fact).where(chunk, danger_fact.c.at > utc(since))
+        marks = select(danger_fact).where(chunk, danger_fact.c.at <= utc(since), danger_fact.c.signal.in_(MARKS))
+        for query in (recent, marks):
+            for row in conn.execute(query).mappings():
+                found[row["customer_id"]].append((row["position"], Fact(
+                    row["signal"], utc(row["at"]), row["case_id"], Decimal(row["amount"]) if row["amount"] else None,
+                    row["lifted"])))
+    return {c: [fact for _, fact in sorted(facts, key=lambda pair: pair[0])] for c, facts in found.items()}
 
 
 def customers_of(conn: Connection, customer_ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -196,7 +205,7 @@ def assess_all(conn: Connection, rules: Rules, now: datetime) -> dict[str, tuple
 def assess(conn: Connection, rules: Rules, now: datetime, ids: Iterable[str]
            ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
     ids = set(ids)
-    facts = facts_of(conn, ids)
+    facts = facts_of(conn, ids, now - rules.longest_window)
     rows = customers_of(conn, ids)
     return {customer_id: (rules.assess(facts[customer_id], now, rows.get(customer_id, {}).get("cleared_at")),
                           rows.get(customer_id, {"customer_id": customer_id, "tier": "basic", "region": None}))

@@ -30,8 +30,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    func,
-    literal_column,
     select,
 )
 
@@ -350,56 +348,6 @@ def _merge(clocks: Rows, row: dict[str, Any]) -> None:
     clocks.put(row["clock_id"], row | {"recorded": bool(previous and previous["recorded"])})
 
 
-def open_limits(conn: Connection, *, assignee: str | None = None, tier: str | None = None,
-                kind: str | None = None, metric: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Running and paused limits with their case, the most urgent first
-    (the earliest deadline; paused ones, which have none, last)."""
-    query = (select(sla_clock, sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority,
-                    sla_case.c.assignee)
-             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-             .where(sla_clock.c.state.in_(RUNNING))
-             .order_by(sla_clock.c.deadline.is_(None), sla_clock.c.deadline, sla_clock.c.clock_id)
-             .limit(limit))
-    return _rows(conn, _filtered(query, assignee=assignee, tier=tier, kind=kind, metric=metric))
-
-
-def breaches(conn: Connection, now: datetime, *, since: datetime | None = None, until: datetime | None = None,
-             tier: str | None = None, kind: str | None = None, metric: str | None = None,
-             limit: int = 1000) -> list[dict[str, Any]]:
-    """Limits whose deadline passed before their step, by `now`: those the
-    events showed (`breached_at`) and those still running past it; the
-    latest first. `since`/`until` bound the instant of the breach."""
-    instant = func.coalesce(sla_clock.c.breached_at, sla_clock.c.deadline)
-    running_over = (sla_clock.c.state == "running") & (sla_clock.c.deadline <= utc(now))
-    query = (select(sla_clock, sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority,
-                    sla_case.c.assignee)
-             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-             .where(sla_clock.c.breached_at.is_not(None) | running_over))
-    if since is not None:
-        query = query.where(instant >= utc(since))
-    if until is not None:
-        query = query.where(instant < utc(until))
-    query = query.order_by(instant.desc(), sla_clock.c.clock_id).limit(limit)
-    return _rows(conn, _filtered(query, tier=tier, kind=kind, metric=metric))
-
-
-def _filtered(query: Any, **filters: str | None) -> Any:
-    columns = {"assignee": sla_case.c.assignee, "tier": sla_case.c.tier, "kind": sla_case.c.kind,
-               "metric": sla_clock.c.metric}
-    for name, value in filters.items():
-        if value is not None:
-            query = query.where(columns[name] == value)
-    return query
-
-
-def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
-    found = []
-    for row in conn.execute(query).mappings():
-        found.append({k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()})
-    return found
-
-
-
 # ---- the alert ledger ---------------------------------------------------------
 # Which alerts were raised, kept apart from the read model above: a rebuild
 # replaces the read model but must not raise an alert again.
@@ -424,54 +372,3 @@ sla_policy_counted = Table(
 """The policy the running limits were last counted against as a whole (by
 the monitor at its start), so a start under the same policy need not
 recount them all. Beside the read model: the monitor's, not the events'."""
-
-_WITH_CASE = (sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority, sla_case.c.assignee)
-
-
-def _raised(alert: str | None = None) -> Any:
-    query = select(sla_alert.c.clock_id).where(sla_alert.c.clock_id == sla_clock.c.clock_id)
-    return (query if alert is None else query.where(sla_alert.c.alert == alert)).exists()
-
-
-def due_alerts(conn: Connection, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
-    """The alerts due at `now` and not raised yet, the earliest first: a
-    breach for every limit past its deadline (running, or stopped late)
-    whose breach is neither raised nor on the case; a warning for every
-    running limit past its warning instant but not its deadline."""
-    now = utc(now)
-    base = select(sla_clock, *_WITH_CASE).join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-    breach = base.add_columns(literal_column("'breached'").label("alert")).where(
-        sla_clock.c.recorded.is_(False), ~_raised("breached"))
-    running_over = breach.where(sla_clock.c.state == "running", sla_clock.c.deadline <= now)
-    stopped_over = breach.where(sla_clock.c.breached_at.is_not(None))  # noted by an event: paused or stopped late
-    warned = base.add_columns(literal_column("'warning'").label("alert")).where(
-        sla_clock.c.state == "running", sla_clock.c.warning_at <= now, sla_clock.c.deadline > now,
-        sla_clock.c.breached_at.is_(None), ~_raised()).with_hint(
-        sla_clock, "INDEXED BY ix_sla_clock_running_warning", "sqlite")  # SQLite would pick the deadline's
-    found = {row["clock_id"]: row for query in (running_over, stopped_over)
-             for row in _rows(conn, query.limit(limit))}
-    found = list(found.values()) + _rows(conn, warned.limit(limit))
-    return sorted(found, key=lambda row: (row["breached_at"] or row["deadline"] or now, row["clock_id"]))[:limit]
-
-
-def unrecorded_breaches(conn: Connection, limit: int = 100) -> list[dict[str, Any]]:
-    """Breaches raised whose `sla_breached` event is not on the case yet."""
-    query = (select(sla_clock, *_WITH_CASE)
-             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-             .join(sla_alert, (sla_alert.c.clock_id == sla_clock.c.clock_id) & (sla_alert.c.alert == "breached"))
-             .where(sla_alert.c.recorded_at.is_(None), sla_clock.c.recorded.is_(False))
-             .order_by(sla_alert.c.raised_at).limit(limit))
-    return _rows(conn, query)
-
-
-def mark_raised(conn: Connection, clock: str, alert: str, at: datetime) -> None:
-    """Note an alert as raised (a second monitor may have noted it first)."""
-    exists = conn.execute(select(sla_alert.c.clock_id).where(
-        sla_alert.c.clock_id == clock, sla_alert.c.alert == alert)).first()
-    if exists is None:
-        conn.execute(sla_alert.insert().values(clock_id=clock, alert=alert, raised_at=utc(at)))
-
-
-def mark_recorded(conn: Connection, clock: str, at: datetime) -> None:
-    conn.execute(sla_alert.update().where(sla_alert.c.clock_id == clock, sla_alert.c.alert == "breached")
-                 .values(recorded_at=utc(at)))

@@ -37,15 +37,8 @@ from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY, CommandSideAway, send_command
 from infra.runtime.clock import Clock
 from projections.base import utc
-from projections.sla import (
-    SlaLimits,
-    due_alerts,
-    ledger_metadata,
-    mark_raised,
-    mark_recorded,
-    running_from,
-    unrecorded_breaches,
-)
+from projections.sla import SlaLimits, ledger_metadata, running_from
+from projections.sla_reads import due_alerts, mark_raised, mark_recorded, unrecorded_breaches
 from ticketing.sla.policy import SlaPolicy, spelled
 
 log = logging.getLogger(__name__)

@@ -177,6 +177,15 @@ async def test_marks_escalations_compensation_and_unfounded_complaints(
     bad = await client.query("customers.dangerous", {"after": "not a cursor"})
     assert bad["error"]["code"] == "validation_error" and bad["error"]["details"][0]["field"] == "after"
 
+    # Past the longest window the escalations no longer count, the mark still
+    # does (a look reads only what the window holds, and the marks).
+    clock.advance(days=load_danger_rules(runtime.settings).longest_window.days + 1)
+    for who in (extortionist, magnet):
+        await complaint(client, who)
+    await look(runtime)
+    await wait_for(lambda: announced.of(magnet)[-1:] == [("customer.cleared", None)], timeout=3)
+    assert (await dangerous(client, extortionist))["level"] == "critical"
+
     assert (await client.command("customer", "unflag", {"mark": "extortion", "reason": "误会已澄清"},
                                  aggregate_id=extortionist, role="supervisor"))["ok"]
     await look(runtime)
