@@ -89,6 +89,7 @@ class SlaMonitor(AlertTimer):
         self.policy = policy
         self.nc = nc
         self.command_timeout = command_timeout
+        self._command_side_away = False
 
     async def prepare(self) -> None:
         """Create the alert ledger (the read model's tables are the
@@ -148,8 +149,14 @@ class SlaMonitor(AlertTimer):
             answer = await send_command(self.nc, command_subject(row["kind"], "record_sla_breach"), body,
                                         self.command_timeout)
         except CommandSideAway as away:
-            log.warning("SLA monitor: recording a breach: %s; trying again", away)
+            if not self._command_side_away:  # said once per outage, not per breach and tick
+                log.warning("SLA monitor: recording breaches: %s; trying again every tick", away)
+                self._command_side_away = True
+            self.state.failed(away)
             return False
+        if self._command_side_away:
+            log.warning("SLA monitor: the command side answers again; recording breaches")
+            self._command_side_away = False
         code = None if answer.get("ok") else answer["error"].get("code")
         if code is not None and code != "invalid_transition":  # invalid_transition: already on the case
             log.error("SLA monitor: the case refused breach %s: %s %s", key, code, answer["error"].get("message"))

@@ -417,3 +417,29 @@ async def test_a_start_under_the_same_policy_recounts_nothing(runtime: Runtime, 
     with runtime.readmodels.begin() as conn:
         assert SlaLimits(other).retarget(conn) > 0
         assert SlaLimits(other).retarget(conn) == 0, "once"
+
+
+async def test_breaches_due_while_the_command_side_is_away_are_said_once_and_recorded_after(
+        runtime: Runtime, client: Client, clock: FakeClock, alerts: Alerts,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Many limits fall due at once while nobody answers commands: each alert
+    goes out once, the outage is logged once (not per breach and tick), and
+    every breach is on its case once the command side is back."""
+    cases = [(await client.register_complaint(priority="high"))["aggregate_id"] for _ in range(6)]
+    await settle(runtime)
+    await runtime.broker.stop()
+    try:
+        clock.advance(minutes=31)
+        for _ in range(4):
+            await runtime.worker.sla.tick()
+        await wait_for(lambda: all(("sla.breached", "first_response", 1) in alerts.of(c) for c in cases), timeout=5)
+        said = [r for r in caplog.records if "recording breaches" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
+    finally:
+        await runtime.broker.start()
+    await runtime.worker.sla.tick()
+    for case_id in cases:
+        assert len(await breach_recorded(client, case_id, "first_response")) == 1
+    assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()] == [
+        "SLA monitor: the command side answers again; recording breaches"]
+    assert sorted(a["case_id"] for a in alerts.received if a["type"] == "sla.breached") == sorted(cases)
