@@ -67,6 +67,9 @@ class AlertTimer:
         self.tick_seconds = tick_seconds
         self.raised = 0
         self.state = PartState()
+        self.refused = False
+        """Whether the last alert it published failed (the worker's status says so:
+        serve restarts a JetStream whose alerts stream stays refusing)."""
         self._behind = False
         self._db_down = False
         self._stopping = asyncio.Event()
@@ -132,14 +135,21 @@ class AlertTimer:
 
     async def publish(self, alert: BaseModel, key: str) -> bool:
         """Into the alerts stream under `key` (a copy within the duplicate
-        window is dropped); False when the bus is away."""
+        window is dropped); False when the bus is away or the stream refuses
+        (said once until an alert goes out again, not per alert and tick)."""
         try:
             await self.js.publish(alert_subject(alert.type), orjson.dumps(alert.model_dump(mode="json")),  # type: ignore[attr-defined]
                                   stream=ALERT_STREAM, headers={"Nats-Msg-Id": key})
         except Exception as error:  # noqa: BLE001 - the bus is away: the next tick tries again
             self.state.failed(error)
-            log.warning("%s: publishing %s failed (%s); trying again", self.name, key, error)
+            if not self.refused:
+                log.warning("%s: publishing alert %s failed (%s: %s); trying again every tick", self.name, key,
+                            type(error).__name__, error)
+                self.refused = True
             return False
+        if self.refused:
+            log.warning("%s: alerts go out again", self.name)
+            self.refused = False
         return True
 
     def read(self, query: Callable[..., Any], *args: Any) -> Any:

@@ -23,25 +23,30 @@ JETSTREAM_PATIENCE_SECONDS = 15.0
 
 class JetStreamWatch:
     """Whether the embedded server's JetStream is stuck while the connection
-    is up: it stops answering, or it answers but the relay's publishes keep
-    failing with the store ahead (nats-server leaves a stream that hit a full
-    disk failing every write until it restarts, even once space is back)."""
+    is up: it stops answering, or it answers but a stream keeps refusing what
+    is published to it - the relay's events with the store ahead, or the
+    monitors' alerts (nats-server leaves a stream that hit a full disk
+    failing every write until it restarts, even once space is back; which
+    stream hits it depends on who wrote while the disk was full)."""
 
     def __init__(self, js: JetStreamContext, head: Callable[[], int],
-                 worker: Callable[[], dict[str, Any] | None], every: float = 2.0) -> None:
+                 worker: Callable[[], dict[str, Any] | None], every: float = 2.0,
+                 patience: float = JETSTREAM_PATIENCE_SECONDS) -> None:
         self.js = js
         self.head = head
         self.worker = worker
         self.every = every
+        self.patience = patience
         self._asked = 0.0
         self._silent_since: float | None = None
         self._relay_at: tuple[int, float] | None = None
+        self._alerts_refused_since: float | None = None
 
     async def trouble(self, connected: bool) -> str | None:
-        """What is wrong, once it has lasted `JETSTREAM_PATIENCE_SECONDS`; None when all is well."""
+        """What is wrong, once it has lasted `patience`; None when all is well."""
         now = asyncio.get_running_loop().time()
-        if not connected:
-            self._silent_since = self._relay_at = None  # reconnecting: that is another story
+        if not connected:  # reconnecting: that is another story
+            self._silent_since = self._relay_at = self._alerts_refused_since = None
             return None
         if now - self._asked < self.every:
             return None
@@ -51,9 +56,13 @@ class JetStreamWatch:
             self._silent_since = None
         except Exception:  # noqa: BLE001 - not answering, for whatever reason
             self._silent_since = self._silent_since or now
-            if now - self._silent_since >= JETSTREAM_PATIENCE_SECONDS:
+            if now - self._silent_since >= self.patience:
                 return "has not answered"
-        relay = (self.worker() or {}).get("relay")
+        status = self.worker() or {}
+        return await self._events_refused(status.get("relay"), now) or self._alerts_refused(
+            status.get("monitors") or {}, now)
+
+    async def _events_refused(self, relay: dict[str, Any] | None, now: float) -> str | None:
         try:
             head = await asyncio.to_thread(self.head)
         except Exception:  # noqa: BLE001 - the store away: not JetStream's trouble
@@ -65,8 +74,18 @@ class JetStreamWatch:
         if self._relay_at is None or self._relay_at[0] != relay["position"]:
             self._relay_at = (relay["position"], now)
             return None
-        if now - self._relay_at[1] >= JETSTREAM_PATIENCE_SECONDS:
+        if now - self._relay_at[1] >= self.patience:
             return f"refused every event for the stream ({relay['last_error']})"
+        return None
+
+    def _alerts_refused(self, monitors: dict[str, Any], now: float) -> str | None:
+        refused = sorted(name for name, own in monitors.items() if own.get("refused"))
+        if not refused:
+            self._alerts_refused_since = None
+            return None
+        self._alerts_refused_since = self._alerts_refused_since or now
+        if now - self._alerts_refused_since >= self.patience:
+            return f"refused every alert for the alerts stream ({refused[0]}: {monitors[refused[0]].get('last_error')})"
         return None
 
 

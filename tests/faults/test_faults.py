@@ -44,6 +44,7 @@ from tests.conftest import (
     complaint_data,
     customer_data,
     directory_with_test_users,
+    stream_messages,
     wait_for,
 )
 from tests.integration.test_rebuild_property import tables
@@ -349,3 +350,55 @@ async def fill_jetstream(url: str, data: Path, chance: random.Random) -> None:
         await js.delete_stream("JUNK")
     finally:
         await nc.close()
+
+
+async def test_alerts_go_out_after_the_disk_filled_while_only_alerts_were_written(
+        tmp_path: Path, serves: list[Serve], small_disk: Path) -> None:
+    """The disk full just when limits fall due and nobody sends commands:
+    the alerts stream is the one JetStream write that hits it (nats-server
+    then refuses every write to that stream until it restarts, space or
+    not). Serve restarts the server; every breach is alerted once, and the
+    monitors say their trouble once, not per alert and tick."""
+    data = small_disk / "var"
+    directory_with_test_users(data)
+    policy = tmp_path / "sla.toml"
+    policy.write_text(f'[[limit]]\nkind = "complaint"\nfirst_response = "{LIMIT_SECONDS}s"\n')
+    serves.append(serve := Serve(tmp_path, {"TICKETING_SLA_POLICY": str(policy), "TICKETING_METRICS_PORT": "0",
+                                            "TICKETING_DATA_DIR": str(data)}))
+    url = serve.wait_ready(data)
+    nc = await connect(url, data, "agent-1")
+    try:
+        customer = (await send(nc, "ticketing.v1.commands.customer.register", customer_data()))["aggregate_id"]
+        cases = set()
+        for _ in range(5):
+            reply = await send(nc, "ticketing.v1.commands.complaint.register", complaint_data(customer_id=customer))
+            cases.add(reply["aggregate_id"])
+        junk = small_disk / "junk"
+        with junk.open("wb") as file:  # full before the limits fall due, until after
+            with pytest.raises(OSError):
+                while True:
+                    file.write(b"\0" * (1 << 20))
+                    file.flush()
+        await asyncio.sleep(LIMIT_SECONDS + 1.5)
+        junk.unlink()
+
+        await nc.close()
+        nc = await connect(url, data, "system", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        js = nc.jetstream()
+
+        async def breached() -> set[str] | None:
+            try:
+                alerts = await stream_messages(js, ALERT_STREAM)
+            except Exception:  # noqa: BLE001 - the server is being restarted: not yet
+                return None
+            found = {a["case_id"] for a in alerts if a["type"] == "sla.breached"}
+            return found if cases <= found else None
+        await wait_for(breached, timeout=60)
+        alerts = [a for a in await stream_messages(js, ALERT_STREAM) if a["type"] == "sla.breached"]
+        assert sorted(a["case_id"] for a in alerts) == sorted(cases), "each breach alerted once"
+    finally:
+        await nc.close()
+    log = serve.output()
+    assert "refused every alert for the alerts stream" in log, log[-3000:]
+    assert log.count("sla_monitor: publishing alert") == 1, log[-3000:]
+    assert log.count("danger_monitor: publishing alert") <= 1, log[-3000:]
