@@ -49,6 +49,9 @@ class Anchoring:
         self.js = js
         self.every = every
         self.published: tuple[int, str] | None = None
+        self.refused = False
+        """Whether the last anchor failed to go out (tried again every second
+        until one does; the worker's status says so)."""
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -58,7 +61,7 @@ class Anchoring:
         while not self._stopping.is_set():
             await self.publish()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.every)
+                await asyncio.wait_for(self._stopping.wait(), min(self.every, 1.0) if self.refused else self.every)
         await self.publish()  # at every stop
 
     async def publish(self) -> None:
@@ -71,4 +74,11 @@ class Anchoring:
                                   headers={"Nats-Msg-Id": f"anchor-{position}-{hash_[:16]}"})
             self.published = (position, hash_)
         except Exception as error:  # noqa: BLE001 - the next one will do; the chain itself is in the store
-            log.warning("anchors: cannot publish the chain's head yet (%s)", error)
+            if not self.refused:  # said once until one goes out
+                log.warning("anchors: cannot publish the chain's head yet (%s: %s); trying again every second",
+                            type(error).__name__, error)
+                self.refused = True
+            return
+        if self.refused:
+            log.warning("anchors: the chain's head is published again")
+            self.refused = False

@@ -43,6 +43,7 @@ def worker_status(worker: Any) -> dict[str, Any]:
         "projections": {name: {"applied": worker.projector.applied[name], "parked": worker.projector.parked[name],
                                **worker.projector.state[name].as_dict()} for name in worker.projector.names},
         "monitors": {m.name: {"raised": m.raised, "refused": m.refused, **m.state.as_dict()} for m in (worker.sla, worker.danger)},
+        "anchors": {"refused": worker.anchoring.refused},
         "policies": {p.policy.name: {"handled": p.handled, "durable": p.durable, **p.state.as_dict()}
                      for p in worker.policies},
     }

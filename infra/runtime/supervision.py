@@ -24,8 +24,8 @@ JETSTREAM_PATIENCE_SECONDS = 15.0
 class JetStreamWatch:
     """Whether the embedded server's JetStream is stuck while the connection
     is up: it stops answering, or it answers but a stream keeps refusing what
-    is published to it - the relay's events with the store ahead, or the
-    monitors' alerts (nats-server leaves a stream that hit a full disk
+    is published to it - the relay's events with the store ahead, the
+    monitors' alerts or the chain's anchors (nats-server leaves a stream that hit a full disk
     failing every write until it restarts, even once space is back; which
     stream hits it depends on who wrote while the disk was full)."""
 
@@ -40,13 +40,13 @@ class JetStreamWatch:
         self._asked = 0.0
         self._silent_since: float | None = None
         self._relay_at: tuple[int, float] | None = None
-        self._alerts_refused_since: float | None = None
+        self._others_refused_since: float | None = None
 
     async def trouble(self, connected: bool) -> str | None:
         """What is wrong, once it has lasted `patience`; None when all is well."""
         now = asyncio.get_running_loop().time()
         if not connected:  # reconnecting: that is another story
-            self._silent_since = self._relay_at = self._alerts_refused_since = None
+            self._silent_since = self._relay_at = self._others_refused_since = None
             return None
         if now - self._asked < self.every:
             return None
@@ -59,8 +59,8 @@ class JetStreamWatch:
             if now - self._silent_since >= self.patience:
                 return "has not answered"
         status = self.worker() or {}
-        return await self._events_refused(status.get("relay"), now) or self._alerts_refused(
-            status.get("monitors") or {}, now)
+        return await self._events_refused(status.get("relay"), now) or self._others_refused(
+            {**(status.get("monitors") or {}), "anchors": status.get("anchors") or {}}, now)
 
     async def _events_refused(self, relay: dict[str, Any] | None, now: float) -> str | None:
         try:
@@ -78,14 +78,16 @@ class JetStreamWatch:
             return f"refused every event for the stream ({relay['last_error']})"
         return None
 
-    def _alerts_refused(self, monitors: dict[str, Any], now: float) -> str | None:
-        refused = sorted(name for name, own in monitors.items() if own.get("refused"))
+    def _others_refused(self, parts: dict[str, Any], now: float) -> str | None:
+        """The alerts' or the anchors' stream refusing (the parts say so in the worker's status)."""
+        refused = sorted(name for name, own in parts.items() if own.get("refused"))
         if not refused:
-            self._alerts_refused_since = None
+            self._others_refused_since = None
             return None
-        self._alerts_refused_since = self._alerts_refused_since or now
-        if now - self._alerts_refused_since >= self.patience:
-            return f"refused every alert for the alerts stream ({refused[0]}: {monitors[refused[0]].get('last_error')})"
+        self._others_refused_since = self._others_refused_since or now
+        if now - self._others_refused_since >= self.patience:
+            error = parts[refused[0]].get("last_error")
+            return f"refused every publish of {', '.join(refused)} to its stream" + (f" ({error})" if error else "")
         return None
 
 
