@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    case,
     select,
 )
 
@@ -96,16 +97,19 @@ def hold_marks(conn: Connection, names: Sequence[str]) -> dict[str, tuple[int, i
         select(tracking.c.name, tracking.c.position, tracking.c.stream_sequence).where(tracking.c.name.in_(names)))}
 
 
-def _advance(conn: Connection, name: str, current: tuple[int, int], position: int | None = None,
+def _advance(conn: Connection, names: Sequence[str], position: int | None = None,
              stream_sequence: int | None = None) -> None:
-    """Move the marks forward, never back (a redelivered message is older)."""
-    values = {}
-    if position is not None and position > current[0]:
-        values["position"] = position
-    if stream_sequence is not None and stream_sequence > current[1]:
-        values["stream_sequence"] = stream_sequence
+    """Move these projections' marks forward to `position` and
+    `stream_sequence`, never back (a redelivered message is older; a
+    projection a rebuild took further stays further): one statement for all."""
+    values: dict[str, Any] = {}
+    if position is not None:
+        values["position"] = case((tracking.c.position < position, position), else_=tracking.c.position)
+    if stream_sequence is not None:
+        values["stream_sequence"] = case((tracking.c.stream_sequence < stream_sequence, stream_sequence),
+                                         else_=tracking.c.stream_sequence)
     if values:
-        conn.execute(tracking.update().where(tracking.c.name == name).values(**values))
+        conn.execute(tracking.update().where(tracking.c.name.in_(names)).values(**values))
 
 
 def marks_of(engine: Engine, name: str) -> tuple[int, int]:
@@ -142,19 +146,20 @@ def apply_batch(engine: Engine, projections: Sequence[Projection], events: Itera
     `stream_sequence`; returns how many each applied."""
     events = list(events)
     applied = {}
+    names = [p.name for p in projections]
     with writing(engine) as conn:
-        marks = hold_marks(conn, [p.name for p in projections])
+        marks = hold_marks(conn, names)
         for projection in projections:
             position = marks[projection.name][0]
             fresh = []
-            for event in events:
+            for event in events:  # in order, each position once (a redelivery may repeat one)
                 if event["position"] > position:
                     fresh.append(event)
                     position = event["position"]
             if fresh:
                 projection.apply(conn, fresh)
-            _advance(conn, projection.name, marks[projection.name], position, stream_sequence)
             applied[projection.name] = len(fresh)
+        _advance(conn, names, max((e["position"] for e in events), default=None), stream_sequence)
     return applied
 
 
@@ -163,7 +168,8 @@ def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
     elsewhere). Only the stream mark moves: the position a broken message
     claims is not trusted, and a rebuild tries the event again."""
     with writing(engine) as conn:
-        _advance(conn, projection.name, _lock(conn, projection.name), stream_sequence=stream_sequence)
+        _lock(conn, projection.name)
+        _advance(conn, [projection.name], stream_sequence=stream_sequence)
 
 def counted_elsewhere(conn: Connection, name: str, kept_zone: str | None, zone: ZoneInfo) -> bool:
     """Whether a projection's day counters need a rebuild: kept in another

@@ -23,7 +23,11 @@ class Rows:
         ordered = list(keys)
         column = key if by is None else by
         for start in range(0, len(ordered), 500):
-            query = select(table).where(column.in_(ordered[start:start + 500]))
+            chunk = ordered[start:start + 500]
+            if conn.dialect.name == "sqlite":
+                self.rows.update((row[key.name], row) for row in _select_in(conn, table, column, chunk, where))
+                continue
+            query = select(table).where(column.in_(chunk))
             if where is not None:
                 query = query.where(where)
             self.rows.update((row[key.name], dict(row)) for row in conn.execute(query).mappings())
@@ -74,14 +78,53 @@ def _q(name: str) -> str:
 
 
 def _many(conn: Connection, table: Table, sql: str, names: list[str], rows: list[dict[str, Any]]) -> None:
-    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(table.schema, table.schema)
     processors = _processors(table, conn.dialect)
     steps = [(name, processors[name]) for name in names]
-    conn.exec_driver_sql(sql.format(table=f"{_q(schema)}.{_q(table.name)}" if schema else _q(table.name)),
+    conn.exec_driver_sql(sql.format(table=_table_name(conn, table)),
                          [tuple(p(row[n]) if p is not None else row[n] for n, p in steps) for row in rows])
 
 
 _PROCESSORS: dict[tuple[int, str], dict[str, Any]] = {}
+_READERS: dict[tuple[int, str], list[Any]] = {}
+_CONDITIONS: dict[int, tuple[Any, str]] = {}
+
+
+def _select_in(conn: Connection, table: Table, column: Any, keys: list[Any], where: Any) -> list[dict[str, Any]]:
+    """`select(table).where(column.in_(keys), where)` as dicts, on SQLite
+    straight through the driver (each value through its column type's
+    result processor, as SQLAlchemy reads it): a live batch runs a dozen of
+    these, and SQLAlchemy's statement machinery was most of their cost.
+    `where`, if any, is a module-level condition (compiled once)."""
+    names = [c.name for c in table.columns]
+    readers = _result_processors(table, conn.dialect)
+    condition = ""
+    if where is not None:
+        compiled = _CONDITIONS.get(id(where))
+        if compiled is None or compiled[0] is not where:
+            if len(_CONDITIONS) > 64:
+                _CONDITIONS.clear()
+            compiled = _CONDITIONS[id(where)] = (where, str(where.compile(
+                dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
+        condition = f" AND ({compiled[1]})"
+    sql = (f"SELECT {', '.join(_q(n) for n in names)} FROM {_table_name(conn, table)} "
+           f"WHERE {_q(column.name)} IN ({', '.join('?' * len(keys))}){condition}")
+    key_bind = _processors(table, conn.dialect)[column.name]
+    rows = conn.exec_driver_sql(sql, tuple(key_bind(k) if key_bind else k for k in keys)).all()
+    steps = list(zip(names, readers, strict=True))
+    return [{n: (r(v) if r is not None else v) for (n, r), v in zip(steps, row, strict=True)} for row in rows]
+
+
+def _result_processors(table: Table, dialect: Any) -> list[Any]:
+    key = (id(table), dialect.name)
+    found = _READERS.get(key)
+    if found is None:
+        found = _READERS[key] = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in table.columns]
+    return found
+
+
+def _table_name(conn: Connection, table: Table) -> str:
+    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(table.schema, table.schema)
+    return f"{_q(schema)}.{_q(table.name)}" if schema else _q(table.name)
 
 
 def _processors(table: Table, dialect: Any) -> dict[str, Any]:

@@ -121,6 +121,8 @@ COUNTERS = "zone.2"
 """The name the counters' time zone is kept under; a new name when a counter
 is added (2: per person), so a read model without it is rebuilt at start."""
 RUNNING = ("running", "paused")
+RUNNING_CLOCKS = sla_clock.c.state.in_(RUNNING)
+"""The limits still counting (a condition the batches reuse: compiled once)."""
 DEFAULT_TIER = "basic"
 DEFAULT_PRIORITY = "normal"  # callbacks have none
 
@@ -204,7 +206,7 @@ class SlaLimits:
         customers = Rows(conn, sla_customer, sla_customer.c.customer_id, customer_ids)
         cases = Rows(conn, sla_case, sla_case.c.case_id, case_ids)
         clocks = Rows(conn, sla_clock, sla_clock.c.clock_id, case_ids, by=sla_clock.c.case_id,
-                      where=sla_clock.c.state.in_(RUNNING))
+                      where=RUNNING_CLOCKS)
         live = self._load(cases, clocks)
         recorded: list[str] = []
         by_person: Counter[tuple[str, str, str]] = Counter()
@@ -326,7 +328,7 @@ class SlaLimits:
         case_ids = set(running)
         cases = Rows(conn, sla_case, sla_case.c.case_id, case_ids)
         clocks = Rows(conn, sla_clock, sla_clock.c.clock_id, case_ids, by=sla_clock.c.case_id,
-                      where=sla_clock.c.state.in_(RUNNING))
+                      where=RUNNING_CLOCKS)
         live = self._load(cases, clocks)
         for key, row in list(clocks.rows.items()):
             case = live[row["case_id"]]
