@@ -95,6 +95,9 @@ class SlaOpen(BaseModel):
     kind: CaseKind | None = None
     metric: Metric | None = None
     limit: Count = 100
+    """A page of at most this many limits."""
+    after: Annotated[StrictStr, Field(max_length=200)] | None = None
+    """The `next` of the page before: the page after it."""
 
 
 class CaseLimit(BaseModel):
@@ -128,6 +131,8 @@ class SlaOpenReply(BaseModel):
     ok: Literal[True] = True
     at: Time
     limits: list[SlaLimit]
+    next: str | None = None
+    """Pass as `after` for the next page; None on the last."""
 
 
 class SlaBreaches(BaseModel):

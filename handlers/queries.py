@@ -49,6 +49,7 @@ from handlers.identity import Directory, Identity, identify
 from handlers.staff import assessment
 from handlers.translate import envelope, names, state_json
 from projections import figures, sla, sla_reads
+from projections.base import utc
 from projections.danger import listed
 from ticketing import periods
 from ticketing.access import TEAM_READERS, acting, may_ask
@@ -202,14 +203,21 @@ class QueryService:
         if isinstance(query, bytes):
             return query
         now = self.clock()
-        reply = await asyncio.to_thread(self._sla_open, query, now)
+        try:
+            after = _limit_cursor_parsed(query.after) if query.after else None
+        except ValueError:
+            return error_reply("validation_error", "after is not a cursor this list gave",
+                               [ErrorDetail(field="after", reason="pass the `next` of the page before")])
+        reply = await asyncio.to_thread(self._sla_open, query, now, after)
         return orjson.dumps(reply.model_dump(mode="json"))
 
-    def _sla_open(self, query: SlaOpen, now: datetime) -> SlaOpenReply:
+    def _sla_open(self, query: SlaOpen, now: datetime, after: tuple[datetime | None, str] | None) -> SlaOpenReply:
         with self.readmodels.connect() as conn:
             rows = sla_reads.open_limits(conn, assignee=query.assignee, tier=query.tier, kind=query.kind,
-                                   metric=query.metric, limit=query.limit)
-        return SlaOpenReply(at=now, limits=[_limit(row, now, self.policy) for row in rows])
+                                         metric=query.metric, limit=query.limit + 1, after=after)
+        more, rows = len(rows) > query.limit, rows[:query.limit]
+        return SlaOpenReply(at=now, limits=[_limit(row, now, self.policy) for row in rows],
+                            next=_limit_cursor(rows[-1]) if more else None)
 
     async def sla_breaches(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(SlaBreaches, raw, "sla.breaches")
@@ -371,6 +379,19 @@ def _parse_cursor(text: str) -> tuple[int, datetime, str]:
     if level not in LEVELS or at.tzinfo is None:
         raise ValueError(text)
     return -LEVELS.index(level), at, str(UUID(customer_id))
+
+
+def _limit_cursor(row: dict[str, Any]) -> str:
+    deadline = utc(row["deadline"])
+    return f"{deadline.isoformat() if deadline else ''}|{row['clock_id']}"
+
+
+def _limit_cursor_parsed(text: str) -> tuple[datetime | None, str]:
+    deadline, clock_id = text.split("|")
+    at = datetime.fromisoformat(deadline) if deadline else None
+    if (at is not None and at.tzinfo is None) or not clock_id or len(clock_id) > 120:
+        raise ValueError(text)
+    return at, clock_id
 
 
 def _limit(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaLimit:

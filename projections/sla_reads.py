@@ -17,15 +17,33 @@ _WITH_CASE = (sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case
 
 
 def open_limits(conn: Connection, *, assignee: str | None = None, tier: str | None = None,
-                kind: str | None = None, metric: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+                kind: str | None = None, metric: str | None = None, limit: int = 100,
+                after: tuple[datetime | None, str] | None = None) -> list[dict[str, Any]]:
     """Running and paused limits with their case, the most urgent first
-    (the earliest deadline; paused ones, which have none, last)."""
-    query = (select(sla_clock, *_WITH_CASE)
-             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-             .where(sla_clock.c.state.in_(RUNNING))
-             .order_by(sla_clock.c.deadline.is_(None), sla_clock.c.deadline, sla_clock.c.clock_id)
-             .limit(limit))
-    return _rows(conn, _filtered(query, assignee=assignee, tier=tier, kind=kind, metric=metric))
+    (the earliest deadline; paused ones, which have none, last). Two reads,
+    each in the order of an index, so a page costs its rows, not the number
+    of limits running (one sorted read of all of them took 24 ms at 17,000).
+    `after`: the (deadline, clock id) of the last limit of the page before
+    (deadline None: a paused one)."""
+    def page(where: Any, order: tuple[Any, ...], n: int) -> list[dict[str, Any]]:
+        query = (select(sla_clock, *_WITH_CASE).join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
+                 .where(where).order_by(*order).limit(n))
+        return _rows(conn, _filtered(query, assignee=assignee, tier=tier, kind=kind, metric=metric))
+
+    deadline, clock_id = sla_clock.c.deadline, sla_clock.c.clock_id
+    found: list[dict[str, Any]] = []
+    if after is None or after[0] is not None:
+        running = (sla_clock.c.state == "running") & deadline.is_not(None)
+        if after is not None:
+            at = utc(after[0])
+            running &= (deadline > at) | ((deadline == at) & (clock_id > after[1]))
+        found = page(running, (deadline, clock_id), limit)
+    if len(found) < limit:
+        paused = sla_clock.c.state.in_(RUNNING) & deadline.is_(None)
+        if after is not None and after[0] is None:
+            paused &= clock_id > after[1]
+        found += page(paused, (clock_id,), limit - len(found))
+    return found
 
 
 def breaches(conn: Connection, now: datetime, *, since: datetime | None = None, until: datetime | None = None,

@@ -443,3 +443,35 @@ async def test_breaches_due_while_the_command_side_is_away_are_said_once_and_rec
     assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()] == [
         "SLA monitor: the command side answers again; recording breaches"]
     assert sorted(a["case_id"] for a in alerts.received if a["type"] == "sla.breached") == sorted(cases)
+
+
+async def test_open_limits_come_in_pages_that_add_up_to_the_whole_list(
+        runtime: Runtime, client: Client, clock: FakeClock) -> None:
+    """Pages of two, through limits with the same deadline (registered at one
+    instant) and paused ones (no deadline, last): each limit once, in the
+    order of the whole list; a cursor this list did not give is refused."""
+    for priority in ("normal", "normal", "normal", "urgent", "low"):
+        await client.register_complaint(priority=priority)
+    waiting = (await client.register_complaint(priority="normal"))["aggregate_id"]
+    assert (await client.command("complaint", "acknowledge", {}, aggregate_id=waiting))["ok"]
+    assert (await client.command("complaint", "await_customer", {"reason": "等回复 waiting"},
+                                 aggregate_id=waiting))["ok"]
+    await settle(runtime)
+    whole = (await client.query("sla.open", {}))
+    assert whole["next"] is None
+    keys = [(row["case_id"], row["metric"]) for row in whole["limits"]]
+    assert any(row["state"] == "paused" for row in whole["limits"]) and len(keys) >= 7
+    assert [row["state"] for row in whole["limits"]][-1] == "paused", "paused limits last"
+    paged, after, pages = [], None, 0
+    while True:
+        reply = await client.query("sla.open", {"limit": 2} | ({"after": after} if after else {}))
+        assert reply["ok"] and len(reply["limits"]) <= 2
+        paged += [(row["case_id"], row["metric"]) for row in reply["limits"]]
+        pages += 1
+        after = reply["next"]
+        if after is None:
+            break
+    assert paged == keys and pages == (len(keys) + 1) // 2
+    for bad in ("nonsense", "2026-13-01T00:00:00|x", "2026-11-01T00:00:00|x"):
+        refused = await client.query("sla.open", {"after": bad})
+        assert refused["error"]["code"] == "validation_error" and refused["error"]["details"][0]["field"] == "after"
