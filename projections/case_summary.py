@@ -6,6 +6,7 @@ contact data)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -14,16 +15,25 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    func,
+    select,
 )
 
 from projections.base import Envelope, empty
 from projections.rows import Rows
 
 metadata = MetaData()
+
+OPEN = ("registered", "acknowledged", "analysed", "reopened", "dispatch_requested", "dispatched", "scheduled")
+"""Statuses of work not done yet (a resolved case waits only for its callback)."""
+DIMENSIONS = ("kind", "status", "priority", "tier", "category", "region", "assignee")
+"""What the dashboard counts open work by (`open_work`)."""
+NONE = "(none)"
 
 case_summary = Table(
     "case_summary",
@@ -65,7 +75,20 @@ case_summary = Table(
     Column("missed_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_case_summary_status_registered", "status", "registered_at"),  # open work by age
 )
+
+open_work = Table(
+    "open_work",
+    metadata,
+    Column("key", String(250), primary_key=True),  # "dimension|value"
+    Column("dimension", String(20), nullable=False),
+    Column("value", String(220), nullable=False),
+    Column("n", Integer, nullable=False),
+)
+"""Open cases counted by each dimension's value, kept as the cases change:
+the dashboard reads these rows, not the open cases (a row whose count
+falls to 0 is deleted, so a rebuild leaves the same rows)."""
 
 customers = Table(
     "customer_summary",
@@ -161,6 +184,31 @@ def assignee_after(current: str | None, name: str, data: dict[str, Any]) -> str 
     return current
 
 
+def _counted(row: dict[str, Any]) -> Counter[tuple[str, str]]:
+    """What a case adds to the open-work counters: one per dimension while open."""
+    if row["status"] not in OPEN:
+        return Counter()
+    return Counter((name, str(row[name]) if row[name] is not None else NONE) for name in DIMENSIONS)
+
+
+def _count_open(conn: Connection, change: Counter[tuple[str, str]]) -> None:
+    change = Counter({key: n for key, n in change.items() if n})
+    if not change:
+        return
+    kept = Rows(conn, open_work, open_work.c.key, {f"{d}|{v}" for d, v in change})
+    gone = []
+    for (dimension, value), n in change.items():
+        key = f"{dimension}|{value}"
+        total = n + ((kept.get(key) or {}).get("n") or 0)
+        if total:
+            kept.put(key, {"key": key, "dimension": dimension, "value": value, "n": total})
+        elif key in kept.existing:
+            gone.append(key)
+    kept.write()
+    if gone:
+        conn.execute(open_work.delete().where(open_work.c.key.in_(gone)))
+
+
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -178,6 +226,7 @@ class CaseSummary:
         customer_ids |= {e["data"]["customer_id"] for e in case_events if "customer_id" in e["data"]}
         people = Rows(conn, customers, customers.c.customer_id, customer_ids)
         cases = Rows(conn, case_summary, case_summary.c.case_id, {e["aggregate_id"] for e in case_events})
+        before = {key: _counted(row) for key, row in cases.rows.items()}
         for event in events:
             if event["aggregate_type"] == "customer":
                 people.put(event["aggregate_id"], evolve_customer(people.get(event["aggregate_id"]), event))
@@ -188,10 +237,25 @@ class CaseSummary:
             cases.put(event["aggregate_id"], row)
         people.write()
         cases.write()
+        change: Counter[tuple[str, str]] = Counter()
+        for key in cases.changed:
+            change.subtract(before.get(key, {}))
+            change.update(_counted(cases.rows[key]))
         for event in customer_events:  # cases follow their customer's tier
             if event["type"] == "customer.tier_changed":
-                conn.execute(case_summary.update().where(case_summary.c.customer_id == event["aggregate_id"])
-                             .values(tier=event["data"]["tier"]))
+                tier, whose = event["data"]["tier"], case_summary.c.customer_id == event["aggregate_id"]
+                for old, n in conn.execute(select(case_summary.c.tier, func.count()).where(
+                        whose, case_summary.c.status.in_(OPEN)).group_by(case_summary.c.tier)):
+                    change[("tier", old or NONE)] -= n
+                    change[("tier", tier)] += n
+                conn.execute(case_summary.update().where(whose).values(tier=tier))
+        _count_open(conn, change)
+
+    def stale(self, conn: Connection) -> bool:
+        """Cases open but no open-work counters: they were added by a newer version."""
+        return (conn.execute(select(open_work.c.key).limit(1)).first() is None
+                and conn.execute(select(case_summary.c.case_id).where(
+                    case_summary.c.status.in_(OPEN)).limit(1)).first() is not None)
 
     def reset(self, conn: Connection) -> None:
         empty(conn, metadata)
