@@ -147,6 +147,9 @@ class SlaBreaches(BaseModel):
     tier: Tier | None = None
     kind: CaseKind | None = None
     limit: Count = 1000
+    """A page of at most this many breaches."""
+    after: Annotated[StrictStr, Field(max_length=200)] | None = None
+    """The `next` of the page before: the page after it."""
 
 
 class SlaBreach(CaseLimit):
@@ -165,6 +168,8 @@ class SlaBreachesReply(BaseModel):
     ok: Literal[True] = True
     at: Time
     breaches: list[SlaBreach]
+    next: str | None = None
+    """Pass as `after` for the next page; None on the last."""
 
 
 class Dashboard(BaseModel):

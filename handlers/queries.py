@@ -224,7 +224,14 @@ class QueryService:
         if isinstance(query, bytes):
             return query
         now = self.clock()
-        reply = await asyncio.to_thread(self._sla_breaches, query, now)
+        try:
+            after = _limit_cursor_parsed(query.after) if query.after else None
+        except ValueError:
+            after = None
+        if query.after and (after is None or after[0] is None):
+            return error_reply("validation_error", "after is not a cursor this list gave",
+                               [ErrorDetail(field="after", reason="pass the `next` of the page before")])
+        reply = await asyncio.to_thread(self._sla_breaches, query, now, after)
         return orjson.dumps(reply.model_dump(mode="json"))
 
     async def dashboard(self, raw: bytes, _sender: Identity) -> bytes:
@@ -272,11 +279,14 @@ class QueryService:
                 return ReportReply.model_validate(figures.report(conn, period, self.zone))
         return orjson.dumps((await asyncio.to_thread(read)).model_dump(mode="json"))
 
-    def _sla_breaches(self, query: SlaBreaches, now: datetime) -> SlaBreachesReply:
+    def _sla_breaches(self, query: SlaBreaches, now: datetime, after: Any) -> SlaBreachesReply:
         with self.readmodels.connect() as conn:
             rows = sla_reads.breaches(conn, now, since=query.since, until=query.until, tier=query.tier,
-                                kind=query.kind, metric=query.metric, limit=query.limit)
-        return SlaBreachesReply(at=now, breaches=[_breach(row, now, self.policy) for row in rows])
+                                      kind=query.kind, metric=query.metric, limit=query.limit + 1, after=after)
+        more, rows = len(rows) > query.limit, rows[:query.limit]
+        return SlaBreachesReply(at=now, breaches=[_breach(row, now, self.policy) for row in rows],
+                                next=f"{sla_reads.breach_instant(rows[-1]).isoformat()}|{rows[-1]['clock_id']}"
+                                if more else None)
 
     async def history(self, raw: bytes, _sender: Identity) -> bytes:
         query = _parse(CaseHistory, raw, "case.history")

@@ -88,6 +88,7 @@ sla_clock = Table(
     # instant, breaches not yet on their case.
     Index("ix_sla_clock_running_deadline", "state", "deadline"),
     Index("ix_sla_clock_state_breached", "state", "breached_at"),  # the dashboard's count of what is late
+    Index("ix_sla_clock_breached", "breached_at"),  # sla.breaches, the latest first
     Index("ix_sla_clock_running_warning", "state", "warning_at"),
     Index("ix_sla_clock_unrecorded", "recorded", "breached_at"),
     Index("ix_sla_clock_metric_stopped", "metric", "stopped_at"),  # on time in a period

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, literal_column, select
+from sqlalchemy import Connection, literal_column, select
 
 from projections.base import utc
 from projections.sla import RUNNING, sla_alert, sla_case, sla_clock
@@ -48,21 +48,35 @@ def open_limits(conn: Connection, *, assignee: str | None = None, tier: str | No
 
 def breaches(conn: Connection, now: datetime, *, since: datetime | None = None, until: datetime | None = None,
              tier: str | None = None, kind: str | None = None, metric: str | None = None,
-             limit: int = 1000) -> list[dict[str, Any]]:
+             limit: int = 1000, after: tuple[datetime, str] | None = None) -> list[dict[str, Any]]:
     """Limits whose deadline passed before their step, by `now`: those the
     events showed (`breached_at`) and those still running past it; the
-    latest first. `since`/`until` bound the instant of the breach."""
-    instant = func.coalesce(sla_clock.c.breached_at, sla_clock.c.deadline)
-    running_over = (sla_clock.c.state == "running") & (sla_clock.c.deadline <= utc(now))
-    query = (select(sla_clock, *_WITH_CASE)
-             .join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
-             .where(sla_clock.c.breached_at.is_not(None) | running_over))
-    if since is not None:
-        query = query.where(instant >= utc(since))
-    if until is not None:
-        query = query.where(instant < utc(until))
-    query = query.order_by(instant.desc(), sla_clock.c.clock_id).limit(limit)
-    return _rows(conn, _filtered(query, tier=tier, kind=kind, metric=metric))
+    latest first (by the instant of the breach, then clock id). `since`/
+    `until` bound that instant; `after`: the (instant, clock id) of the last
+    breach of the page before. Two reads in the order of an index, merged,
+    so a page costs its rows, not every breach of the store's history."""
+    def latest(instant: Any, where: Any) -> list[dict[str, Any]]:
+        if since is not None:
+            where &= instant >= utc(since)
+        if until is not None:
+            where &= instant < utc(until)
+        if after is not None:
+            at = utc(after[0])
+            where &= (instant < at) | ((instant == at) & (sla_clock.c.clock_id > after[1]))
+        query = (select(sla_clock, *_WITH_CASE).join(sla_case, sla_case.c.case_id == sla_clock.c.case_id)
+                 .where(where).order_by(instant.desc(), sla_clock.c.clock_id).limit(limit))
+        return _rows(conn, _filtered(query, tier=tier, kind=kind, metric=metric))
+
+    shown = latest(sla_clock.c.breached_at, sla_clock.c.breached_at.is_not(None))
+    overdue = latest(sla_clock.c.deadline, (sla_clock.c.state == "running") & sla_clock.c.breached_at.is_(None)
+                     & (sla_clock.c.deadline <= utc(now)))
+    found = sorted(shown + overdue, key=lambda row: (-breach_instant(row).timestamp(), row["clock_id"]))
+    return found[:limit]
+
+
+def breach_instant(row: dict[str, Any]) -> datetime:
+    """When a breach happened: as the events showed it, or the deadline passed."""
+    return utc(row["breached_at"] or row["deadline"])
 
 
 def _filtered(query: Any, **filters: str | None) -> Any:

@@ -475,3 +475,28 @@ async def test_open_limits_come_in_pages_that_add_up_to_the_whole_list(
     for bad in ("nonsense", "2026-13-01T00:00:00|x", "2026-11-01T00:00:00|x"):
         refused = await client.query("sla.open", {"after": bad})
         assert refused["error"]["code"] == "validation_error" and refused["error"]["details"][0]["field"] == "after"
+
+
+async def test_breaches_come_in_pages_that_add_up_to_the_whole_list(
+        runtime: Runtime, client: Client, clock: FakeClock) -> None:
+    for i, priority in enumerate(("normal", "normal", "urgent", "low", "normal", "normal")):
+        await client.register_complaint(priority=priority)
+        clock.advance(minutes=i % 2)  # pairs registered at one instant: breaches at one instant
+    clock.advance(days=3)
+    await settle(runtime)
+    whole = await client.query("sla.breaches", {})
+    assert whole["next"] is None
+    keys = [(row["case_id"], row["metric"], row["cycle"]) for row in whole["breaches"]]
+    assert len(keys) >= 5 and len(set(keys)) == len(keys)
+    paged, after = [], None
+    while True:
+        reply = await client.query("sla.breaches", {"limit": 2} | ({"after": after} if after else {}))
+        assert reply["ok"] and len(reply["breaches"]) <= 2
+        paged += [(row["case_id"], row["metric"], row["cycle"]) for row in reply["breaches"]]
+        after = reply["next"]
+        if after is None:
+            break
+    assert paged == keys
+    for bad in ("nonsense", "|x", "2026-11-01T00:00:00|x"):
+        refused = await client.query("sla.breaches", {"after": bad})
+        assert refused["error"]["code"] == "validation_error" and refused["error"]["details"][0]["field"] == "after"
