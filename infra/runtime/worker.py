@@ -38,7 +38,7 @@ from infra.monitors.sla_monitor import SlaMonitor
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import say_status
 from infra.settings import Settings
-from infra.store.database import WalCheckpoints, make_engine
+from infra.store.database import make_engine
 from infra.store.event_store import EventStore
 from infra.store.fast_read import fast_envelope
 from infra.store.rebuild import ensure_current
@@ -100,11 +100,10 @@ class Worker:
     tasks: list[asyncio.Task[None]]
     wake: Any
     anchoring: Anchoring
-    checkpoints: WalCheckpoints
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring, self.checkpoints]:
+        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -135,11 +134,9 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     for timer in (sla, danger):
         await timer.prepare()  # before the projections' consumers start
     anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
-    checkpoints = WalCheckpoints(readmodels)
     tasks = [asyncio.create_task(relay.run(), name="relay"), asyncio.create_task(anchoring.run(), name="anchors"),
-             asyncio.create_task(checkpoints.run(), name="checkpoints"),
              *(asyncio.create_task(task.run(), name=task.durable) for task in [projector, *policies, sla, danger])]
-    return Worker(relay, projector, policies, sla, danger, tasks, subscription, anchoring, checkpoints)
+    return Worker(relay, projector, policies, sla, danger, tasks, subscription, anchoring)
 
 
 def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-
-log = logging.getLogger(__name__)
 
 
 def sqlite_pragmas(durable: bool) -> list[str]:
@@ -50,49 +45,3 @@ def make_engine(url: str, busy_timeout_ms: int = 10_000) -> Engine:
     if url.startswith("postgresql"):
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     return tune_sqlite(create_engine(url, **kwargs), durable=False, busy_timeout_ms=busy_timeout_ms)
-
-
-WAL_CEILING_PAGES = 16_384
-"""With checkpoints apart, a writer still checkpoints itself past this many
-WAL pages (64 MB): the checkpointer stuck or gone does not grow it unbounded."""
-
-
-class WalCheckpoints:
-    """Checkpoints a SQLite read-model database's WAL every `every` seconds
-    from a thread of its own, so the projections' commits do not stop to do
-    it (SQLite's automatic checkpoint runs inside the commit that crosses
-    1,000 pages and syncs the file: a live batch's commit took 7 ms on
-    average, and the unlucky ones far more). PASSIVE: it never waits for
-    or blocks a writer or reader. Nothing to do on PostgreSQL."""
-
-    def __init__(self, engine: Engine, every: float = 1.0) -> None:
-        self.engine = engine
-        self.every = every
-        self.active = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
-        self._stopping = asyncio.Event()
-        if self.active:
-            @event.listens_for(engine, "connect")
-            def _ceiling(dbapi_connection: Any, _record: Any) -> None:
-                dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={WAL_CEILING_PAGES}")
-
-            engine.dispose()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        failing = False
-        while self.active and not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.every)
-            try:
-                await asyncio.to_thread(self._checkpoint)
-                failing = False
-            except Exception as error:  # noqa: BLE001 - a database away: the writers' ceiling still holds
-                if not failing:
-                    log.warning("read models: WAL checkpoint failed (%s); trying again every %.0fs", error, self.every)
-                    failing = True
-
-    def _checkpoint(self) -> None:
-        with self.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()
