@@ -37,6 +37,7 @@ from infra.runtime.health import HealthCheck, WorkerWord, worker_status
 from infra.runtime.metrics import Metrics, keep_fresh, serve_http
 from infra.runtime.processes import terminate
 from infra.runtime.supervision import keep_nats_running, keep_worker_running
+from infra.runtime.tasks import end
 from infra.runtime.worker import WAKE_SUBJECT, Worker, ensure_streams, projections, start_worker
 from infra.settings import Settings
 from infra.store.database import make_engine
@@ -105,15 +106,16 @@ class Runtime:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
-        try:
-            await asyncio.wait_for(self.broker.stop(), STOP_DRAIN_SECONDS * 2)
-        except Exception as error:  # noqa: BLE001 - stopping while NATS is away: nothing left to drain
-            log.info("the responders stopped without draining (%s)", type(error).__name__)
+        # A task, not wait_for: nats-py's drain swallows the cancellation
+        # wait_for sends at its timeout, and wait_for then waits for ever.
+        draining = asyncio.create_task(self.broker.stop(), name="responders")
+        await end([draining], grace=STOP_DRAIN_SECONDS * 2)
+        if draining.cancelled() or not draining.done() or draining.exception() is not None:
+            # stopping while NATS is away: nothing left to drain
+            log.info("the responders stopped without draining")
             with contextlib.suppress(Exception):  # not connected: nothing to close
-                await self.broker.connection.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+                await asyncio.wait_for(self.broker.connection.close(), STOP_DRAIN_SECONDS)
+        await end(self.tasks)
         self.writer.stop()
         log.info("command writer: %d commands in %d transactions", self.writer.jobs, self.writer.batches)
         if self.worker is not None:
@@ -184,10 +186,11 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         # injection would only cost time on every message.
         responder = product_options(settings, responder=True)
         tls = responder.pop("tls", None)
+        responders_said = ConnectionLog("ticketing-responders")
         broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1, name="ticketing-responders",
                             drain_timeout=STOP_DRAIN_SECONDS,
-                            **ConnectionLog("ticketing-responders").callbacks(),
+                            **responders_said.callbacks(),
                             security=BaseSecurity(ssl_context=tls) if tls else None, **responder)
         commands = CommandService(store, writer, clock, directory, compensation_limit=settings.compensation_limit)
         word = WorkerWord()
@@ -219,6 +222,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
             except TimeoutError:
                 log.warning("the worker process is not ready after 60s; going on without waiting")
         await broker.start()
+        responders_said.connection = broker.connection
         # A round trip, so the server has every subscription before we say we
         # are ready (a request sent right after would otherwise get "no
         # responders"). Twice: measured here, nats-py's first flush on a new

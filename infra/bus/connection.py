@@ -23,6 +23,8 @@ class ConnectionLog:
         self.name = name
         self.down = False
         self._said: str | None = None
+        self.connection: Nats | None = None
+        """Set once connected: a disconnection while it is closing is our own stop, not a loss."""
 
     async def error(self, error: Exception) -> None:
         text = str(error) or type(error).__name__
@@ -33,7 +35,9 @@ class ConnectionLog:
         log.warning("%s: %s", self.name, text)
 
     async def disconnected(self) -> None:
-        if not self.down:
+        if self.connection is not None and self.connection.is_closed:
+            log.debug("%s: closed", self.name)
+        elif not self.down:
             self.down = True
             log.warning("%s: lost NATS; reconnecting in the background (requests fail fast meanwhile)", self.name)
 
@@ -47,5 +51,7 @@ class ConnectionLog:
 
 async def connect_nats(url: str, settings: Settings, name: str = "ticketing") -> Nats:
     """The product's own connection (identity `system`)."""
-    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
-                              **ConnectionLog(name).callbacks(), **product_options(settings))
+    said = ConnectionLog(name)
+    said.connection = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
+                                         **said.callbacks(), **product_options(settings))
+    return said.connection

@@ -113,40 +113,53 @@ class ProjectionRunner:
                 log.warning("%s: batch of %d failed (%s); applying one by one",
                             self.durable, len(messages), error)
         for message, event in zip(messages, events, strict=True):
-            for projection in self.projections:
-                await self._handle_one(projection, message, event)
+            await self._handle_one(message, event)
             await message.ack()
 
     def _count(self, applied: dict[str, int]) -> None:
         for name, n in applied.items():
             self.applied[name] += n
 
-    async def _handle_one(self, projection: Projection, message: Any, event: dict[str, Any] | None) -> None:
-        """Apply one message to one projection, or park it for that projection."""
+    async def _handle_one(self, message: Any, event: dict[str, Any] | None) -> None:
+        """Apply one message to each projection apart; what one of them still
+        cannot apply after the retries is parked for that one. The retries
+        are rounds over the projections that failed, so a message none can
+        apply holds the stream up for one backoff, not one per projection."""
         if event is UNSEALED:
-            await self._park(projection, message, None, "not sealed by the product's relay: not an event of the store")
+            for projection in self.projections:
+                await self._park(projection, message, None,
+                                 "not sealed by the product's relay: not an event of the store")
             return
-        attempt = 0
+        left, attempt = list(self.projections), 0
         while True:
-            reason = "not a v1 event envelope" if event is None else None
-            if event is not None:
+            failed: dict[str, str] = {}
+            outage = False
+            for projection in left:
+                if event is None:
+                    failed[projection.name] = "not a v1 event envelope"
+                    continue
                 try:
                     self._count(await asyncio.to_thread(apply_batch, self.engine, [projection], [event],
                                                         _sequence(message)))
-                    return
                 except (OperationalError, DBAPIError) as error:
                     if _is_outage(error):
                         self.state[projection.name].failed(error)
                         log.warning("%s: database unavailable (%s); retrying", self.durable, error)
-                        await message.in_progress()
-                        await asyncio.sleep(1.0)
-                        continue
-                    reason = f"{type(error).__name__}: {error}"
+                        outage = True
+                    failed[projection.name] = f"{type(error).__name__}: {error}"
                 except Exception as error:  # noqa: BLE001
-                    reason = f"{type(error).__name__}: {error}"
+                    failed[projection.name] = f"{type(error).__name__}: {error}"
+            left = [projection for projection in left if projection.name in failed]
+            if not left:
+                return
+            if outage:  # not the message's fault: retried until the database is back
+                await message.in_progress()
+                await asyncio.sleep(1.0)
+                continue
             attempt += 1
             if attempt >= MAX_ATTEMPTS or event is None:
-                await self._park(projection, message, event, reason or "unknown")
+                for projection in left:
+                    await self._park(projection, message, event, failed[projection.name])
                 return
             await message.in_progress()
             await asyncio.sleep(0.2 * 2 ** attempt)

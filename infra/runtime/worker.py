@@ -37,6 +37,7 @@ from infra.monitors.policy_runner import PolicyRunner
 from infra.monitors.sla_monitor import SlaMonitor
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import say_status
+from infra.runtime.tasks import end
 from infra.settings import Settings
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
@@ -107,10 +108,7 @@ class Worker:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
-        done, pending = await asyncio.wait(self.tasks, timeout=5)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await end(self.tasks, grace=5)
 
 
 async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
