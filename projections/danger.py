@@ -5,7 +5,6 @@ at an instant: facts age out as time passes, with no event."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -154,24 +153,38 @@ def candidates(conn: Connection, since: datetime) -> set[str]:
     return set(conn.execute(recent.distinct()).scalars())
 
 
-def facts_of(conn: Connection, customer_ids: set[str], since: datetime) -> dict[str, list[Fact]]:
-    """The customers' facts that can count now: those after `since` (the
-    start of the longest window) and their marks, whatever their age (a
-    mark counts while it stands). What a customer did before the longest
-    window is not read: a look costs what the window holds, not the
-    customer's whole history."""
+def facts_of(conn: Connection, customer_ids: set[str], since: datetime, up_to: int) -> dict[str, list[Fact]]:
+    """The customers' facts that can count now, up to position `up_to`:
+    those after `since` (the start of the longest window) and their marks,
+    whatever their age (a mark counts while it stands). What a customer did
+    before the longest window is not read: a look costs what the window
+    holds, not the customer's whole history."""
     found: dict[str, list[tuple[int, Fact]]] = {c: [] for c in customer_ids}
     ordered = sorted(customer_ids)
     for start in range(0, len(ordered), 500):
-        chunk = danger_fact.c.customer_id.in_(ordered[start:start + 500])
-        recent = select(danger_fact).where(chunk, danger_fact.c.at > utc(since))
-        marks = select(danger_fact).where(chunk, danger_fact.c.at <= utc(since), danger_fact.c.signal.in_(MARKS))
+        chunk = (danger_fact.c.customer_id.in_(ordered[start:start + 500]), danger_fact.c.position <= up_to)
+        recent = select(danger_fact).where(*chunk, danger_fact.c.at > utc(since))
+        marks = select(danger_fact).where(*chunk, danger_fact.c.at <= utc(since), danger_fact.c.signal.in_(MARKS))
         for query in (recent, marks):
             for row in conn.execute(query).mappings():
-                found[row["customer_id"]].append((row["position"], Fact(
-                    row["signal"], utc(row["at"]), row["case_id"], Decimal(row["amount"]) if row["amount"] else None,
-                    row["lifted"])))
+                found[row["customer_id"]].append((row["position"], _fact(row)))
     return {c: [fact for _, fact in sorted(facts, key=lambda pair: pair[0])] for c, facts in found.items()}
+
+
+def facts_after(conn: Connection, after: int) -> tuple[dict[str, list[Fact]], int]:
+    """The facts past position `after`, by customer in position order, and
+    the last position read."""
+    last = last_fact(conn)
+    found: dict[str, list[Fact]] = {}
+    for row in conn.execute(select(danger_fact).where(danger_fact.c.position > after, danger_fact.c.position <= last)
+                            .order_by(danger_fact.c.position)).mappings():
+        found.setdefault(row["customer_id"], []).append(_fact(row))
+    return found, max(last, after)
+
+
+def _fact(row: Any) -> Fact:
+    return Fact(row["signal"], utc(row["at"]), row["case_id"], Decimal(row["amount"]) if row["amount"] else None,
+                row["lifted"])
 
 
 def customers_of(conn: Connection, customer_ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -188,28 +201,14 @@ def last_fact(conn: Connection) -> int:
     return int(conn.execute(select(func.max(danger_fact.c.position))).scalar_one() or 0)
 
 
-def with_new_facts(conn: Connection, after: int) -> tuple[set[str], int]:
-    """Customers with a fact past position `after`, and the last position read."""
-    last = last_fact(conn)
-    found = conn.execute(select(danger_fact.c.customer_id).where(
-        danger_fact.c.position > after, danger_fact.c.position <= last).distinct()).scalars()
-    return set(found), max(last, after)
-
-
-def assess_all(conn: Connection, rules: Rules, now: datetime) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
-    """Every customer who may be on the list at `now`: their assessment
-    (None: not on it) and their row."""
-    return assess(conn, rules, now, candidates(conn, now - rules.longest_window))
-
-
-def assess(conn: Connection, rules: Rules, now: datetime, ids: Iterable[str]
+def assess(conn: Connection, rules: Rules, now: datetime, facts: dict[str, list[Fact]]
            ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
-    ids = set(ids)
-    facts = facts_of(conn, ids, now - rules.longest_window)
-    rows = customers_of(conn, ids)
-    return {customer_id: (rules.assess(facts[customer_id], now, rows.get(customer_id, {}).get("cleared_at")),
+    """Each customer's assessment at `now` from their facts (None: not on
+    the list) and their row."""
+    rows = customers_of(conn, set(facts))
+    return {customer_id: (rules.assess(own, now, rows.get(customer_id, {}).get("cleared_at")),
                           rows.get(customer_id, {"customer_id": customer_id, "tier": "basic", "region": None}))
-            for customer_id in ids}
+            for customer_id, own in facts.items()}
 
 
 def entry(customer: dict[str, Any], assessment: Assessment, entered_at: datetime) -> DangerousCustomer:

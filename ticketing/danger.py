@@ -12,6 +12,7 @@ monitor asks for the assessment at an instant."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -90,12 +91,19 @@ class Rules:
         return timedelta(days=max((r.within_days or 0 for r in self.rules), default=0))
 
     def assess(self, facts: list[Fact], now: datetime, cleared_at: datetime | None = None) -> Assessment | None:
-        """Where the customer stands at `now` (None: not on the list)."""
-        facts = sorted((f for f in facts if f.at <= now and (cleared_at is None or f.at > cleared_at)),
-                       key=lambda f: f.at)
-        reasons = []
+        """Where the customer stands at `now` (None: not on the list). One
+        pass over the facts, then each rule reads only its signal's facts,
+        from the start of its window (the monitor assesses every customer
+        with news each second: a look costs the facts, not facts x rules)."""
+        by_signal: dict[str, list[Fact]] = {}
+        for fact in sorted((f for f in facts if f.at <= now and (cleared_at is None or f.at > cleared_at)),
+                           key=lambda f: f.at):
+            by_signal.setdefault(fact.signal, []).append(fact)
+        reasons, ageing = [], []
         for rule in self.rules:
-            matching = self._matching(rule, facts, now)
+            matching = self._matching(rule, by_signal.get(rule.signal, []), now)
+            if rule.within_days and matching:  # the earliest is the first to age out
+                ageing.append(matching[0].at + timedelta(days=rule.within_days))
             if len(matching) >= rule.at_least:
                 reasons.append(Reason(rule.name, rule.type, rule.level, _text(rule, matching),
                                       tuple(dict.fromkeys(f.case_id for f in matching if f.case_id)),
@@ -107,19 +115,17 @@ class Rules:
             if reason.type not in types or LEVELS.index(reason.level) > LEVELS.index(types[reason.type]):
                 types[reason.type] = reason.level
         top = max(reasons, key=lambda r: (LEVELS.index(r.level), -reasons.index(r)))
-        ageing = [f.at + timedelta(days=rule.within_days) for rule in self.rules if rule.within_days
-                  for f in self._matching(rule, facts, now)]
         return Assessment(top.level, top.type, types, tuple(reasons), min(r.since for r in reasons),
                           self.counter_measures.get(top.type, ""), min(ageing, default=None))
 
     @staticmethod
     def _matching(rule: Rule, facts: list[Fact], now: datetime) -> list[Fact]:
+        """The facts the rule counts at `now`, of its signal's `facts` (in time order)."""
         if rule.signal in MARKS:  # the mark counts while it stands
-            last = [f for f in facts if f.signal == rule.signal]
-            return last[-1:] if last and not last[-1].lifted else []
-        start = now - timedelta(days=rule.within_days) if rule.within_days else None
-        return [f for f in facts if f.signal == rule.signal and (start is None or f.at > start)
-                and (rule.above is None or (f.amount is not None and f.amount > rule.above))]
+            return facts[-1:] if facts and not facts[-1].lifted else []
+        if rule.within_days:
+            facts = facts[bisect_right(facts, now - timedelta(days=rule.within_days), key=lambda f: f.at):]
+        return facts if rule.above is None else [f for f in facts if f.amount is not None and f.amount > rule.above]
 
     @classmethod
     def parse(cls, text: str) -> Rules:

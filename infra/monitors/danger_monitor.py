@@ -27,17 +27,18 @@ from infra.monitors.alerts import AlertTimer, alert_id
 from infra.runtime.clock import Clock
 from projections.danger import (
     assess,
-    assess_all,
+    candidates,
     entry,
+    facts_after,
+    facts_of,
     last_fact,
     ledger_metadata,
     list_entries,
     note,
     published,
     reason_of,
-    with_new_facts,
 )
-from ticketing.danger import LEVELS, Assessment, Rules
+from ticketing.danger import LEVELS, MARKS, Assessment, Fact, Rules
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +55,42 @@ class DangerMonitor(AlertTimer):
         """The last fact looked at; None until the first look, which looks at everyone."""
         self._recheck: dict[str, datetime | None] = {}
         """Listed customers: when their standing may change with nothing new (a fact ageing out)."""
+        self._facts: dict[str, list[Fact]] = {}
+        """Listed customers' facts that can still count (the longest window's
+        and their marks), in position order, kept from look to look: a look
+        reads only the facts that are new since the last, not again the
+        window of everyone with news (at 500 complaints a second, that was
+        every customer's window every second, a stall of the projections
+        sharing the process)."""
 
     def assess_changed(self, conn: Any, now: datetime, listed: set[str]) -> dict[str, tuple[Assessment | None, Any]]:
         """Those who may have changed, and only they, so a look costs what
         changed, not the size of the list: everyone at the first look; then
         those with new facts (the only way onto the list or up it, a
         clearance among them) and those listed whose facts age out by now."""
+        since = now - self.rules.longest_window
         if self._seen is None:
-            seen = last_fact(conn)  # before looking: a fact added meanwhile is new at the next look
-            found = assess_all(conn, self.rules, now)
-            self._seen = seen
-            found |= assess(conn, self.rules, now, listed - found.keys())
+            self._seen = last_fact(conn)  # a fact added after this is new at the next look
+            self._facts = facts_of(conn, candidates(conn, since) | listed, since, self._seen)
+            changed = set(self._facts)
         else:
-            fresh, self._seen = with_new_facts(conn, self._seen)
+            fresh, self._seen = facts_after(conn, self._seen)
             due = {c for c in listed if c not in self._recheck or
                    ((at := self._recheck[c]) is not None and at <= now)}
-            found = assess(conn, self.rules, now, fresh | due)
+            changed = fresh.keys() | due
+            unknown = changed - self._facts.keys()  # read whole (their fresh facts among them)
+            for customer_id, facts in fresh.items():
+                if customer_id not in unknown:
+                    self._facts[customer_id].extend(facts)
+            self._facts |= facts_of(conn, unknown, since, self._seen)
+        found = assess(conn, self.rules, now, {c: self._facts[c] for c in changed})
         for customer_id, (assessment, _) in found.items():
-            if assessment is None:
+            if assessment is None:  # off the list: read again should they come back
                 self._recheck.pop(customer_id, None)
+                self._facts.pop(customer_id, None)
             else:
                 self._recheck[customer_id] = assessment.next_change
+                self._facts[customer_id] = [f for f in self._facts[customer_id] if f.at > since or f.signal in MARKS]
         return found
 
     async def prepare(self) -> None:

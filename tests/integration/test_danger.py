@@ -303,3 +303,39 @@ async def test_a_look_assesses_only_who_may_have_changed(
     await complaint(client, who)
     await look(runtime)
     assert looked_at(clock.now) == set(), "the new complaint was looked at once, by the look above"
+
+
+async def test_the_facts_kept_from_look_to_look_list_what_a_fresh_read_lists(
+        runtime: Runtime, client: Client, clock: FakeClock, announced: Announcements) -> None:
+    """The monitor keeps listed customers' facts between looks and reads only
+    the new ones; the list it writes is what a monitor reading every fact
+    afresh assesses, as facts are added and as they age out."""
+    assert runtime.worker is not None
+    monitor = runtime.worker.danger
+    who = await customer(client)
+
+    async def agrees() -> None:
+        fresh = DangerMonitor(runtime.readmodels, monitor.rules, runtime.js, clock,
+                              store_position=runtime.store.max_position)
+        assessed, _ = fresh.read(lambda conn: fresh.assess_changed(conn, clock.now, set()))[who]
+        listed = await dangerous(client, who)
+        assert listed is not None and assessed is not None
+        assert [(r["rule"], r["text"], r["case_count"]) for r in listed["reasons"]] == [
+            (r.rule, r.text, len(r.case_ids)) for r in assessed.reasons]
+    for _ in range(2):  # days 0 and 9: not listed, so nothing kept
+        await complaint(client, who)
+        clock.advance(days=9)
+    await look(runtime)
+    assert who not in monitor._facts
+    await complaint(client, who)  # day 18: read whole, the new fact among the others
+    await look(runtime)
+    await wait_for(lambda: announced.of(who) == [("customer.dangerous", "watch")], timeout=3)
+    await agrees()
+    clock.advance(days=9)
+    await complaint(client, who)  # day 27: one new fact, beside the three kept
+    await look(runtime)
+    await agrees()
+    clock.advance(days=13)  # day 40: those of days 0 and 9 have aged out
+    await complaint(client, who)
+    await look(runtime)
+    await agrees()

@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ticketing.config import ConfigError
-from ticketing.danger import Fact, Rules
+from ticketing.danger import LEVELS, MARKS, SIGNALS, Fact, Rules
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 RULES = Rules.parse((Path(__file__).parents[2] / "infra" / "danger_rules.toml").read_text())
@@ -75,3 +77,52 @@ def test_a_rules_file_with_an_error_names_the_line(text: str, line: int, reason:
     with pytest.raises(ConfigError) as error:
         Rules.parse(text)
     assert error.value.line == line and reason in error.value.reason
+
+
+def by_definition(rules: Rules, facts: list[Fact], now: datetime, cleared_at: datetime | None) -> tuple | None:
+    """What the rules file says, read the slow way: each rule over every
+    fact; a rule holds with `at_least` of its facts in its window (a mark:
+    the latest of its kind, not lifted); the level is the highest, the first
+    such rule gives the type; the standing next changes when the earliest
+    counted fact of a windowed rule ages out."""
+    kept = sorted((f for f in facts if f.at <= now and (cleared_at is None or f.at > cleared_at)),
+                  key=lambda f: f.at)
+
+    def counted(rule: object) -> list[Fact]:
+        if rule.signal in MARKS:
+            marks = [f for f in kept if f.signal == rule.signal]
+            return marks[-1:] if marks and not marks[-1].lifted else []
+        return [f for f in kept if f.signal == rule.signal and f.at > now - timedelta(days=rule.within_days)
+                and (rule.above is None or (f.amount is not None and f.amount > rule.above))]
+    holding = [(rule, counted(rule)) for rule in rules.rules if len(counted(rule)) >= rule.at_least]
+    if not holding:
+        return None
+    level = max((rule.level for rule, _ in holding), key=LEVELS.index)
+    top = next(rule for rule, _ in holding if rule.level == level)
+    since = min(found[rule.at_least - 1].at if rule.within_days else found[-1].at for rule, found in holding)
+    ageing = [f.at + timedelta(days=rule.within_days) for rule in rules.rules if rule.within_days
+              for f in counted(rule)]
+    return (level, top.type, since, min(ageing, default=None),
+            [(rule.name, len(found), list(dict.fromkeys(f.case_id for f in found if f.case_id)))
+             for rule, found in holding])
+
+
+fact_lists = st.lists(st.builds(
+    Fact, signal=st.sampled_from([*SIGNALS, "tier_changed"]),
+    at=st.integers(0, 400).map(lambda half_days: T0 + timedelta(hours=12 * half_days)),  # windows' edges met
+    case_id=st.sampled_from(["a", "b", "c", None]),
+    amount=st.sampled_from([None, Decimal("100.00"), Decimal("2500.00"), Decimal("9000.00")]),
+    lifted=st.booleans()), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(facts=fact_lists, now_half_days=st.integers(0, 440), cleared_half_days=st.none() | st.integers(0, 400))
+def test_the_assessment_is_what_the_rules_say(facts: list[Fact], now_half_days: int,
+                                              cleared_half_days: int | None) -> None:
+    now = T0 + timedelta(hours=12 * now_half_days)
+    cleared_at = None if cleared_half_days is None else T0 + timedelta(hours=12 * cleared_half_days)
+    found = RULES.assess(facts, now, cleared_at)
+    expected = by_definition(RULES, facts, now, cleared_at)
+    assert (found and (found.level, found.danger_type, found.since, found.next_change,
+                       [(r.rule, int(r.text.split()[0]) if r.text[0].isdigit() else 1, list(r.case_ids))
+                        for r in found.reasons])) == expected
