@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     case,
+    inspect,
     select,
 )
 
@@ -70,11 +71,21 @@ def empty(conn: Connection, metadata: MetaData) -> None:
 
 
 def create_tables(engine: Engine, projection: Projection) -> None:
-    """The projection's tables, and any index a newer version added to a
-    table that exists already (create_all adds indexes only with their table)."""
+    """The projection's tables, any index a newer version added to a table
+    that exists already (create_all adds indexes only with their table), and
+    none that it dropped: every index is written at every row a batch
+    touches, so one nothing reads costs the live apply and the rebuild."""
     tracking_metadata.create_all(engine)
     projection.metadata.create_all(engine)
+    found, quote = inspect(engine), engine.dialect.identifier_preparer.quote
     for table in projection.metadata.sorted_tables:
+        defined = {index.name for index in table.indexes}
+        dropped = [index["name"] for index in found.get_indexes(table.name, schema=table.schema)
+                   if (index["name"] or "").startswith("ix_") and index["name"] not in defined]
+        if dropped:
+            with engine.begin() as conn:
+                for name in dropped:
+                    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quote(name)}")
         for index in table.indexes:
             index.create(engine, checkfirst=True)
 

@@ -38,7 +38,7 @@ danger_fact = Table(
     "danger_fact",
     metadata,
     Column("position", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
-    Column("customer_id", String(36), nullable=False, index=True),
+    Column("customer_id", String(36), nullable=False),  # read through ix_danger_fact_customer_at
     Column("signal", String(30), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("case_id", String(36)),

@@ -67,19 +67,19 @@ sla_clock = Table(
     metadata,
     Column("clock_id", String(120), primary_key=True),
     Column("case_id", String(36), nullable=False, index=True),
-    Column("metric", String(20), nullable=False, index=True),
+    Column("metric", String(20), nullable=False),
     Column("cycle", Integer, nullable=False),
     # running, paused; met, missed (stopped after its deadline), ended (the
     # case ended without the step)
-    Column("state", String(10), nullable=False, index=True),
+    Column("state", String(10), nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("paused_at", DateTime(timezone=True)),
     Column("paused_seconds", Float, nullable=False),
     Column("limit_seconds", Integer, nullable=False),
     Column("calendar", String(100), nullable=False),
-    Column("deadline", DateTime(timezone=True), index=True),
-    Column("warning_at", DateTime(timezone=True), index=True),
-    Column("breached_at", DateTime(timezone=True), index=True),
+    Column("deadline", DateTime(timezone=True)),
+    Column("warning_at", DateTime(timezone=True)),
+    Column("breached_at", DateTime(timezone=True)),
     Column("stopped_at", DateTime(timezone=True)),
     Column("elapsed_seconds", Float),
     Column("recorded", Boolean, nullable=False),  # the breach is on the case (its `sla_breached` event)
@@ -91,7 +91,6 @@ sla_clock = Table(
     Index("ix_sla_clock_breached", "breached_at"),  # sla.breaches, the latest first
     Index("ix_sla_clock_running_warning", "state", "warning_at"),
     Index("ix_sla_clock_unrecorded", "recorded", "breached_at"),
-    Index("ix_sla_clock_metric_stopped", "metric", "stopped_at"),  # on time in a period
 )
 
 sla_on_time = Table(
