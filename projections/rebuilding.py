@@ -4,7 +4,9 @@ the live models and swapped in (blue/green, `rebuild_beside`)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, MetaData, Table, select
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
@@ -20,7 +22,7 @@ def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable
     old rows until it commits. The live consumers wait on their tracking rows
     meanwhile, and then skip what the rebuild covered. Returns the position
     reached."""
-    with engine.begin() as conn:
+    with engine.begin() as conn, fewer_collections():
         hold_marks(conn, [p.name for p in projections])
         end = end_of_history()
         for projection in projections:
@@ -115,17 +117,8 @@ def rebuild_beside(engine: Engine, projections: Sequence[Projection], history: H
                 for projection in projections:
                     projection.metadata.drop_all(apart)
                     projection.metadata.create_all(apart)
-            position, head = 0, end_of_history()
-            for _ in range(CATCH_UP_ROUNDS):  # built, then caught up, a page per transaction
-                for batch in history(position, head):
-                    with apart.begin():
-                        for projection in projections:
-                            projection.apply(apart, batch)
-                    position = batch[-1]["position"]
-                    progress(position, head)
-                head = end_of_history()
-                if head - position <= CAUGHT_UP:
-                    break
+            with fewer_collections():
+                position = _build(apart, projections, history, end_of_history, progress)
             with live.begin():  # the swap: the live consumers wait from here to the commit
                 hold_marks(live, [p.name for p in projections])
                 head = end_of_history()
@@ -182,3 +175,38 @@ def _copy_over(live: Connection, projection: Projection, built: dict[str, Table]
         live.execute(table.insert().from_select(list(table.columns.keys()), select(built[table.name])))
         for index in table.indexes:
             live.execute(CreateIndex(index))
+
+
+def _build(apart: Connection, projections: Sequence[Projection], history: History,
+           end_of_history: Callable[[], int], progress: Callable[[int, int], None]) -> int:
+    """Build the projections apart, a page per transaction, then catch up
+    with the store the same way until close to its head; the position reached."""
+    position, head = 0, end_of_history()
+    for _ in range(CATCH_UP_ROUNDS):
+        for batch in history(position, head):
+            with apart.begin():
+                for projection in projections:
+                    projection.apply(apart, batch)
+            position = batch[-1]["position"]
+            progress(position, head)
+        head = end_of_history()
+        if head - position <= CAUGHT_UP:
+            break
+    return position
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector run less often while a rebuild applies
+    pages: what exists before it is frozen (not traversed again meanwhile)
+    and the young generation collected every 50,000 allocations, not 700. A
+    rebuild allocates millions of short-lived rows and dicts; collecting as
+    often as by default cost it about 7 % at a million events (measured)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()

@@ -147,27 +147,27 @@ def _stored(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _running_row(case_id: str, running: Running) -> dict[str, Any]:
-    return _stored({
+    return {
         "clock_id": clock_id(case_id, running.metric, running.cycle), "case_id": case_id,
         "metric": running.metric, "cycle": running.cycle,
-        "state": "paused" if running.paused_at else "running", "started_at": running.started_at,
-        "paused_at": running.paused_at, "paused_seconds": running.paused.total_seconds(),
+        "state": "paused" if running.paused_at else "running", "started_at": utc(running.started_at),
+        "paused_at": utc(running.paused_at), "paused_seconds": running.paused.total_seconds(),
         "limit_seconds": int(running.target.limit.total_seconds()), "calendar": running.target.calendar.name,
-        "deadline": running.deadline, "warning_at": running.warning, "breached_at": running.breached_at,
-        "stopped_at": None, "elapsed_seconds": None,
-    })
+        "deadline": utc(running.deadline), "warning_at": utc(running.warning),
+        "breached_at": utc(running.breached_at), "stopped_at": None, "elapsed_seconds": None,
+    }
 
 
 def _result_row(case_id: str, result: Result) -> dict[str, Any]:
     state = "ended" if result.met is None else "met" if result.met else "missed"
-    return _stored({
+    return {
         "clock_id": clock_id(case_id, result.metric, result.cycle), "case_id": case_id,
-        "metric": result.metric, "cycle": result.cycle, "state": state, "started_at": result.started_at,
+        "metric": result.metric, "cycle": result.cycle, "state": state, "started_at": utc(result.started_at),
         "paused_at": None, "paused_seconds": 0.0, "limit_seconds": int(result.limit.total_seconds()),
-        "calendar": result.calendar, "deadline": result.deadline, "warning_at": None,
-        "breached_at": result.breached_at, "stopped_at": result.stopped_at,
+        "calendar": result.calendar, "deadline": utc(result.deadline), "warning_at": None,
+        "breached_at": utc(result.breached_at), "stopped_at": utc(result.stopped_at),
         "elapsed_seconds": result.elapsed.total_seconds(),
-    })
+    }
 
 
 @dataclass

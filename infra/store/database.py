@@ -7,6 +7,14 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 
 
+CACHE_KIB = 65_536
+"""SQLite's page cache per connection (64 MiB; its default is 2 MiB). Its
+pages are filled only as they are read, so a small store costs no more.
+With the default, a million-event store's read models (about 750 MB) missed
+it at nearly every index update: the rebuild ran at 10,100 events/s with
+the default, 13,200 with 64 MiB (256 MiB gave no more)."""
+
+
 def sqlite_pragmas(durable: bool) -> list[str]:
     """WAL, so readers (relay, queries) never block the writer. `durable`: a
     commit is on disk before it returns, even if the machine loses power;
@@ -14,9 +22,9 @@ def sqlite_pragmas(durable: bool) -> list[str]:
     safe; group commit pays one fsync per group, not per command). Read
     models do without: they survive a process dying either way, and after a
     power loss their tracking row rolls back with their rows, so the
-    consumer reads the lost part again."""
+    consumer reads the lost part again. A page cache of CACHE_KIB."""
     pragmas = ["PRAGMA journal_mode=WAL", f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}",
-               "PRAGMA foreign_keys=ON"]
+               "PRAGMA foreign_keys=ON", f"PRAGMA cache_size=-{CACHE_KIB}"]
     # The store: what is deleted (a forgotten customer's key) is overwritten, not left in a free page.
     return [*pragmas, "PRAGMA secure_delete=ON"] if durable else pragmas
 

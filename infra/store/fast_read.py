@@ -32,8 +32,11 @@ class _Kind:
     """What the fast path needs to know of one stored topic."""
 
     aggregate: str
-    name: str
+    type: str
+    """`aggregate.name`, as the envelope says it."""
     version: int
+    confidential: bool
+    """Stored encrypted with the store's key."""
     fields: dict[str, Any] | None
     """The published data's fields with their defaults (or REQUIRED); None
     when events of this topic take the domain path (a published field sealed)."""
@@ -47,8 +50,9 @@ def _kind(topic: str) -> _Kind:
     fields = {field: (REQUIRED if info.is_required() else info.get_default(call_default_factory=True))
               for field, info in model.model_fields.items()}
     if set(fields) & set(getattr(cls, "sealed", ())):  # contact data is never published; if it were, open it
-        return _Kind(aggregate, name, getattr(cls, "class_version", 1), None)
-    return _Kind(aggregate, name, getattr(cls, "class_version", 1), fields)
+        fields = None
+    return _Kind(aggregate, f"{aggregate}.{name}", getattr(cls, "class_version", 1),
+                 getattr(cls, "confidential", False), fields)
 
 
 def _plain(value: Any) -> Any:
@@ -101,46 +105,69 @@ def fast_envelope(store: EventStore, notification: Notification) -> Envelope:
     domain object, no validation, no customer key (the sealed contact fields
     are not published). Events stored at an older version (upcast on the
     way) take the domain path; a test holds both paths to the same output."""
-    kind = _kind(notification.topic)
-    if kind.fields is not None:
-        state = orjson.loads(store.mapper.stored_json(notification))
-        if state.pop("class_version", 1) == kind.version:
+    return _envelope(store, notification.id, str(notification.originator_id), notification.originator_version,
+                     notification.topic, notification.state)
+
+
+def _envelope(store: EventStore, position: int, aggregate_id: str, version: int, topic: str,
+              state: bytes) -> Envelope:
+    kind = _kind(topic)
+    fields = kind.fields
+    if fields is not None:
+        stored = orjson.loads(store.mapper.state_json(state, kind.confidential))
+        if stored.get("class_version", 1) == kind.version:
             data = {}
-            for field, default in kind.fields.items():
-                if field in state:
-                    value = state[field]
+            for field, default in fields.items():
+                if field in stored:
+                    value = stored[field]
                     data[field] = _plain(value) if value.__class__ in _NESTED else value
                 elif default is REQUIRED:
                     break  # a required field missing: let the domain path say why
                 else:
                     data[field] = default
             else:
-                aggregate_id = str(notification.originator_id)
                 return {
-                    "id": _event_id(aggregate_id, notification.originator_version),
-                    "type": f"{kind.aggregate}.{kind.name}", "schema_version": kind.version,
-                    "aggregate_type": kind.aggregate, "aggregate_id": aggregate_id,
-                    "aggregate_version": notification.originator_version, "position": notification.id,
-                    "occurred_at": _plain(state["timestamp"]),
-                    "actor": _plain(state["actor"]),
-                    "correlation_id": _plain(state["correlation_id"]), "causation_id": _plain(state["causation_id"]),
+                    "id": _event_id(aggregate_id, version), "type": kind.type, "schema_version": kind.version,
+                    "aggregate_type": kind.aggregate, "aggregate_id": aggregate_id, "aggregate_version": version,
+                    "position": position, "occurred_at": _plain(stored["timestamp"]), "actor": _plain(stored["actor"]),
+                    "correlation_id": _plain(stored["correlation_id"]),
+                    "causation_id": _plain(stored["causation_id"]),
                     "data": data, "hash": None, "previous_hash": None}
-    return envelope(store.mapper.to_domain_event(notification), notification.id).model_dump(mode="json")
+    notification = Notification(id=position, originator_id=UUID(aggregate_id), originator_version=version,
+                                topic=topic, state=state)
+    return envelope(store.mapper.to_domain_event(notification), position).model_dump(mode="json")
 
 
 def pages(store: EventStore, end: int, after: int) -> Iterator[list[Envelope]]:
-    """The events after `after` up to `end`, PAGE at a time, as the relay publishes them."""
+    """The events after `after` up to `end`, PAGE at a time, as the relay
+    publishes them. On SQLite the rows come straight from the driver (the
+    aggregate ids as their 16 stored bytes), without SQLAlchemy's row and
+    UUID processing: a fifth of the reading."""
     position = after
     table = store.events_table
     with store.engine.connect() as conn:
+        driver = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
         while position < end:
-            rows = conn.execute(select(table.c.id, table.c.originator_id, table.c.originator_version,
-                                       table.c.topic, table.c.state)
-                                .where(table.c.id > position, table.c.id <= end).order_by(table.c.id)
-                                .limit(PAGE)).all()
+            if driver is not None:
+                rows = driver.execute(
+                    f'SELECT id, originator_id, originator_version, topic, state FROM "{table.name}" '
+                    "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", (position, end, PAGE)).fetchall()
+                page = [_envelope(store, r[0], _uuid_of(r[1]), r[2], r[3], r[4]) for r in rows]
+            else:
+                rows = conn.execute(select(table.c.id, table.c.originator_id, table.c.originator_version,
+                                           table.c.topic, table.c.state)
+                                    .where(table.c.id > position, table.c.id <= end).order_by(table.c.id)
+                                    .limit(PAGE)).all()
+                page = [_envelope(store, r[0], str(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
             if not rows:
                 return
-            yield [fast_envelope(store, Notification(id=r.id, originator_id=r.originator_id,
-                                                     originator_version=r.originator_version,
-                                                     topic=r.topic, state=bytes(r.state))) for r in rows]
-            position = rows[-1].id
+            yield page
+            position = rows[-1][0]
+
+
+def _uuid_of(stored: Any) -> str:
+    """An aggregate id as SQLite holds it (16 bytes) in its text form."""
+    if stored.__class__ is bytes and len(stored) == 16:
+        text = stored.hex()
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return str(UUID(bytes=bytes(stored)) if isinstance(stored, bytes | memoryview) else UUID(str(stored)))

@@ -53,8 +53,11 @@ class ConfidentialMapper(Mapper):
 
     def stored_json(self, stored_event: StoredEvent) -> bytes:
         """The event's state as its JSON, decrypted (sealed contact fields stay sealed)."""
-        mapper = self._sealed if getattr(resolve_topic(stored_event.topic), "confidential", False) else self
-        state = stored_event.state
+        return self.state_json(stored_event.state, getattr(resolve_topic(stored_event.topic), "confidential", False))
+
+    def state_json(self, state: bytes, confidential: bool) -> bytes:
+        """A stored state as its JSON, decrypted if its class is `confidential`."""
+        mapper = self._sealed if confidential else self
         if mapper.cipher:
             state = mapper.cipher.decrypt(state)
         if mapper.compressor:
