@@ -165,17 +165,24 @@ def _processors(table: Table, dialect: Any) -> dict[str, Any]:
 
 def _bind_processor(kind: Any, dialect: Any) -> Any:
     """The type's bind processor; for SQLite's DATETIME in its default
-    format, one that writes the same text from C (`isoformat`) for the
-    datetimes it is given, and leaves anything else to SQLAlchemy's."""
+    format, one that writes the same text with one tuple format (not a dict
+    of seven fields) for the datetimes it is given, and leaves anything else
+    to SQLAlchemy's."""
     processor = kind.bind_processor(dialect)
     if type(kind) is not SQLITE_DATETIME or kind._storage_format != SQLITE_DATETIME._storage_format:
         return processor
 
     def process(value: Any) -> Any:
+        if value is None:
+            return None
         if value.__class__ is datetime:
-            return value.isoformat(" ", "microseconds")[:26]
+            return _DATETIME % (value.year, value.month, value.day, value.hour, value.minute, value.second,
+                                value.microsecond)
         return processor(value)
     return process
+
+
+_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def person_months(name: str, metadata: MetaData) -> Table:

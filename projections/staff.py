@@ -88,9 +88,9 @@ class StaffFigures:
             actor, name, data = event["actor"], event["type"].split(".", 1)[1], event["data"]
             if actor["role"] in ROLES:
                 roles[actor["id"]] = actor["role"]
-            month = month_of(event, self.zone)
             if event["aggregate_type"] == "callback" and name in ("completed", "missed"):
-                counts[(month, f"callbacks_{'done' if name == 'completed' else 'missed'}", actor["id"])] += 1
+                counts[(month_of(event, self.zone), f"callbacks_{'done' if name == 'completed' else 'missed'}",
+                        actor["id"])] += 1
             if event["aggregate_type"] not in CASE_KINDS:
                 continue
             before = cases.get(event["aggregate_id"]) or {"case_id": event["aggregate_id"],
@@ -98,7 +98,9 @@ class StaffFigures:
                                                          "person": None, "handler": None}
             assignee = assignee_after(before["assignee"], name, data)
             case = before | {"assignee": assignee, "person": person_after(before["person"], assignee, event)}
+            month = None  # found only for an event that counts (a time zone's conversion is not cheap)
             for figure, person, n in _figures(name, data, case):
+                month = month or month_of(event, self.zone)
                 counts[(month, figure, person)] += n
             if name == "resolved":
                 case["handler"] = case["person"]

@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
-
 CACHE_KIB = 65_536
 """SQLite's page cache per connection (64 MiB; its default is 2 MiB). Its
 pages are filled only as they are read, so a small store costs no more.

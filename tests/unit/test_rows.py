@@ -1,0 +1,59 @@
+"""The read models' rows bound straight to the driver (projections/rows.py)
+hold exactly what SQLAlchemy itself would store."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, create_engine
+from sqlalchemy.dialects import sqlite
+
+from projections.rows import _bind_processor, _binder, insert_many
+
+DIALECT = sqlite.dialect()
+STORED = DateTime(timezone=True).dialect_impl(DIALECT)
+
+zones = st.sampled_from([None, UTC, timezone(timedelta(hours=8)), timezone(-timedelta(hours=5, minutes=45))])
+
+
+@given(moment=st.datetimes(), zone=zones)
+def test_a_datetime_is_written_as_sqlalchemy_writes_it(moment: datetime, zone: timezone | None) -> None:
+    value = moment.replace(tzinfo=zone)
+    assert _bind_processor(STORED, DIALECT)(value) == STORED.bind_processor(DIALECT)(value)
+
+
+@given(day=st.dates())
+def test_a_date_in_a_datetime_column_and_none_go_through_as_before(day: date) -> None:
+    fast, slow = _bind_processor(STORED, DIALECT), STORED.bind_processor(DIALECT)
+    assert fast(day) == slow(day)
+    assert fast(None) is None
+
+
+table = Table("t", MetaData(), Column("k", String(10), primary_key=True), Column("at", DateTime(timezone=True)),
+              Column("day", Date), Column("n", Integer), Column("x", Float), Column("ok", Boolean))
+
+rows = st.lists(st.fixed_dictionaries({
+    "at": st.none() | st.datetimes(timezones=st.just(UTC)), "day": st.none() | st.dates(),
+    "n": st.none() | st.integers(-(2**63), 2**63 - 1), "x": st.none() | st.floats(allow_nan=False),
+    "ok": st.none() | st.booleans()}), max_size=20)
+
+
+@given(batch=rows)
+def test_rows_inserted_through_the_driver_read_back_as_sqlalchemy_inserted_them(batch: list[dict]) -> None:
+    keyed = [row | {"k": str(i)} for i, row in enumerate(batch)]
+    ours, theirs = create_engine("sqlite://"), create_engine("sqlite://")
+    for engine in (ours, theirs):
+        table.metadata.create_all(engine)
+    with ours.begin() as conn:
+        insert_many(conn, table, keyed)
+    with theirs.begin() as conn:
+        if keyed:
+            conn.execute(table.insert(), keyed)
+    read = []
+    for engine in (ours, theirs):
+        with engine.connect() as conn:
+            read.append(conn.exec_driver_sql("SELECT k, at, day, n, x, ok FROM t ORDER BY k").all())
+    assert read[0] == read[1]
+    assert _binder(table, DIALECT, ("k",))({"k": "a"}) == ("a",)
