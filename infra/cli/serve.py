@@ -28,9 +28,11 @@ def serve() -> None:
 
 async def _serve(settings: Settings) -> None:
     from infra.bootstrap import start
+    from infra.runtime import collector
 
     stop = stop_on_signals()
     runtime = await start(settings, worker="process")
+    collector.started()
     where = "embedded nats-server" if runtime.embedded else "external NATS"
     console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
     console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file}); "

@@ -35,6 +35,7 @@ from infra.monitors.alerts import ensure_alert_stream
 from infra.monitors.danger_monitor import DangerMonitor
 from infra.monitors.policy_runner import PolicyRunner
 from infra.monitors.sla_monitor import SlaMonitor
+from infra.runtime import collector
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import say_status
 from infra.runtime.tasks import end
@@ -153,6 +154,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         js = nc.jetstream()
         await ensure_streams(js)
         worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key))
+        collector.started()
         await nc.publish(WORKER_READY_SUBJECT, b"")
         await say_status(nc, worker, stop)
         await worker.stop()
