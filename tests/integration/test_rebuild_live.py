@@ -11,7 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from infra.bootstrap import Runtime
 from infra.config_files import load_sla_policy
@@ -95,6 +95,10 @@ async def test_a_rebuild_beside_the_live_models_swaps_without_a_gap(
     fresh_clocks = {r[0]: r[:-1] for r in rows(fresh, sla_clock)}  # but `recorded`: the monitor's note
     assert live_clocks == fresh_clocks
     fresh.dispose()
+    for projection in chosen:  # the swapped-in tables keep every index the code defines, by its name
+        for table in projection.metadata.sorted_tables:
+            held = {index["name"] for index in inspect(runtime.readmodels).get_indexes(table.name)}
+            assert held == {index.name for index in table.indexes}, table.name
 
     after = (await client.register_complaint(priority="normal"))["aggregate_id"]
     await wait_for(lambda: count(runtime.readmodels, case_summary) == served + 2, timeout=5), \
