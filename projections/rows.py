@@ -5,6 +5,7 @@ per-person month counters two projections keep."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from operator import itemgetter
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Index, Integer, MetaData, String, Table, bindparam, select
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
+from sqlalchemy.exc import DBAPIError
 
 
 class Rows:
@@ -82,8 +84,23 @@ def _q(name: str) -> str:
 
 
 def _many(conn: Connection, table: Table, sql: str, names: list[str], rows: list[dict[str, Any]]) -> None:
-    conn.exec_driver_sql(sql.format(table=_table_name(conn, table)),
-                         list(map(_binder(table, conn.dialect, tuple(names)), rows)))
+    _on_driver(conn, "executemany", sql.format(table=_table_name(conn, table)),
+               list(map(_binder(table, conn.dialect, tuple(names)), rows)))
+
+
+def _on_driver(conn: Connection, method: str, sql: str, parameters: Any) -> Any:
+    """Run a statement on SQLite's own connection, inside the transaction
+    `conn` has begun (the driver's implicit one: SQLAlchemy commits or rolls
+    it back), without SQLAlchemy's per-statement result machinery (a live
+    batch runs a few dozen: it was a ninth of one). Its errors come out as
+    SQLAlchemy's (`OperationalError`, `IntegrityError`, ...), as from
+    `conn.execute`."""
+    if not conn.in_transaction():
+        raise RuntimeError("rows are read and written inside a transaction")
+    try:
+        return getattr(conn.connection.dbapi_connection, method)(sql, parameters)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, parameters, error, sqlite3.Error) from error
 
 
 _BINDERS: dict[tuple[int, str, tuple[str, ...]], Callable[[dict[str, Any]], Any]] = {}
@@ -136,7 +153,7 @@ def _select_in(conn: Connection, table: Table, column: Any, keys: list[Any], whe
     sql = (f"SELECT {', '.join(_q(n) for n in names)} FROM {_table_name(conn, table)} "
            f"WHERE {_q(column.name)} IN ({', '.join('?' * len(keys))}){condition}")
     key_bind = _processors(table, conn.dialect)[column.name]
-    rows = conn.exec_driver_sql(sql, tuple(key_bind(k) if key_bind else k for k in keys)).all()
+    rows = _on_driver(conn, "execute", sql, tuple(key_bind(k) if key_bind else k for k in keys)).fetchall()
     steps = list(zip(names, readers, strict=True))
     return [{n: (r(v) if r is not None else v) for (n, r), v in zip(steps, row, strict=True)} for row in rows]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, create_engine
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 
 from projections.rows import _bind_processor, _binder, insert_many
 
@@ -57,3 +59,16 @@ def test_rows_inserted_through_the_driver_read_back_as_sqlalchemy_inserted_them(
             read.append(conn.exec_driver_sql("SELECT k, at, day, n, x, ok FROM t ORDER BY k").all())
     assert read[0] == read[1]
     assert _binder(table, DIALECT, ("k",))({"k": "a"}) == ("a",)
+
+
+def test_a_driver_error_comes_out_as_sqlalchemys_and_nothing_is_written_outside_a_transaction() -> None:
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        insert_many(conn, table, [{"k": "a", "n": 1}])
+    with pytest.raises(IntegrityError, match="UNIQUE"), engine.begin() as conn:
+        insert_many(conn, table, [{"k": "b", "n": 2}, {"k": "a", "n": 3}])
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT k, n FROM t").all() == [("a", 1)]  # the batch rolled back whole
+    with engine.connect() as conn, pytest.raises(RuntimeError, match="inside a transaction"):
+        insert_many(conn, table, [{"k": "c", "n": 4}])  # SQLAlchemy would never commit it
