@@ -89,8 +89,8 @@ class StaffFigures:
             if actor["role"] in ROLES:
                 roles[actor["id"]] = actor["role"]
             if event["aggregate_type"] == "callback" and name in ("completed", "missed"):
-                counts[(month_of(event, self.zone), f"callbacks_{'done' if name == 'completed' else 'missed'}",
-                        actor["id"])] += 1
+                figure = f"callbacks_{'done' if name == 'completed' else 'missed'}"
+                counts[(month_of(event, self.zone), figure, actor["id"])] += 1
             if event["aggregate_type"] not in CASE_KINDS:
                 continue
             before = cases.get(event["aggregate_id"]) or {"case_id": event["aggregate_id"],

@@ -128,8 +128,9 @@ def _envelope(store: EventStore, position: int, aggregate_id: str, version: int,
             else:
                 return {
                     "id": _event_id(aggregate_id, version), "type": kind.type, "schema_version": kind.version,
-                    "aggregate_type": kind.aggregate, "aggregate_id": aggregate_id, "aggregate_version": version,
-                    "position": position, "occurred_at": _plain(stored["timestamp"]), "actor": _plain(stored["actor"]),
+                    "aggregate_type": kind.aggregate, "aggregate_id": aggregate_id,
+                    "aggregate_version": version, "position": position,
+                    "occurred_at": _plain(stored["timestamp"]), "actor": _plain(stored["actor"]),
                     "correlation_id": _plain(stored["correlation_id"]),
                     "causation_id": _plain(stored["causation_id"]),
                     "data": data, "hash": None, "previous_hash": None}

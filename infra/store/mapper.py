@@ -53,7 +53,8 @@ class ConfidentialMapper(Mapper):
 
     def stored_json(self, stored_event: StoredEvent) -> bytes:
         """The event's state as its JSON, decrypted (sealed contact fields stay sealed)."""
-        return self.state_json(stored_event.state, getattr(resolve_topic(stored_event.topic), "confidential", False))
+        confidential = getattr(resolve_topic(stored_event.topic), "confidential", False)
+        return self.state_json(stored_event.state, confidential)
 
     def state_json(self, state: bytes, confidential: bool) -> bytes:
         """A stored state as its JSON, decrypted if its class is `confidential`."""

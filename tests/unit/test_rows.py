@@ -33,8 +33,9 @@ def test_a_date_in_a_datetime_column_and_none_go_through_as_before(day: date) ->
     assert fast(None) is None
 
 
-table = Table("t", MetaData(), Column("k", String(10), primary_key=True), Column("at", DateTime(timezone=True)),
-              Column("day", Date), Column("n", Integer), Column("x", Float), Column("ok", Boolean))
+table = Table("t", MetaData(), Column("k", String(10), primary_key=True),
+              Column("at", DateTime(timezone=True)), Column("day", Date), Column("n", Integer),
+              Column("x", Float), Column("ok", Boolean))
 
 rows = st.lists(st.fixed_dictionaries({
     "at": st.none() | st.datetimes(timezones=st.just(UTC)), "day": st.none() | st.dates(),
