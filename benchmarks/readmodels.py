@@ -51,7 +51,7 @@ from infra.config_files import (
     DEFAULT_POLICY,  # noqa: E402
 )
 from infra.runtime.worker import projections  # noqa: E402
-from infra.store.database import make_engine  # noqa: E402
+from infra.store.database import ReadModelFiles, make_engine, remove  # noqa: E402
 from infra.store.event_store import EventStore  # noqa: E402
 from infra.store.rebuild import rebuild_live, rebuild_projections  # noqa: E402
 from projections import figures  # noqa: E402
@@ -107,8 +107,9 @@ def at_size(store: EventStore, data_dir: Path, policy: SlaPolicy, size: int) -> 
         sum(1 for _ in conn.execute(select(table.c.id, table.c.topic, table.c.state)))
     raw = total / (time.perf_counter() - began)
     readmodels = data_dir / "readmodels.db"
-    for leftover in (readmodels, *(readmodels.with_name(readmodels.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
+    for leftover in (readmodels, *data_dir.glob("readmodels.db.gen*")):  # a smaller size's, and its rebuilds'
+        remove(leftover)
+    (data_dir / "readmodels.db.current").unlink(missing_ok=True)
     engine = make_engine(f"sqlite:///{readmodels}")
     ledger_metadata.create_all(engine)
     began = time.perf_counter()
@@ -123,7 +124,7 @@ def at_size(store: EventStore, data_dir: Path, policy: SlaPolicy, size: int) -> 
           f"{rebuilt:7,.0f} events/s ({rebuilt / raw:5.1%} of the raw read)")
     stamps: list[float] = []
     began = time.perf_counter()
-    rebuild_live(store, engine, projections(policy, ZONE), data_dir / "scratch.db",
+    rebuild_live(store, engine, projections(policy, ZONE),
                  lambda done, total: stamps.append(time.perf_counter()))
     print(f"    beside the live models {total / (time.perf_counter() - began):7,.0f} events/s; the swap held "
           f"the live models {1000 * (stamps[-1] - stamps[-2]):,.0f} ms")
@@ -132,7 +133,8 @@ def at_size(store: EventStore, data_dir: Path, policy: SlaPolicy, size: int) -> 
             print(f"    {name:22s} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
     engine.dispose()
     own, child = peak_rss_mb()
-    print(f"    disk: store {megabytes(data_dir / 'events.db'):,.0f} MB, read models {megabytes(readmodels):,.0f} MB; "
+    in_use = ReadModelFiles(readmodels).current()
+    print(f"    disk: store {megabytes(data_dir / 'events.db'):,.0f} MB, read models {megabytes(in_use):,.0f} MB; "
           f"peak memory so far: this process {own:,.0f} MB (seeding included), a rebuild's child {child:,.0f} MB")
 
 

@@ -12,10 +12,10 @@ Tracking keeps two marks, written together with the rows they describe:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -134,13 +134,33 @@ def marks_of(engine: Engine, name: str) -> tuple[int, int]:
 _WRITERS: dict[int, threading.Lock] = {}
 
 
+T = TypeVar("T")
+
+
+class ReadModelsMoved(Exception):
+    """The write went to read models a rebuild has since replaced (a file
+    that is no longer the current one): rolled back, to be done again on a
+    connection to the current ones (`written` does)."""
+
+
+RETIRED = "ticketing.retired"
+"""Key of a connection's `info`: a callable saying whether the read models
+it reaches have been replaced since it connected (set where the engine is
+made; absent where they never are)."""
+
+
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction on the read models. On SQLite, this process's
     writers (the projections, the monitors) take turns on a lock of ours
     first: SQLite would make them wait in its busy handler, which sleeps in
     steps of up to 100 ms, or refuse one of two deferred transactions that
-    both want to write (a batch failed, applied one by one)."""
+    both want to write (a batch failed, applied one by one). Before it
+    commits, still holding the database's write lock, it makes sure its
+    connection reaches the current read models: a rebuild replaces them
+    while holding that lock, so a writer that waited on it finds out here,
+    and its work is rolled back (ReadModelsMoved), never lost in a file
+    nobody reads."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             yield conn
@@ -148,6 +168,20 @@ def writing(engine: Engine) -> Iterator[Connection]:
     lock = _WRITERS.setdefault(id(engine), threading.Lock())
     with lock, engine.begin() as conn:
         yield conn
+        retired = conn.connection.info.get(RETIRED)
+        if retired is not None and retired():
+            raise ReadModelsMoved("the read models were replaced by a rebuild meanwhile")
+
+
+def written(engine: Engine, change: Callable[[Connection], T]) -> T:
+    """`change` done in `writing`, once more on a fresh connection if the
+    read models moved meanwhile (a rebuild swapped them in)."""
+    try:
+        with writing(engine) as conn:
+            return change(conn)
+    except ReadModelsMoved:
+        with writing(engine) as conn:
+            return change(conn)
 
 
 def apply_batch(engine: Engine, projections: Sequence[Projection], events: Iterable[Envelope],
@@ -156,9 +190,10 @@ def apply_batch(engine: Engine, projections: Sequence[Projection], events: Itera
     one transaction, and record that the stream was consumed through
     `stream_sequence`; returns how many each applied."""
     events = list(events)
-    applied = {}
     names = [p.name for p in projections]
-    with writing(engine) as conn:
+
+    def change(conn: Connection) -> dict[str, int]:
+        applied = {}
         marks = hold_marks(conn, names)
         for projection in projections:
             position = marks[projection.name][0]
@@ -171,16 +206,18 @@ def apply_batch(engine: Engine, projections: Sequence[Projection], events: Itera
                 projection.apply(conn, fresh)
             applied[projection.name] = len(fresh)
         _advance(conn, names, max((e["position"] for e in events), default=None), stream_sequence)
-    return applied
+        return applied
+    return written(engine, change)
 
 
 def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
     """Step over one stream message that cannot be applied (it is parked
     elsewhere). Only the stream mark moves: the position a broken message
     claims is not trusted, and a rebuild tries the event again."""
-    with writing(engine) as conn:
+    def change(conn: Connection) -> None:
         _lock(conn, projection.name)
         _advance(conn, [projection.name], stream_sequence=stream_sequence)
+    written(engine, change)
 
 def counted_elsewhere(conn: Connection, name: str, kept_zone: str | None, zone: ZoneInfo) -> bool:
     """Whether a projection's day counters need a rebuild: kept in another

@@ -8,8 +8,7 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, MetaData, Table
-from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
+from sqlalchemy import Connection, Engine
 
 from projections.base import Envelope, Projection, hold_marks, tracking
 
@@ -65,9 +64,7 @@ APART_SCHEMA = "ticketing_apart"
 """Where `adopt` attaches the file another process rebuilt into."""
 
 REBUILD_SCHEMA = "ticketing_rebuild"
-"""Where a rebuild beside the live models builds: a database attached
-under this name (SQLite, a file beside the read models) or a schema
-(PostgreSQL)."""
+"""Where a rebuild beside the live models builds on PostgreSQL: a schema."""
 
 History = Callable[[int, int], Iterator[list[Envelope]]]
 """Pages of the events after position `a` up to `b`."""
@@ -82,56 +79,38 @@ faster than the rebuild goes would never be caught)."""
 
 
 def rebuild_beside(engine: Engine, projections: Sequence[Projection], history: History,
-                   end_of_history: Callable[[], int], scratch: str | None = None,
+                   end_of_history: Callable[[], int],
                    progress: Callable[[int, int], None] = lambda done, total: None) -> int:
-    """Rebuild while the live models keep serving (blue/green): build into
-    fresh tables apart from them, one transaction per page, with nobody
-    waiting, and catch up with the store the same way; then, in one short
-    transaction that holds the live models' tracking rows, apply the few
-    events stored since, put the rebuilt tables in place of the live ones and
-    move the tracking to where the rebuild got. Readers see the old model
-    until that commit and the new one after it, never a half-built one; the
-    live consumers and the monitors go on meanwhile and wait only for the
-    swap. On PostgreSQL the rebuilt tables are built in a schema of their own
-    and the swap moves tables between schemas (catalog changes: as quick at a
-    million events as at ten); on SQLite they are built in `scratch`, a file
-    attached beside the read models, and the swap copies their rows over.
-    Returns the position reached."""
-    built = {table.name: table.to_metadata(MetaData(), schema=REBUILD_SCHEMA)
-             for projection in projections for table in projection.metadata.sorted_tables}
-    sqlite = engine.dialect.name == "sqlite"
+    """Rebuild while the live models keep serving (blue/green), on
+    PostgreSQL: build into fresh tables in a schema of their own, one
+    transaction per page, with nobody waiting, and catch up with the store
+    the same way; then, in one short transaction that holds the live
+    models' tracking rows, apply the few events stored since, move the live
+    tables out of the way and the rebuilt ones in (catalog changes: as quick
+    at a million events as at ten) and move the tracking to where the
+    rebuild got. Readers see the old model until that commit and the new
+    one after it, never a half-built one; the live consumers and the
+    monitors go on meanwhile and wait only for the swap. (On SQLite the
+    rebuild builds a file of its own and the swap replaces the file:
+    `infra.store.rebuild.rebuild_live`.) Returns the position reached."""
     with engine.connect() as live, engine.connect() as apart:
-        for conn in (live, apart):
-            if sqlite:
-                conn.exec_driver_sql(f"ATTACH DATABASE ? AS {REBUILD_SCHEMA}", (scratch,))
-                conn.exec_driver_sql(f"PRAGMA {REBUILD_SCHEMA}.synchronous=OFF")  # scratch: a crash builds again
-            conn.commit()
-        if not sqlite:
-            with live.begin():
-                for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):
-                    live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                live.exec_driver_sql(f"CREATE SCHEMA {REBUILD_SCHEMA}")
+        with live.begin():
+            for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):
+                live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            live.exec_driver_sql(f"CREATE SCHEMA {REBUILD_SCHEMA}")
         apart.execution_options(schema_translate_map={None: REBUILD_SCHEMA})  # (in place) every table there
         try:
             with apart.begin():
                 for projection in projections:
-                    projection.metadata.drop_all(apart)
                     projection.metadata.create_all(apart)
             with fewer_collections():
-                position = _build(apart, projections, history, end_of_history, progress)
+                position = build(apart, projections, history, end_of_history, progress)
             with live.begin():  # the swap: the live consumers wait from here to the commit
                 hold_marks(live, [p.name for p in projections])
-                head = end_of_history()
                 with apart.begin():  # what was stored since (only the rebuilt tables: no deadlock)
-                    for batch in history(position, head):
-                        for projection in projections:
-                            projection.apply(apart, batch)
-                        position = batch[-1]["position"]
+                    position = catch_up(apart, projections, history, position, end_of_history())
                 for projection in projections:
-                    if sqlite:
-                        _copy_over(live, projection, built)
-                    else:
-                        _move_over(live, projection)
+                    _move_over(live, projection)
                     live.execute(tracking.update().where(tracking.c.name == projection.name)
                                  .values(position=position))
             progress(position, position)
@@ -140,14 +119,9 @@ def rebuild_beside(engine: Engine, projections: Sequence[Projection], history: H
             for conn in (apart, live):
                 if conn.in_transaction():
                     conn.rollback()
-            if sqlite:
-                for conn in (apart, live):
-                    conn.exec_driver_sql(f"DETACH DATABASE {REBUILD_SCHEMA}")
-                    conn.commit()
-            else:
-                with live.begin():
-                    for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):
-                        live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            with live.begin():
+                for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):
+                    live.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 RETIRED_SCHEMA = "ticketing_retired"
@@ -164,29 +138,23 @@ def _move_over(live: Connection, projection: Projection) -> None:
         live.exec_driver_sql(f'ALTER TABLE {REBUILD_SCHEMA}."{table.name}" SET SCHEMA "{here}"')
 
 
-def _copy_over(live: Connection, projection: Projection, built: dict[str, Table]) -> None:
-    """SQLite (no table moves between files): the live tables dropped,
-    created again empty with their indexes, and filled with `INSERT INTO t
-    SELECT * FROM rebuilt.t`, which SQLite carries out by copying the
-    table's and each index's records as they are (its transfer
-    optimisation: same columns, same indexes, an empty destination), with
-    no row decoded and no index sorted: at 1M events 5.7 s against 12.2 s
-    filling the tables bare and indexing them after."""
-    for table in reversed(projection.metadata.sorted_tables):
-        live.execute(DropTable(table))
-    for table in projection.metadata.sorted_tables:
-        live.execute(CreateTable(table))
-        for index in table.indexes:
-            live.execute(CreateIndex(index))
-        live.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
-                             f'{REBUILD_SCHEMA}."{built[table.name].name}"')
+def catch_up(apart: Connection, projections: Sequence[Projection], history: History, position: int,
+             head: int) -> int:
+    """The events after `position` up to `head` applied, in the transaction
+    `apart` is in; the position reached."""
+    for batch in history(position, head):
+        for projection in projections:
+            projection.apply(apart, batch)
+        position = batch[-1]["position"]
+    return position
 
 
-def _build(apart: Connection, projections: Sequence[Projection], history: History,
-           end_of_history: Callable[[], int], progress: Callable[[int, int], None]) -> int:
-    """Build the projections apart, a page per transaction, then catch up
-    with the store the same way until close to its head; the position reached."""
-    position, head = 0, end_of_history()
+def build(apart: Connection, projections: Sequence[Projection], history: History,
+          end_of_history: Callable[[], int], progress: Callable[[int, int], None], position: int = 0) -> int:
+    """Build the projections apart (from `position` on), a page per
+    transaction, then catch up with the store the same way until close to
+    its head; the position reached."""
+    head = end_of_history()
     for _ in range(CATCH_UP_ROUNDS):
         for batch in history(position, head):
             with apart.begin():

@@ -52,7 +52,7 @@ def rebuild_command(name: str | None) -> None:
         def shown(done: int, total: int) -> None:
             rate = done / max(time.monotonic() - began, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{rate:,.0f} events/s")
-        reached = rebuild_live(store, engine, chosen, settings.data_dir / "readmodels.rebuild.db", shown)
+        reached = rebuild_live(store, engine, chosen, shown)
         progress.update(task, completed=reached or 1)
     seconds = time.monotonic() - began
     console.print(f"rebuilt {', '.join(p.name for p in chosen)} up to position {reached}: {reached:,} events in "

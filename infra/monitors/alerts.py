@@ -26,7 +26,7 @@ from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
 from infra.runtime.clock import Clock
 from infra.runtime.parts import PartState
-from projections.base import marks_of, writing
+from projections.base import marks_of, written
 
 log = logging.getLogger(__name__)
 
@@ -157,5 +157,4 @@ class AlertTimer:
             return query(conn, *args)
 
     def write(self, change: Callable[..., Any], *args: Any) -> Any:
-        with writing(self.engine) as conn:
-            return change(conn, *args)
+        return written(self.engine, lambda conn: change(conn, *args))
