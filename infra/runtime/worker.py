@@ -40,6 +40,7 @@ from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import say_status
 from infra.runtime.tasks import end
 from infra.settings import Settings
+from infra.store.checkpoint import Checkpointer
 from infra.store.database import make_engine
 from infra.store.event_store import EventStore
 from infra.store.fast_read import fast_envelope
@@ -102,10 +103,11 @@ class Worker:
     tasks: list[asyncio.Task[None]]
     wake: Any
     anchoring: Anchoring
+    checkpointer: Checkpointer
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring]:
+        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring, self.checkpointer]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()
@@ -124,6 +126,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
     sla_policy = load_sla_policy(settings)
     chosen = projections(sla_policy, ZoneInfo(settings.timezone))
     await asyncio.to_thread(ensure_current, store, readmodels, chosen)
+    checkpointer = Checkpointer(readmodels)
     projector = ProjectionRunner(chosen, readmodels, js, seal)
     policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
     sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
@@ -134,8 +137,9 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         await timer.prepare()  # before the projections' consumers start
     anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
     tasks = [asyncio.create_task(relay.run(), name="relay"), asyncio.create_task(anchoring.run(), name="anchors"),
+             asyncio.create_task(checkpointer.run(), name="checkpoints"),
              *(asyncio.create_task(task.run(), name=task.durable) for task in [projector, *policies, sla, danger])]
-    return Worker(relay, projector, policies, sla, danger, tasks, subscription, anchoring)
+    return Worker(relay, projector, policies, sla, danger, tasks, subscription, anchoring, checkpointer)
 
 
 def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:

@@ -18,6 +18,7 @@ import pytest
 
 from contracts.alerts import ALERT_STREAM
 from infra.bus.nats_server import EmbeddedNats
+from infra.store.database import ReadModelFiles
 from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
 from tests.processes import (
     TICKETING,
@@ -289,3 +290,46 @@ async def test_a_killed_embedded_nats_server_is_started_again_on_its_port_withou
     serves.append(again := Serve(tmp_path, {}))
     assert again.wait_ready(data) == url, "the data directory keeps its port"
     assert again.interrupt() == 0
+
+
+async def test_a_rebuild_beside_a_running_serve_keeps_every_event_applied_meanwhile(
+        tmp_path: Path, serves: list[Serve]) -> None:
+    """`ticketing projections rebuild`, a process of its own, twice (the
+    second swap removes the file the first replaced) while senders keep
+    registering complaints: the read models in use afterwards hold each of
+    them once, none left behind in a replaced file."""
+    data = tmp_path / "var"
+    serves.append(serve := Serve(tmp_path, {}))
+    url = serve.wait_ready(data)
+    nc = await connect(url, data)
+    customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
+    answered: list[dict[str, Any]] = []
+    sending = True
+
+    async def sender() -> None:
+        while sending:
+            answered.append(await send(nc, "ticketing.v1.commands.complaint.register",
+                                       complaint_data(customer_id=customer["aggregate_id"])))
+
+    senders = [asyncio.create_task(sender()) for _ in range(8)]
+    try:
+        for _ in range(2):
+            done = await asyncio.to_thread(cli, tmp_path, "projections", "rebuild")
+            assert done.returncode == 0, done.stderr
+            assert "swapped in" in done.stdout, done.stdout
+    finally:
+        sending = False
+        await asyncio.gather(*senders)
+    await nc.close()
+    assert answered and all(reply["ok"] for reply in answered)
+    in_use = ReadModelFiles(data / "readmodels.db").current()
+    assert in_use.name == "readmodels.db.gen3" and not (data / "readmodels.db").exists()
+    recorded = query(data / "events.db", "select max(id) from ticketing_events")[0][0]
+
+    async def projected() -> bool:
+        return query(in_use, "select name, position from projection_tracking order by name") \
+            == [(name, recorded) for name in ("activity", "case_summary", "danger", "sla", "staff")]
+    await wait_for(projected, timeout=30)
+    cases = [row[0] for row in query(in_use, "select case_id from case_summary")]
+    assert sorted(cases) == sorted(reply["aggregate_id"] for reply in answered)
+    assert serve.interrupt() == 0
