@@ -1,0 +1,39 @@
+"""The SLA timer's questions, asked several times a second, are answered
+from an index range of what is due, never by walking the running limits
+(SQLite's query plans, read with EXPLAIN QUERY PLAN)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from infra.store.database import make_engine
+from projections.sla import ledger_metadata, metadata
+from projections.sla_reads import due_alerts, unrecorded_breaches
+
+
+def test_the_timers_queries_search_what_is_due(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'readmodels.db'}")
+    metadata.create_all(engine)
+    ledger_metadata.create_all(engine)
+    asked: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _asked(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            asked.append((statement, parameters))
+
+    with engine.connect() as conn:
+        due_alerts(conn, datetime(2026, 11, 27, 9, tzinfo=UTC))
+        unrecorded_breaches(conn)
+    assert len(asked) == 4
+    with engine.connect() as conn:
+        for statement, parameters in asked:
+            plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            clock = [step for step in plan if " sla_clock " in f" {step} "]
+            assert clock and all(step.startswith("SEARCH") for step in clock), plan
+            assert not any("deadline>" in step for step in clock), f"walks every limit not yet late: {plan}"
+    engine.dispose()
