@@ -26,6 +26,7 @@ from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Integer,
     LargeBinary,
@@ -167,7 +168,31 @@ class EventStore(Application):
     # ---- the notification log, for the relay and rebuilds --------------------
 
     def notifications(self, after: int, limit: int) -> list[Notification]:
-        return self.recorder.select_notifications(after + 1, limit)
+        """The stored events after position `after`, at most `limit`, in order
+        (what the relay publishes)."""
+        with self.engine.connect() as conn:
+            return [Notification(id=row[0], originator_id=_uuid(row[1]), originator_version=row[2], topic=row[3],
+                                 state=row[4]) for row in self.stored(conn, after, None, limit)]
+
+    def stored(self, conn: Connection, after: int, end: int | None, limit: int) -> list[tuple[Any, ...]]:
+        """The rows (position, aggregate id, version, topic, state) of the
+        events after `after` (up to `end`), at most `limit`, in order: with one
+        statement on SQLite's own connection (the aggregate id as its 16
+        stored bytes) or SQLAlchemy Core elsewhere, not through the recorder's
+        ORM query, whose row objects were a twelfth of the worker's time
+        under load (the relay reads every event once, a rebuild every one)."""
+        table = self.events_table
+        if conn.dialect.name == "sqlite":
+            bound = "" if end is None else " AND id <= ?"
+            return conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                f'SELECT id, originator_id, originator_version, topic, state FROM "{table.name}" '
+                f"WHERE id > ?{bound} ORDER BY id LIMIT ?",
+                (after, limit) if end is None else (after, end, limit)).fetchall()
+        query = select(table.c.id, table.c.originator_id, table.c.originator_version, table.c.topic,
+                       table.c.state).where(table.c.id > after)
+        if end is not None:
+            query = query.where(table.c.id <= end)
+        return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in conn.execute(query.order_by(table.c.id).limit(limit))]
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
@@ -253,3 +278,12 @@ class EventStore(Application):
             ).rowcount
             if not updated:
                 session.execute(relay_positions.insert().values(name=name, position=position))
+
+
+def _uuid(stored: Any) -> UUID:
+    """An aggregate id as the database gives it back: 16 bytes (SQLite), a UUID or its text."""
+    if stored.__class__ is UUID:
+        return stored
+    if isinstance(stored, bytes | memoryview) and len(stored) == 16:
+        return UUID(bytes=bytes(stored))
+    return UUID(str(stored))

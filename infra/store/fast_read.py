@@ -15,7 +15,6 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import resolve_topic
-from sqlalchemy import select
 
 from contracts.catalog import EVENTS
 from contracts.types import rfc3339
@@ -145,29 +144,17 @@ def pages(store: EventStore, end: int, after: int) -> Iterator[list[Envelope]]:
     aggregate ids as their 16 stored bytes), without SQLAlchemy's row and
     UUID processing: a fifth of the reading."""
     position = after
-    table = store.events_table
     with store.engine.connect() as conn:
-        driver = conn.connection.dbapi_connection if conn.dialect.name == "sqlite" else None
         while position < end:
-            if driver is not None:
-                rows = driver.execute(
-                    f'SELECT id, originator_id, originator_version, topic, state FROM "{table.name}" '
-                    "WHERE id > ? AND id <= ? ORDER BY id LIMIT ?", (position, end, PAGE)).fetchall()
-                page = [_envelope(store, r[0], _uuid_of(r[1]), r[2], r[3], r[4]) for r in rows]
-            else:
-                rows = conn.execute(select(table.c.id, table.c.originator_id, table.c.originator_version,
-                                           table.c.topic, table.c.state)
-                                    .where(table.c.id > position, table.c.id <= end).order_by(table.c.id)
-                                    .limit(PAGE)).all()
-                page = [_envelope(store, r[0], str(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
+            rows = store.stored(conn, position, end, PAGE)
             if not rows:
                 return
-            yield page
+            yield [_envelope(store, r[0], _uuid_of(r[1]), r[2], r[3], r[4]) for r in rows]
             position = rows[-1][0]
 
 
 def _uuid_of(stored: Any) -> str:
-    """An aggregate id as SQLite holds it (16 bytes) in its text form."""
+    """An aggregate id as the database gives it back (SQLite: 16 bytes) in its text form."""
     if stored.__class__ is bytes and len(stored) == 16:
         text = stored.hex()
         return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

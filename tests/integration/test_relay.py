@@ -107,7 +107,10 @@ async def js(nats_server: EmbeddedNats) -> Any:
 
 
 def assert_exactly_the_store(messages: list[dict[str, Any]], store: EventStore) -> None:
-    expected = [n.id for n in store.notifications(0, 10_000)]
+    read = store.notifications(0, 10_000)
+    assert read == store.recorder.select_notifications(1, 10_000), "the same rows as the library's own read"
+    assert store.notifications(7, 5) == read[7:12]
+    expected = [n.id for n in read]
     assert [m["position"] for m in messages] == expected
     assert len({m["_msg_id"] for m in messages}) == len(messages)
     assert all(m["_msg_id"] == m["id"] for m in messages)
