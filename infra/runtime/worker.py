@@ -107,7 +107,8 @@ class Worker:
 
     async def stop(self) -> None:
         self.relay.stop()
-        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring, self.checkpointer]:
+        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring,
+                       self.checkpointer]:
             runner.stop()
         with contextlib.suppress(Exception):
             await self.wake.unsubscribe()

@@ -171,8 +171,8 @@ class EventStore(Application):
         """The stored events after position `after`, at most `limit`, in order
         (what the relay publishes)."""
         with self.engine.connect() as conn:
-            return [Notification(id=row[0], originator_id=_uuid(row[1]), originator_version=row[2], topic=row[3],
-                                 state=row[4]) for row in self.stored(conn, after, None, limit)]
+            return [Notification(id=row[0], originator_id=_uuid(row[1]), originator_version=row[2],
+                                 topic=row[3], state=row[4]) for row in self.stored(conn, after, None, limit)]
 
     def stored(self, conn: Connection, after: int, end: int | None, limit: int) -> list[tuple[Any, ...]]:
         """The rows (position, aggregate id, version, topic, state) of the
@@ -192,7 +192,8 @@ class EventStore(Application):
                        table.c.state).where(table.c.id > after)
         if end is not None:
             query = query.where(table.c.id <= end)
-        return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in conn.execute(query.order_by(table.c.id).limit(limit))]
+        rows = conn.execute(query.order_by(table.c.id).limit(limit))
+        return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0

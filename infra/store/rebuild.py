@@ -161,10 +161,10 @@ def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projec
     On SQLite: into a file of its own (`ReadModelFiles.next`) as at a
     start (`rebuild_projections`: both cores), nobody waiting, then caught
     up with the store a page per transaction; then the swap, holding the
-    live file's write lock (the live consumers and monitors wait on it): the few events stored since applied to the new
-    file, every table it did not rebuild (the other projections, the
-    monitors' ledgers, the tracking rows) copied over from the live one, and
-    the pointer moved to it. The swap's work is what was stored meanwhile
+    live file's write lock (the live consumers and monitors wait on it):
+    the few events stored since applied to the new file, every table it did
+    not rebuild (the other projections, the monitors' ledgers, the tracking
+    rows) copied over from the live one, and the pointer moved to it. The swap's work is what was stored meanwhile
     and the tables not rebuilt, never the rebuilt models however large.
     Readers see the old file until the pointer moves and the new one after,
     never a half-built one. One rebuild at a time. Returns the position
@@ -193,7 +193,7 @@ def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projec
                 with fewer_collections():
                     position = build(apart, projections, pages, store.max_position, progress, position)
                 apart.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                apart.exec_driver_sql("PRAGMA synchronous=FULL")  # the swap's commit: durable before the pointer
+                apart.exec_driver_sql("PRAGMA synchronous=FULL")  # the swap's commit durable before the pointer
                 apart.commit()
                 _sync(target)  # on disk before it can become the read models
                 progress(position, store.max_position())
