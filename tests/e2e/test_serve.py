@@ -295,7 +295,8 @@ async def test_a_killed_embedded_nats_server_is_started_again_on_its_port_withou
 async def test_a_rebuild_beside_a_running_serve_keeps_every_event_applied_meanwhile(
         tmp_path: Path, serves: list[Serve]) -> None:
     """`ticketing projections rebuild`, a process of its own, twice (the
-    second swap removes the file the first replaced) while senders keep
+    second, of one projection, builds them all: the swap replaces the file;
+    it removes the file the first swap replaced) while senders keep
     registering complaints: the read models in use afterwards hold each of
     them once, none left behind in a replaced file."""
     data = tmp_path / "var"
@@ -313,10 +314,11 @@ async def test_a_rebuild_beside_a_running_serve_keeps_every_event_applied_meanwh
 
     senders = [asyncio.create_task(sender()) for _ in range(8)]
     try:
-        for _ in range(2):
-            done = await asyncio.to_thread(cli, tmp_path, "projections", "rebuild")
+        for chosen in ((), ("danger",)):
+            done = await asyncio.to_thread(cli, tmp_path, "projections", "rebuild", *chosen)
             assert done.returncode == 0, done.stderr
             assert "swapped in" in done.stdout, done.stdout
+        assert "every projection is built into it (danger among them)" in done.stdout, done.stdout
     finally:
         sending = False
         await asyncio.gather(*senders)
