@@ -119,8 +119,7 @@ class Relay:
 
     async def pump(self) -> int:
         """Publish the next batch; returns how many events were published."""
-        pending = await asyncio.to_thread(self.log.notifications, self.position, self.batch)
-        chained = await asyncio.to_thread(self.log.links, self.position, len(pending)) if pending else {}
+        pending, chained = await asyncio.to_thread(self._read, self.position)
         if not pending:
             return 0
         self.caught_up.clear()
@@ -141,6 +140,11 @@ class Relay:
         self.published += len(pending)
         await self._save()
         return len(pending)
+
+    def _read(self, after: int) -> tuple[list[Notification], dict[int, Any]]:
+        """The next batch and its chain links (one trip to a thread, not two)."""
+        pending = self.log.notifications(after, self.batch)
+        return pending, (self.log.links(after, len(pending)) if pending else {})
 
     async def _save(self, *, now: bool = False) -> None:
         """Save the position: at once when stopping; otherwise at most once a

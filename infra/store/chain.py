@@ -82,9 +82,18 @@ class Link:
 
 
 def links(conn: Connection, after: int, limit: int) -> dict[int, Link]:
-    rows = conn.execute(select(event_chain).where(event_chain.c.position > after)
-                        .order_by(event_chain.c.position).limit(limit))
-    return {int(r.position): Link(int(r.position), r.hash, r.previous_hash) for r in rows}
+    """The chain's links after position `after`, at most `limit` (on SQLite
+    with one statement on the driver's connection: the relay reads them for
+    every event it publishes)."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+            f'SELECT position, hash, previous_hash FROM "{event_chain.name}" WHERE position > ? '
+            "ORDER BY position LIMIT ?", (after, limit)).fetchall()
+    else:
+        rows = conn.execute(select(event_chain.c.position, event_chain.c.hash, event_chain.c.previous_hash)
+                            .where(event_chain.c.position > after).order_by(event_chain.c.position)
+                            .limit(limit)).all()
+    return {int(r[0]): Link(int(r[0]), r[1], r[2]) for r in rows}
 
 
 def walk(conn: Connection, events: Table, page: int = 5000) -> Iterator[tuple[Any, Link | None]]:
