@@ -164,8 +164,9 @@ def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projec
     live file's write lock (the live consumers and monitors wait on it):
     the few events stored since applied to the new file, every table it did
     not rebuild (the other projections, the monitors' ledgers, the tracking
-    rows) copied over from the live one, and the pointer moved to it. The swap's work is what was stored meanwhile
-    and the tables not rebuilt, never the rebuilt models however large.
+    rows) copied over from the live one, and the pointer moved to it. The
+    swap's work is what was stored meanwhile and the tables not rebuilt,
+    never the rebuilt models however large.
     Readers see the old file until the pointer moves and the new one after,
     never a half-built one. One rebuild at a time. Returns the position
     reached."""
@@ -186,25 +187,23 @@ def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projec
     with _alone(files):
         target = files.next()
         built = make_engine(f"sqlite:///{target}")
-        swapped = False
         try:
             position = rebuild_projections(store, built, projections, progress)  # as at a start: both cores
             with built.connect() as apart:
                 with fewer_collections():
                     position = build(apart, projections, pages, store.max_position, progress, position)
                 apart.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                apart.exec_driver_sql("PRAGMA synchronous=FULL")  # the swap's commit durable before the pointer
+                apart.exec_driver_sql("PRAGMA synchronous=FULL")  # its commit durable before the pointer moves
                 apart.commit()
                 _sync(target)  # on disk before it can become the read models
                 progress(position, store.max_position())
                 position = _swap(engine, files, apart, target, projections, pages, store.max_position,
                                  position)
-                swapped = True
             progress(position, position)
             return position
         finally:
             built.dispose()
-            if not swapped:
+            if files.current() != target:  # failed before the pointer moved (after it, it is the models)
                 remove(target)
 
 

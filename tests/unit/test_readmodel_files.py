@@ -17,6 +17,7 @@ from infra.store.database import FILES, ReadModelFiles, make_engine
 from infra.store.event_store import EventStore
 from infra.store.rebuild import rebuild_live
 from projections.base import UTC_ZONE, written
+from tests.integration.test_relay import record_complaints
 from ticketing.sla.policy import SlaPolicy
 
 probe = Table("probe", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
@@ -85,5 +86,26 @@ def test_a_rebuild_beside_read_models_in_the_stores_own_file_is_refused(tmp_path
     with pytest.raises(RuntimeError, match="share the event store's SQLite file"):
         rebuild_live(store, engine, projections(SlaPolicy.parse(DEFAULT_POLICY.read_text()), UTC_ZONE))
     assert sorted(p.name for p in tmp_path.iterdir() if ".gen" in p.name or p.name.endswith(".current")) == []
+    engine.dispose()
+    store.engine.dispose()
+
+
+def test_a_rebuild_that_fails_leaves_the_live_file_in_use_and_nothing_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import infra.store.rebuild as rebuilding
+
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}", AESCipher.create_key(32))
+    record_complaints(store, 5)
+    engine = make_engine(f"sqlite:///{tmp_path / 'readmodels.db'}")
+    chosen = projections(SlaPolicy.parse(DEFAULT_POLICY.read_text()), UTC_ZONE)
+    rebuild_live(store, engine, chosen)
+    in_use = FILES[engine].current()
+    monkeypatch.setattr(rebuilding, "APPLY_APART_FROM", 0)  # a second process, which cannot open the store:
+    store.opened_with = (f"sqlite:///{tmp_path / 'missing' / 'events.db'}", None)
+    with pytest.raises(RuntimeError, match="second process failed"):
+        rebuild_live(store, engine, chosen)
+    assert FILES[engine].current() == in_use
+    assert sorted(p.name for p in tmp_path.glob("readmodels.db*") if not p.name.endswith(("-wal", "-shm"))) \
+        == ["readmodels.db", "readmodels.db.current", "readmodels.db.gen2", "readmodels.db.rebuilding"]
     engine.dispose()
     store.engine.dispose()
