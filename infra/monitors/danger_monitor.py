@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
-from contracts.alerts import CustomerAlert, DangerousCustomer
+from contracts.alerts import CustomerAlert
 from infra.monitors.alerts import AlertTimer, alert_id
+from infra.monitors.policy_runner import CONCURRENCY
 from infra.runtime.clock import Clock
 from projections.danger import (
     assess,
@@ -97,41 +99,84 @@ class DangerMonitor(AlertTimer):
         await asyncio.to_thread(ledger_metadata.create_all, self.engine)
 
     async def look(self, now: datetime) -> int:
+        """Assess who may have changed, publish their alerts concurrently (at
+        most CONCURRENCY in flight: a burst of customers entering the list,
+        as a busy morning brings, goes out at the bus's pace, not one round
+        trip after another), then note what went out and write their
+        entries in one transaction. A customer whose alert could not go out
+        is neither noted nor listed anew: the next look, which looks at
+        everyone again, takes them up."""
         states = await asyncio.to_thread(self.read, published)
         assessed = await asyncio.to_thread(self.read, lambda conn: self.assess_changed(conn, now, set(states)))
-        raised = 0
-        listing: dict[str, DangerousCustomer | None] = {}
-        for customer_id, (assessment, customer) in sorted(assessed.items()):
-            state = states.get(customer_id)
-            entered_at = state["entered_at"] if state else assessment.since if assessment else None
-            if assessment is not None and (state is None or _rank(assessment.level) > _rank(state["level"])):
-                alert = CustomerAlert(
-                    id=alert_id(key := _key(customer_id, entered_at, assessment.level)),
-                    type="customer.dangerous", raised_at=now, customer_id=customer_id, level=assessment.level,
-                    previous_level=state["level"] if state else None, danger_type=assessment.danger_type,
-                    entered_at=entered_at, reasons=[reason_of(r) for r in assessment.reasons],
-                    counter_measure=assessment.counter_measure)
-            elif assessment is None and state is not None:
-                alert = CustomerAlert(
-                    id=alert_id(key := _key(customer_id, state["entered_at"], "cleared")), type="customer.cleared",
-                    raised_at=now, customer_id=customer_id, level=None, previous_level=state["level"],
-                    danger_type=state["danger_type"], entered_at=state["entered_at"], reasons=[],
-                    counter_measure=None)
-            else:
-                if assessment is not None and state is not None and assessment.level != state["level"]:
-                    await asyncio.to_thread(self.write, note, customer_id, _state(assessment, state["entered_at"]))
-                listing[customer_id] = entry(customer, assessment, entered_at) if assessment else None
-                continue
-            if not await self.publish(alert, key):
-                self._seen = None  # the bus is away: look at everyone again once it is back
-                break
-            await asyncio.to_thread(self.write, note, customer_id,
-                                    _state(assessment, alert.entered_at) if assessment else None)
-            listing[customer_id] = entry(customer, assessment, alert.entered_at) if assessment else None
-            log.info("%s: customer %s (%s)", alert.type, customer_id, alert.level or "off the list")
-            raised += 1
-        await asyncio.to_thread(self.write, list_entries, listing)
-        return raised
+        changes = [_change(customer_id, assessment, customer, states.get(customer_id), now)
+                   for customer_id, (assessment, customer) in sorted(assessed.items())]
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def out(change: _Change) -> bool:
+            if change.alert is None:
+                return True
+            async with slots:
+                return await self.publish(change.alert, change.key)
+
+        sent = await asyncio.gather(*(out(change) for change in changes))
+        done = [change for change, ok in zip(changes, sent, strict=True) if ok]
+        if len(done) < len(changes):
+            self._seen = None  # the bus is away: look at everyone again once it is back
+        await asyncio.to_thread(self.write, _record, done)
+        for change in done:
+            if change.alert is not None:
+                log.info("%s: customer %s (%s)", change.alert.type, change.customer_id,
+                         change.alert.level or "off the list")
+        return sum(change.alert is not None for change in done)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What a look does for one customer it assessed."""
+
+    customer_id: str
+    customer: dict[str, Any]
+    assessment: Assessment | None
+    entered_at: datetime
+    """When they entered the list (meaningless off it)."""
+    alert: CustomerAlert | None
+    """To publish: entering the list, rising on it, or leaving it."""
+    key: str
+    noted: dict[str, Any] | None | bool
+    """The state to note as published (None: off the list); False: nothing to note."""
+
+
+def _change(customer_id: str, assessment: Assessment | None, customer: dict[str, Any],
+            state: dict[str, Any] | None, now: datetime) -> _Change:
+    entered_at = state["entered_at"] if state else assessment.since if assessment else now
+    alert, key, noted = None, "", False
+    if assessment is not None and (state is None or _rank(assessment.level) > _rank(state["level"])):
+        key = _key(customer_id, entered_at, assessment.level)
+        alert = CustomerAlert(
+            id=alert_id(key), type="customer.dangerous", raised_at=now, customer_id=customer_id,
+            level=assessment.level, previous_level=state["level"] if state else None,
+            danger_type=assessment.danger_type, entered_at=entered_at,
+            reasons=[reason_of(r) for r in assessment.reasons], counter_measure=assessment.counter_measure)
+        noted = _state(assessment, entered_at)
+    elif assessment is None and state is not None:
+        key = _key(customer_id, state["entered_at"], "cleared")
+        alert = CustomerAlert(
+            id=alert_id(key), type="customer.cleared", raised_at=now, customer_id=customer_id, level=None,
+            previous_level=state["level"], danger_type=state["danger_type"], entered_at=state["entered_at"],
+            reasons=[], counter_measure=None)
+        noted = None
+    elif assessment is not None and state is not None and assessment.level != state["level"]:
+        noted = _state(assessment, entered_at)  # a level that falls: noted, not announced
+    return _Change(customer_id, customer, assessment, entered_at, alert, key, noted)
+
+
+def _record(conn: Any, changes: list[_Change]) -> None:
+    """Note what went out and write the customers' entries, in one transaction."""
+    for change in changes:
+        if change.noted is not False:
+            note(conn, change.customer_id, change.noted)  # type: ignore[arg-type]
+    list_entries(conn, {change.customer_id: entry(change.customer, change.assessment, change.entered_at)
+                        if change.assessment is not None else None for change in changes})
 
 
 def _rank(level: str) -> int:

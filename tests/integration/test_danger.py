@@ -20,6 +20,7 @@ from contracts.alerts import ALERT_STREAM
 from infra.bootstrap import Runtime
 from infra.config_files import load_danger_rules
 from infra.monitors.danger_monitor import DangerMonitor
+from infra.monitors.policy_runner import CONCURRENCY
 from infra.settings import Settings
 from infra.store.rebuild import rebuild_projection
 from projections.danger import DangerousCustomers, danger_state
@@ -124,6 +125,27 @@ async def test_repeated_complaints_enter_rise_and_age_out(
     expected = [("customer.dangerous", "watch"), ("customer.dangerous", "high"), ("customer.cleared", None)]
     assert announced.of(who) == expected
     assert await stream_copies(runtime, who) == expected
+
+
+async def test_a_burst_entering_at_once_is_announced_once_each_and_listed(
+        runtime: Runtime, client: Client, announced: Announcements) -> None:
+    """More customers than alerts in flight (CONCURRENCY) enter in the same
+    look: each is announced once, noted, and listed; the next look repeats
+    nobody."""
+    many = [await customer(client) for _ in range(CONCURRENCY + 8)]
+    for who in many:
+        for _ in range(3):
+            await complaint(client, who)
+    await look(runtime)
+    await wait_for(lambda: all(announced.of(who) for who in many), timeout=10)
+    await look(runtime)
+    await asyncio.sleep(0.3)
+    assert all(announced.of(who) == [("customer.dangerous", "watch")] for who in many)
+    listed = (await client.query("customers.dangerous", {"limit": 500}))
+    assert {c["customer_id"] for c in listed["customers"]} >= set(many)
+    with runtime.readmodels.connect() as conn:
+        noted = {row.customer_id for row in conn.execute(danger_state.select())}
+    assert noted >= set(many)
 
 
 async def test_marks_escalations_compensation_and_unfounded_complaints(
