@@ -30,7 +30,7 @@ from sqlalchemy import (
 from contracts.alerts import DangerousCustomer, DangerReason
 from projections.base import Envelope, empty, utc
 from projections.rows import Rows, insert_many
-from ticketing.danger import LEVELS, MARKS, Assessment, Fact, Rules
+from ticketing.danger import LEVELS, MARKS, Assessment, Fact, Facts, Rules
 
 metadata = MetaData()
 
@@ -201,7 +201,7 @@ def last_fact(conn: Connection) -> int:
     return int(conn.execute(select(func.max(danger_fact.c.position))).scalar_one() or 0)
 
 
-def assess(conn: Connection, rules: Rules, now: datetime, facts: dict[str, list[Fact]]
+def assess(conn: Connection, rules: Rules, now: datetime, facts: dict[str, Facts]
            ) -> dict[str, tuple[Assessment | None, dict[str, Any]]]:
     """Each customer's assessment at `now` from their facts (None: not on
     the list) and their row."""

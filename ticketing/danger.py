@@ -12,7 +12,8 @@ monitor asks for the assessment at an instant."""
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_right, insort_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,32 @@ class Fact:
     """compensation: how much; a mark: None when lifted (`lifted` below)."""
     lifted: bool = False
     """A mark lifted (unflagged) at `at`."""
+
+
+class Facts:
+    """One customer's facts by signal, each signal's in time order (facts at
+    the same instant in the order added): what `Rules.assess` reads. The
+    monitor keeps them from look to look, adding what is new and forgetting
+    what aged out of every window."""
+
+    def __init__(self, facts: Iterable[Fact] = ()) -> None:
+        self.by_signal: dict[str, list[Fact]] = {}
+        for fact in sorted(facts, key=_at):
+            self.by_signal.setdefault(fact.signal, []).append(fact)
+
+    def add(self, fact: Fact) -> None:
+        insort_right(self.by_signal.setdefault(fact.signal, []), fact, key=_at)
+
+    def forget_until(self, since: datetime) -> None:
+        """Drop the facts at or before `since` (the start of the longest
+        window), but not the marks: a mark counts while it stands."""
+        for signal, facts in self.by_signal.items():
+            if signal not in MARKS:
+                del facts[:bisect_right(facts, since, key=_at)]
+
+
+def _at(fact: Fact) -> datetime:
+    return fact.at
 
 
 @dataclass(frozen=True)
@@ -90,18 +117,20 @@ class Rules:
     def longest_window(self) -> timedelta:
         return timedelta(days=max((r.within_days or 0 for r in self.rules), default=0))
 
-    def assess(self, facts: list[Fact], now: datetime, cleared_at: datetime | None = None) -> Assessment | None:
-        """Where the customer stands at `now` (None: not on the list). One
-        pass over the facts, then each rule reads only its signal's facts,
-        from the start of its window (the monitor assesses every customer
-        with news each second: a look costs the facts, not facts x rules)."""
-        by_signal: dict[str, list[Fact]] = {}
-        for fact in sorted((f for f in facts if f.at <= now and (cleared_at is None or f.at > cleared_at)),
-                           key=lambda f: f.at):
-            by_signal.setdefault(fact.signal, []).append(fact)
+    def assess(self, facts: Facts | list[Fact], now: datetime, cleared_at: datetime | None = None
+               ) -> Assessment | None:
+        """Where the customer stands at `now` (None: not on the list). Each
+        rule reads only its signal's facts, from the start of its window (the
+        monitor assesses every customer with news each second, and keeps
+        their `Facts` grouped and in order from look to look: a look costs
+        the rules, not a sort of every fact)."""
+        by_signal = (facts if isinstance(facts, Facts) else Facts(facts)).by_signal
         reasons, ageing = [], []
         for rule in self.rules:
-            matching = self._matching(rule, by_signal.get(rule.signal, []), now)
+            counted = by_signal.get(rule.signal, [])
+            counted = counted[bisect_right(counted, cleared_at, key=_at) if cleared_at else 0:
+                              bisect_right(counted, now, key=_at)]
+            matching = self._matching(rule, counted, now)
             if rule.within_days and matching:  # the earliest is the first to age out
                 ageing.append(matching[0].at + timedelta(days=rule.within_days))
             if len(matching) >= rule.at_least:
@@ -124,7 +153,7 @@ class Rules:
         if rule.signal in MARKS:  # the mark counts while it stands
             return facts[-1:] if facts and not facts[-1].lifted else []
         if rule.within_days:
-            facts = facts[bisect_right(facts, now - timedelta(days=rule.within_days), key=lambda f: f.at):]
+            facts = facts[bisect_right(facts, now - timedelta(days=rule.within_days), key=_at):]
         return facts if rule.above is None else [f for f in facts if f.amount is not None and f.amount > rule.above]
 
     @classmethod

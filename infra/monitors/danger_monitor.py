@@ -40,7 +40,7 @@ from projections.danger import (
     published,
     reason_of,
 )
-from ticketing.danger import LEVELS, MARKS, Assessment, Fact, Rules
+from ticketing.danger import LEVELS, Assessment, Facts, Rules
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ class DangerMonitor(AlertTimer):
         """The last fact looked at; None until the first look, which looks at everyone."""
         self._recheck: dict[str, datetime | None] = {}
         """Listed customers: when their standing may change with nothing new (a fact ageing out)."""
-        self._facts: dict[str, list[Fact]] = {}
+        self._facts: dict[str, Facts] = {}
         """Listed customers' facts that can still count (the longest window's
-        and their marks), in position order, kept from look to look: a look
+        and their marks), by signal and in time order, kept from look to look: a look
         reads only the facts that are new since the last, not again the
         window of everyone with news (at 500 complaints a second, that was
         every customer's window every second, a stall of the projections
@@ -73,7 +73,8 @@ class DangerMonitor(AlertTimer):
         since = now - self.rules.longest_window
         if self._seen is None:
             self._seen = last_fact(conn)  # a fact added after this is new at the next look
-            self._facts = facts_of(conn, candidates(conn, since) | listed, since, self._seen)
+            self._facts = {c: Facts(facts) for c, facts in
+                           facts_of(conn, candidates(conn, since) | listed, since, self._seen).items()}
             changed = set(self._facts)
         else:
             fresh, self._seen = facts_after(conn, self._seen)
@@ -83,8 +84,9 @@ class DangerMonitor(AlertTimer):
             unknown = changed - self._facts.keys()  # read whole (their fresh facts among them)
             for customer_id, facts in fresh.items():
                 if customer_id not in unknown:
-                    self._facts[customer_id].extend(facts)
-            self._facts |= facts_of(conn, unknown, since, self._seen)
+                    for fact in facts:
+                        self._facts[customer_id].add(fact)
+            self._facts |= {c: Facts(facts) for c, facts in facts_of(conn, unknown, since, self._seen).items()}
         found = assess(conn, self.rules, now, {c: self._facts[c] for c in changed})
         for customer_id, (assessment, _) in found.items():
             if assessment is None:  # off the list: read again should they come back
@@ -92,7 +94,7 @@ class DangerMonitor(AlertTimer):
                 self._facts.pop(customer_id, None)
             else:
                 self._recheck[customer_id] = assessment.next_change
-                self._facts[customer_id] = [f for f in self._facts[customer_id] if f.at > since or f.signal in MARKS]
+                self._facts[customer_id].forget_until(since)
         return found
 
     async def prepare(self) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ticketing.config import ConfigError
-from ticketing.danger import LEVELS, MARKS, SIGNALS, Fact, Rules
+from ticketing.danger import LEVELS, MARKS, SIGNALS, Fact, Facts, Rules
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 RULES = Rules.parse((Path(__file__).parents[2] / "infra" / "danger_rules.toml").read_text())
@@ -126,3 +126,23 @@ def test_the_assessment_is_what_the_rules_say(facts: list[Fact], now_half_days: 
     assert (found and (found.level, found.danger_type, found.since, found.next_change,
                        [(r.rule, int(r.text.split()[0]) if r.text[0].isdigit() else 1, list(r.case_ids))
                         for r in found.reasons])) == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(facts=fact_lists,
+       looks=st.lists(st.tuples(st.integers(0, 40), st.just(440) | st.integers(0, 440)), max_size=4),
+       now_half_days=st.integers(0, 440))
+def test_facts_kept_from_look_to_look_assess_as_every_fact_read_whole(
+        facts: list[Fact], looks: list[tuple[int, int]], now_half_days: int) -> None:
+    """What the monitor keeps: facts added one by one in the order they came
+    (not time order), and at looks in between (at `now` or before it) what
+    aged out of the longest window forgotten, marks excepted; assessed at
+    `now`, as every fact read whole."""
+    now = T0 + timedelta(hours=12 * now_half_days)
+    kept = Facts()
+    for n in range(len(facts) + 1):
+        for _, half_days in (look for look in looks if look[0] % (len(facts) + 1) == n):
+            kept.forget_until(min(now, T0 + timedelta(hours=12 * half_days)) - RULES.longest_window)
+        if n < len(facts):
+            kept.add(facts[n])
+    assert RULES.assess(kept, now) == RULES.assess(facts, now)
