@@ -204,14 +204,10 @@ def _bind_processor(kind: Any, dialect: Any) -> Any:
     def process(value: Any) -> Any:
         if value is None:
             return None
-        if value.__class__ is datetime:
-            return _DATETIME % (value.year, value.month, value.day, value.hour, value.minute, value.second,
-                                value.microsecond)
+        if value.__class__ is datetime:  # its wall time, any offset dropped: "2026-11-27 09:20:50.123456"
+            return value.isoformat(" ", "microseconds")[:26]
         return processor(value)
     return process
-
-
-_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 def person_months(name: str, metadata: MetaData) -> Table:

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty, utc
 from projections.case_summary import assignee_after
 from projections.rows import Rows, add_up, person_months
-from projections.staff import person_after
+from projections.staff import month_in, person_after
 from ticketing.sla.clock import CaseClocks, Result, Running
 from ticketing.sla.policy import SlaPolicy
 
@@ -246,7 +246,7 @@ class SlaLimits:
                 person = case.row["person"]
                 for result in case.clocks.results[done:]:
                     if result.met is not None and person is not None:
-                        month = result.stopped_at.astimezone(self.zone).strftime("%Y-%m")
+                        month = month_in(result.stopped_at, self.zone)
                         by_person[(month, f"{'met' if result.met else 'missed'}.{result.metric}", person)] += 1
             case.row["cycle"] = case.clocks.cycle
         self._put(live, cases, clocks)

@@ -65,7 +65,14 @@ def person_after(current: str | None, assignee: str | None, event: Envelope) -> 
 
 
 def month_of(event: Envelope, zone: ZoneInfo) -> str:
-    return datetime.fromisoformat(event["occurred_at"]).astimezone(zone).strftime("%Y-%m")
+    return month_in(datetime.fromisoformat(event["occurred_at"]), zone)
+
+
+def month_in(at: datetime, zone: ZoneInfo) -> str:
+    """The month (2026-11) `at` falls in, in `zone` (not `strftime`: a
+    rebuild asks it of most events, and that was most of its cost)."""
+    local = at.astimezone(zone)
+    return f"{local.year:04d}-{local.month:02d}"
 
 
 class StaffFigures:
