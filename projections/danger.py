@@ -280,16 +280,25 @@ Cursor = tuple[int, datetime, str]
 """Where an entry stands in the list's order: (-rank, entered_at, customer id)."""
 
 
-def list_entries(conn: Connection, entries: dict[str, DangerousCustomer | None]) -> None:
-    """Write what the monitor found for these customers (None: not on the list)."""
-    if not entries:
+Listing = dict[str, dict[str, Any] | None]
+"""Listing rows by customer (None: not on the list), made by `listing`."""
+
+
+def listing(entries: dict[str, DangerousCustomer | None]) -> Listing:
+    """The rows of these entries (their JSON made here, before the write
+    lock is taken: a look lists every customer with news)."""
+    return {customer_id: None if entry is None else {
+        "customer_id": customer_id, "rank": LEVELS.index(entry.level), "entered_at": utc(entry.entered_at),
+        "types": "," + ",".join(sorted(entry.types)) + ",", "entry": entry.model_dump_json()}
+        for customer_id, entry in entries.items()}
+
+
+def list_entries(conn: Connection, rows: Listing) -> None:
+    """Write what the monitor found for these customers."""
+    if not rows:
         return
-    conn.execute(danger_listing.delete().where(danger_listing.c.customer_id.in_(list(entries))))
-    rows = [{"customer_id": customer_id, "rank": LEVELS.index(entry.level), "entered_at": utc(entry.entered_at),
-             "types": "," + ",".join(sorted(entry.types)) + ",", "entry": entry.model_dump_json()}
-            for customer_id, entry in entries.items() if entry is not None]
-    if rows:
-        conn.execute(danger_listing.insert(), rows)
+    conn.execute(danger_listing.delete().where(danger_listing.c.customer_id.in_(list(rows))))
+    insert_many(conn, danger_listing, [row for row in rows.values() if row is not None])
 
 
 def listed(conn: Connection, *, least: int = 0, danger_type: str | None = None, after: Cursor | None = None,

@@ -28,6 +28,7 @@ from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY
 from infra.runtime.clock import Clock
 from projections.danger import (
+    Listing,
     assess,
     candidates,
     entry,
@@ -36,6 +37,7 @@ from projections.danger import (
     last_fact,
     ledger_metadata,
     list_entries,
+    listing,
     note,
     published,
     reason_of,
@@ -124,7 +126,10 @@ class DangerMonitor(AlertTimer):
         done = [change for change, ok in zip(changes, sent, strict=True) if ok]
         if len(done) < len(changes):
             self._seen = None  # the bus is away: look at everyone again once it is back
-        await asyncio.to_thread(self.write, _record, done)
+        rows = await asyncio.to_thread(listing, {
+            change.customer_id: entry(change.customer, change.assessment, change.entered_at)
+            if change.assessment is not None else None for change in done})
+        await asyncio.to_thread(self.write, _record, done, rows)
         for change in done:
             if change.alert is not None:
                 log.info("%s: customer %s (%s)", change.alert.type, change.customer_id,
@@ -172,13 +177,12 @@ def _change(customer_id: str, assessment: Assessment | None, customer: dict[str,
     return _Change(customer_id, customer, assessment, entered_at, alert, key, noted)
 
 
-def _record(conn: Any, changes: list[_Change]) -> None:
+def _record(conn: Any, changes: list[_Change], rows: Listing) -> None:
     """Note what went out and write the customers' entries, in one transaction."""
     for change in changes:
         if change.noted is not False:
             note(conn, change.customer_id, change.noted)  # type: ignore[arg-type]
-    list_entries(conn, {change.customer_id: entry(change.customer, change.assessment, change.entered_at)
-                        if change.assessment is not None else None for change in changes})
+    list_entries(conn, rows)
 
 
 def _rank(level: str) -> int:
