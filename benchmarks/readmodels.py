@@ -206,7 +206,9 @@ async def live_at_size(store: EventStore, data_dir: Path, key: str, size: int) -
             await asyncio.sleep(1.0)
             now_at = store.max_position()
             still, written = (still + 1, written) if now_at == written else (0, now_at)
-        pids = {"serve": serve.process.pid, "worker": children(serve.process.pid)[0]}
+        pids = {"serve": serve.process.pid} | {  # the worker's processes, named by their part
+            "worker " + Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode(): pid
+            for pid in children(serve.process.pid)}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         await asyncio.sleep(10.0)
         idle = {name: 100 * (cpu_seconds(pid) - before[name]) / 10.0 for name, pid in pids.items()}

@@ -74,7 +74,8 @@ class Runtime:
     embedded: EmbeddedNats | None = None
     worker: Worker | None = None
     """The relay and projections when they run in this process."""
-    worker_process: subprocess.Popen[bytes] | None = None
+    worker_processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    """The worker's processes, by part, when they run apart."""
     worker_ready: asyncio.Event = field(default_factory=asyncio.Event)
     worker_word: WorkerWord = field(default_factory=WorkerWord)
     """What the worker process last said of its parts."""
@@ -88,12 +89,13 @@ class Runtime:
 
     @property
     def relay(self) -> Relay:
-        assert self.worker is not None, "the relay runs in the worker process"
+        assert self.worker is not None and self.worker.relay is not None, "the relay runs in a worker process"
         return self.worker.relay
 
     @property
     def projector(self) -> ProjectionRunner:
-        assert self.worker is not None, "the projections run in the worker process"
+        assert self.worker is not None and self.worker.projector is not None, \
+            "the projections run in a worker process"
         return self.worker.projector
 
     async def supervise_worker(self) -> None:
@@ -126,7 +128,7 @@ class Runtime:
             await self.nc.close()
         self.readmodels.dispose()
         self.store.engine.dispose()
-        await asyncio.to_thread(terminate, self.worker_process)
+        await asyncio.gather(*(asyncio.to_thread(terminate, process) for process in self.worker_processes.values()))
         if self.embedded is not None:
             self.embedded.stop()
             self.settings.nats_url_file.unlink(missing_ok=True)  # nobody serves there any more

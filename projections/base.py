@@ -154,8 +154,12 @@ def writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction on the read models. On SQLite, this process's
     writers (the projections, the monitors) take turns on a lock of ours
     first: SQLite would make them wait in its busy handler, which sleeps in
-    steps of up to 100 ms, or refuse one of two deferred transactions that
-    both want to write (a batch failed, applied one by one). Before it
+    steps of up to 100 ms. The transaction takes the database's write lock
+    as it begins (BEGIN IMMEDIATE), so writers in other processes (the
+    worker's parts run apart) wait for each other in SQLite's busy handler
+    instead of one of two that both want to write being refused (a batch
+    failed, applied one by one) or writing after reading what the other
+    was changing. Before it
     commits, still holding the database's write lock, it makes sure its
     connection reaches the current read models: a rebuild replaces them
     while holding that lock, so a writer that waited on it finds out here,
@@ -167,6 +171,7 @@ def writing(engine: Engine) -> Iterator[Connection]:
         return
     lock = _WRITERS.setdefault(id(engine), threading.Lock())
     with lock, engine.begin() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield conn
         retired = conn.connection.info.get(RETIRED)
         if retired is not None and retired():

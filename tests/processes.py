@@ -98,6 +98,16 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def child_running(pid: int, *words: str) -> int:
+    """The child of `pid` whose command line holds each of `words`."""
+    def command_line(child: int) -> bytes:
+        try:
+            return (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            return b""
+    return next(child for child in children_of(pid) if all(w.encode() in command_line(child) for w in words))
+
+
 def alive(pid: int) -> bool:
     try:
         return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

@@ -9,6 +9,7 @@ import time
 import click
 
 from infra.cli.base import console, safe_url, setup_logging, stop_on_signals
+from infra.runtime.parts import PARTS
 from infra.settings import Settings
 
 
@@ -41,7 +42,7 @@ async def _serve(settings: Settings) -> None:
                   f"the CLI uses them); more users: `ticketing users add NAME --role ROLE --out FILE`")
     console.print(f"  event store:   {safe_url(settings.event_store_url)}")
     console.print(f"  read models:   {safe_url(settings.read_model_url)}")
-    console.print("  relay and projections in a child process (`ticketing worker`)")
+    console.print("  projections, and the relay with the monitors, in child processes (`ticketing worker --part`)")
     console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
                   "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
     console.print("  Ctrl-C to stop")
@@ -53,15 +54,18 @@ async def _serve(settings: Settings) -> None:
 
 
 @click.command()
-def worker() -> None:
-    """Run the relay and the projections until stopped (what `serve` runs as
-    its child process)."""
+@click.option("--part", "parts", type=click.Choice(PARTS), multiple=True,
+              help="Run only this part (repeatable; all of them by default): the projections, or the relay with "
+                   "the policies, the monitors and the chain's anchors. `serve` runs each apart.")
+def worker(parts: tuple[str, ...]) -> None:
+    """Run the worker until stopped: the relay, the projections, the policies
+    and the monitors (what `serve` runs as its child processes)."""
     from infra.runtime.worker import run_worker
 
     settings = Settings()
     setup_logging(settings.log_level)
 
     async def run() -> None:
-        await run_worker(settings, stop_on_signals())
+        await run_worker(settings, stop_on_signals(), tuple(p for p in PARTS if p in parts) if parts else PARTS)
 
     asyncio.run(run())

@@ -37,7 +37,7 @@ from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY, CommandSideAway, send_command
 from infra.runtime.clock import Clock
 from projections.base import utc
-from projections.sla import SlaLimits, ledger_metadata, running_from
+from projections.sla import ledger_metadata, running_from
 from projections.sla_reads import due_alerts, mark_raised, mark_recorded, unrecorded_breaches
 from ticketing.sla.policy import SlaPolicy, spelled
 
@@ -93,12 +93,9 @@ class SlaMonitor(AlertTimer):
 
     async def prepare(self) -> None:
         """Create the alert ledger (the read model's tables are the
-        projection's), and count the running limits against the policy as
-        it is now: the file may have changed since they were written."""
+        projection's, and its running limits are counted against the policy
+        as it is now where the projections start: `start_worker`)."""
         await asyncio.to_thread(ledger_metadata.create_all, self.engine)
-        changed = await asyncio.to_thread(self.write, SlaLimits(self.policy).retarget)
-        if changed:
-            log.info("SLA monitor: %d running limits now count against the current policy", changed)
 
     async def look(self, now: datetime) -> int:
         """Raise what is due and put the breaches on their cases: the cases

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from contracts.catalog import EVENT_STREAM, PREFIX
 from contracts.health import HealthReply, Part
 from infra.bus.projection_runner import DEADLETTER_STREAM
+from infra.runtime.parts import PARTS
 from infra.store.event_store import EventStore
 from projections.base import marks_of
 
@@ -36,17 +37,22 @@ WORKER_SILENT_SECONDS = 5.0
 
 
 def worker_status(worker: Any) -> dict[str, Any]:
-    """What the worker knows of its parts (see `bootstrap.Worker`)."""
-    return {
-        "relay": {"position": worker.relay.position, "published": worker.relay.published,
-                  **worker.relay.state.as_dict()},
-        "projections": {name: {"applied": worker.projector.applied[name], "parked": worker.projector.parked[name],
-                               **worker.projector.state[name].as_dict()} for name in worker.projector.names},
-        "monitors": {m.name: {"raised": m.raised, "refused": m.refused, **m.state.as_dict()} for m in (worker.sla, worker.danger)},
-        "anchors": {"refused": worker.anchoring.refused},
-        "policies": {p.policy.name: {"handled": p.handled, "durable": p.durable, **p.state.as_dict()}
-                     for p in worker.policies},
-    }
+    """What the worker knows of its parts (see `infra.runtime.worker.Worker`):
+    of those it runs here."""
+    status: dict[str, Any] = {"parts": list(worker.parts)}
+    if worker.relay is not None:
+        status["relay"] = {"position": worker.relay.position, "published": worker.relay.published,
+                           **worker.relay.state.as_dict()}
+        status["monitors"] = {m.name: {"raised": m.raised, "refused": m.refused, **m.state.as_dict()}
+                              for m in worker.monitors}
+        status["anchors"] = {"refused": worker.anchoring.refused}
+        status["policies"] = {p.policy.name: {"handled": p.handled, "durable": p.durable, **p.state.as_dict()}
+                              for p in worker.policies}
+    if worker.projector is not None:
+        projector = worker.projector
+        status["projections"] = {name: {"applied": projector.applied[name], "parked": projector.parked[name],
+                                        **projector.state[name].as_dict()} for name in projector.names}
+    return status
 
 
 async def say_status(nc: Nats, worker: Any, stop: asyncio.Event) -> None:
@@ -59,19 +65,37 @@ async def say_status(nc: Nats, worker: Any, stop: asyncio.Event) -> None:
 
 
 class WorkerWord:
-    """The serving process's side: the worker's last status and when it came."""
+    """The serving process's side: what the worker's processes last said,
+    together. The worker is up while every one of its parts (`PARTS`) has
+    been heard from within `WORKER_SILENT_SECONDS`, whether one process
+    runs them all or each its own."""
 
-    def __init__(self) -> None:
-        self.status: dict[str, Any] | None = None
-        self.heard_at = float("-inf")
+    def __init__(self, parts: tuple[str, ...] = PARTS) -> None:
+        self.parts = parts
+        self.heard: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
 
     async def listen(self, nc: Nats) -> None:
         async def heard(msg: Any) -> None:
-            self.status, self.heard_at = orjson.loads(msg.data), time.monotonic()
+            status = orjson.loads(msg.data)
+            self.heard[tuple(status.get("parts", self.parts))] = (time.monotonic(), status)
         await nc.subscribe(STATUS_SUBJECT, cb=heard)
 
+    def silent(self) -> list[str]:
+        """The parts not heard from lately."""
+        since = time.monotonic() - WORKER_SILENT_SECONDS
+        heard = {part for parts, (at, _) in self.heard.items() if at >= since for part in parts}
+        return [part for part in self.parts if part not in heard]
+
     def current(self) -> dict[str, Any] | None:
-        return self.status if time.monotonic() - self.heard_at < WORKER_SILENT_SECONDS else None
+        if self.silent():
+            return None
+        since = time.monotonic() - WORKER_SILENT_SECONDS
+        merged: dict[str, Any] = {}
+        for at, status in self.heard.values():
+            if at >= since:
+                merged |= status
+        merged["parts"] = list(self.parts)
+        return merged
 
 
 class HealthCheck:

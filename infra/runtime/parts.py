@@ -1,11 +1,21 @@
-"""What a part of the worker (relay, projection runner, monitor, policy)
-keeps about itself for the health report: its last error and when."""
+"""The worker's parts, and what each (relay, projection runner, monitor,
+policy) keeps about itself for the health report: its last error and when."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+PARTS = ("projections", "relay")
+"""The worker's parts, each a process of its own under `serve`:
+"projections" (the projection runner and the read models' checkpoints, the
+read models' one writer but for the monitors' ledgers) and "relay" (the
+relay, the policies, the SLA and dangerous-customer monitors and the
+chain's anchors). Apart, the projections' apply thread has an interpreter
+to itself: in one process it took turns on the GIL with the relay and the
+monitors, and a batch whose SQLite statements each gave the GIL back
+waited up to a switch interval for it at every one."""
 
 
 @dataclass

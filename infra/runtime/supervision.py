@@ -1,5 +1,5 @@
-"""Nothing needs a person watching: `serve` starts its worker process again
-when it dies, and its embedded nats-server when it dies or when its
+"""Nothing needs a person watching: `serve` starts each of its worker
+processes again when it dies, and its embedded nats-server when it dies or when its
 JetStream is stuck. Each says so once per change of state."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from nats.js import JetStreamContext
 
+from infra.runtime.parts import PARTS
 from infra.runtime.processes import spawn
 from infra.runtime.worker import WORKER_READY_SUBJECT
 
@@ -92,21 +94,38 @@ class JetStreamWatch:
 
 
 async def keep_worker_running(runtime: Any) -> None:
-    """Run `ticketing worker` as a child, started again if it dies."""
-    args = [sys.executable, "-m", "infra.cli", "worker"]
+    """Run each of the worker's parts as a child of its own (`ticketing
+    worker --part P`), each started again if it dies; at first the next part
+    is started once the one before is ready (the projections' part brings
+    the read models up to date before the monitors look at them)."""
     env = os.environ | runtime.settings.as_env(nats_url=runtime.nats_url)
+    ready = {part: asyncio.Event() for part in PARTS}
 
-    async def ready(_msg: Any) -> None:
-        runtime.worker_ready.set()
+    async def heard(msg: Any) -> None:
+        for part in orjson.loads(msg.data) if msg.data else PARTS:
+            if part in ready:
+                ready[part].set()
+        if all(event.is_set() for event in ready.values()):
+            runtime.worker_ready.set()
 
-    await runtime.nc.subscribe(WORKER_READY_SUBJECT, cb=ready)
+    async def keep(part: str) -> None:
+        args = [sys.executable, "-m", "infra.cli", "worker", "--part", part]
+        while True:
+            process = runtime.worker_processes[part] = spawn(args, env=env)
+            while (code := process.poll()) is None:
+                await asyncio.sleep(0.5)
+            log.warning("the worker's %s process exited with %s; starting it again", part, code)
+            await asyncio.sleep(1.0)
+
+    await runtime.nc.subscribe(WORKER_READY_SUBJECT, cb=heard)
     await runtime.nc.flush()
-    while True:
-        runtime.worker_process = spawn(args, env=env)
-        while (code := runtime.worker_process.poll()) is None:
-            await asyncio.sleep(0.5)
-        log.warning("the worker process exited with %s; starting it again", code)
-        await asyncio.sleep(1.0)
+    async with asyncio.TaskGroup() as group:
+        for part in PARTS:
+            group.create_task(keep(part), name=f"worker:{part}")
+            try:
+                await asyncio.wait_for(ready[part].wait(), 60)
+            except TimeoutError:
+                log.warning("the worker's %s process is not ready after 60s; going on", part)
 
 
 async def keep_nats_running(runtime: Any, every: float = 0.5) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from infra.monitors.sla_monitor import SlaMonitor
 from infra.runtime import collector
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import say_status
+from infra.runtime.parts import PARTS
 from infra.runtime.tasks import end
 from infra.settings import Settings
 from infra.store.checkpoint import Checkpointer
@@ -47,7 +48,7 @@ from infra.store.fast_read import fast_envelope
 from infra.store.rebuild import ensure_current
 from infra.store.secrets import cipher_key
 from projections.activity import Activity
-from projections.base import UTC_ZONE
+from projections.base import UTC_ZONE, written
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
@@ -91,56 +92,78 @@ wherever it runs; not part of the public v1 interface."""
 
 @dataclass
 class Worker:
-    """The relay, the projections, the policies and the SLA monitor:
-    everything that reads the store or the stream after commands have
-    committed."""
+    """What this process runs of the worker's parts (`PARTS`): the relay,
+    the projections, the policies and the monitors, everything that reads
+    the store or the stream after commands have committed."""
 
-    relay: Relay
-    projector: ProjectionRunner
-    policies: list[PolicyRunner]
-    sla: SlaMonitor
-    danger: DangerMonitor
-    tasks: list[asyncio.Task[None]]
-    wake: Any
-    anchoring: Anchoring
-    checkpointer: Checkpointer
+    parts: tuple[str, ...]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    projector: ProjectionRunner | None = None
+    checkpointer: Checkpointer | None = None
+    relay: Relay | None = None
+    policies: list[PolicyRunner] = field(default_factory=list)
+    sla: SlaMonitor | None = None
+    danger: DangerMonitor | None = None
+    anchoring: Anchoring | None = None
+    wake: Any = None
+
+    @property
+    def monitors(self) -> list[SlaMonitor | DangerMonitor]:
+        return [m for m in (self.sla, self.danger) if m is not None]
 
     async def stop(self) -> None:
-        self.relay.stop()
-        for runner in [self.projector, *self.policies, self.sla, self.danger, self.anchoring,
-                       self.checkpointer]:
-            runner.stop()
-        with contextlib.suppress(Exception):
-            await self.wake.unsubscribe()
+        if self.relay is not None:
+            self.relay.stop()
+        for runner in [self.projector, *self.policies, *self.monitors, self.anchoring, self.checkpointer]:
+            if runner is not None:
+                runner.stop()
+        if self.wake is not None:
+            with contextlib.suppress(Exception):
+                await self.wake.unsubscribe()
         await end(self.tasks, grace=5)
 
 
 async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
-                       js: JetStreamContext, clock: Clock, seal: Seal) -> Worker:
-    relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
-                  poll_seconds=settings.relay_poll_seconds)
-
-    async def wake(_msg: Any) -> None:
-        relay.wake()
-
-    subscription = await nc.subscribe(WAKE_SUBJECT, cb=wake)
+                       js: JetStreamContext, clock: Clock, seal: Seal, parts: tuple[str, ...] = PARTS) -> Worker:
+    """Start the `parts` of the worker here. The projections' part first
+    brings the read models up to date with the code and the SLA policy
+    (before its consumer starts); `serve` starts the relay's part once the
+    projections' is ready, so the monitors never look at models not yet
+    counted against the policy."""
+    worker = Worker(tuple(parts))
     sla_policy = load_sla_policy(settings)
-    chosen = projections(sla_policy, ZoneInfo(settings.timezone))
-    await asyncio.to_thread(ensure_current, store, readmodels, chosen)
-    checkpointer = Checkpointer(readmodels)
-    projector = ProjectionRunner(chosen, readmodels, js, seal)
-    policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
-    sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
-                     tick_seconds=settings.sla_tick_seconds)
-    danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock, store_position=store.max_position,
-                           tick_seconds=settings.danger_tick_seconds)
-    for timer in (sla, danger):
-        await timer.prepare()  # before the projections' consumers start
-    anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
-    tasks = [asyncio.create_task(relay.run(), name="relay"), asyncio.create_task(anchoring.run(), name="anchors"),
-             asyncio.create_task(checkpointer.run(), name="checkpoints"),
-             *(asyncio.create_task(task.run(), name=task.durable) for task in [projector, *policies, sla, danger])]
-    return Worker(relay, projector, policies, sla, danger, tasks, subscription, anchoring, checkpointer)
+    if "projections" in parts:
+        chosen = projections(sla_policy, ZoneInfo(settings.timezone))
+        await asyncio.to_thread(ensure_current, store, readmodels, chosen)
+        changed = await asyncio.to_thread(written, readmodels, SlaLimits(sla_policy).retarget)
+        if changed:
+            log.info("%d running SLA limits now count against the current policy", changed)
+        worker.checkpointer = Checkpointer(readmodels)
+        worker.projector = ProjectionRunner(chosen, readmodels, js, seal)
+    if "relay" in parts:
+        relay = worker.relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
+                                     poll_seconds=settings.relay_poll_seconds)
+
+        async def wake(_msg: Any) -> None:
+            relay.wake()
+
+        worker.wake = await nc.subscribe(WAKE_SUBJECT, cb=wake)
+        worker.policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
+        worker.sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
+                                tick_seconds=settings.sla_tick_seconds)
+        worker.danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock,
+                                      store_position=store.max_position, tick_seconds=settings.danger_tick_seconds)
+        for timer in worker.monitors:
+            await timer.prepare()  # before the projections' consumers start (when they run here)
+        worker.anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
+        worker.tasks += [asyncio.create_task(relay.run(), name="relay"),
+                         asyncio.create_task(worker.anchoring.run(), name="anchors")]
+    if worker.checkpointer is not None:
+        worker.tasks.append(asyncio.create_task(worker.checkpointer.run(), name="checkpoints"))
+    worker.tasks += [asyncio.create_task(task.run(), name=task.durable)
+                     for task in [*([worker.projector] if worker.projector else []), *worker.policies,
+                                  *worker.monitors]]
+    return worker
 
 
 def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -> list[Any]:
@@ -148,8 +171,8 @@ def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -
                            max_attempts=settings.callback_max_attempts, sla=sla_policy)]
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """The worker alone, until `stop` is set: `ticketing worker`."""
+async def run_worker(settings: Settings, stop: asyncio.Event, parts: tuple[str, ...] = PARTS) -> None:
+    """The worker's `parts` alone, until `stop` is set: `ticketing worker`."""
     nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
     key = cipher_key(settings)
     store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
@@ -158,9 +181,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key))
+        worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key), parts)
         collector.started()
-        await nc.publish(WORKER_READY_SUBJECT, b"")
+        await nc.publish(WORKER_READY_SUBJECT, orjson.dumps(worker.parts))
         await say_status(nc, worker, stop)
         await worker.stop()
     finally:

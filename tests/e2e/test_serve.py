@@ -18,12 +18,14 @@ import pytest
 
 from contracts.alerts import ALERT_STREAM
 from infra.bus.nats_server import EmbeddedNats
+from infra.runtime.parts import PARTS
 from infra.store.database import ReadModelFiles
 from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
 from tests.processes import (
     TICKETING,
     Serve,
     alive,
+    child_running,
     children_of,
     cli,
     connect,
@@ -52,7 +54,8 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     await wait_for(projected, timeout=30)
     assert processes_using(data / "nats"), "the embedded nats-server runs with its store in the data dir"
     children = children_of(serve.process.pid)
-    assert len(children) == 2, "nats-server and the worker process"
+    assert len(children) == 3, "nats-server and the worker's two processes"
+    assert {child_running(serve.process.pid, "worker", "--part", part) for part in PARTS} < set(children)
 
     assert serve.interrupt() == 0, serve.output()
     assert "stopped" in serve.output()
@@ -137,22 +140,25 @@ def test_serve_refuses_a_bad_sla_policy_with_the_line_and_the_reason(tmp_path: P
     assert not (tmp_path / "var" / "nats").exists(), "nothing was started"
 
 
-async def test_a_worker_that_dies_is_started_again_and_catches_up(
-        tmp_path: Path, nats_server: EmbeddedNats, serves: list[Serve]) -> None:
+@pytest.mark.parametrize("part", PARTS)
+async def test_a_worker_process_that_dies_is_started_again_and_catches_up(
+        tmp_path: Path, nats_server: EmbeddedNats, serves: list[Serve], part: str) -> None:
     data = tmp_path / "data"
     serves.append(serve := Serve(tmp_path, {"TICKETING_NATS_URL": nats_server.url,
                                             "TICKETING_DATA_DIR": str(data)}))
     serve.wait_ready(data)
-    [worker] = children_of(serve.process.pid)
-    os.kill(worker, signal.SIGKILL)
-    reply = await register(nats_server.url, data)  # recorded while no worker runs
+    others = {child_running(serve.process.pid, "worker", "--part", other) for other in PARTS if other != part}
+    killed = child_running(serve.process.pid, "worker", "--part", part)
+    os.kill(killed, signal.SIGKILL)
+    reply = await register(nats_server.url, data)  # recorded while the part does not run
     assert reply["ok"], reply
 
-    async def relayed() -> bool:
-        return await stream_positions(nats_server.url, data) == [1, 2]
-    await wait_for(relayed, timeout=30)
-    [again] = children_of(serve.process.pid)
-    assert again != worker
+    async def relayed_and_projected() -> bool:
+        return (await stream_positions(nats_server.url, data) == [1, 2]
+                and query(data / "readmodels.db", "select count(*) from case_summary") == [(1,)])
+    await wait_for(relayed_and_projected, timeout=30)
+    assert child_running(serve.process.pid, "worker", "--part", part) != killed
+    assert {child_running(serve.process.pid, "worker", "--part", other) for other in PARTS if other != part} == others
     assert serve.interrupt() == 0
 
 

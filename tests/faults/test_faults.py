@@ -1,6 +1,6 @@
 """Faults under load, on real processes: `ticketing serve` with its embedded
 nats-server, concurrent clients sending commands all along, and one fault
-at a random moment: serve, the worker or the nats-server killed with
+at a random moment: serve, one of the worker's processes or the nats-server killed with
 SIGKILL, or JetStream's store filled up and freed again. Nobody steps in:
 the product must mend itself. Afterwards, every command answered `ok` has
 its events in the store and in the stream exactly once, in store order; no
@@ -48,7 +48,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.integration.test_rebuild_property import tables
-from tests.processes import Serve, children_of, connect, send
+from tests.processes import Serve, child_running, connect, send
 
 pytestmark = pytest.mark.anyio
 
@@ -221,16 +221,6 @@ async def verify(url: str, data: Path, load: Load, policy: Path, database_url: s
         store.engine.dispose()
 
 
-def worker_of(serve: Serve) -> int:
-    return next(pid for pid in children_of(serve.process.pid)
-                if b"worker" in (Path("/proc") / str(pid) / "cmdline").read_bytes())
-
-
-def nats_of(serve: Serve) -> int:
-    return next(pid for pid in children_of(serve.process.pid)
-                if b"nats-server" in (Path("/proc") / str(pid) / "cmdline").read_bytes())
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A file system of its own (tmpfs, 128 MB), to be filled; skipped where it cannot be mounted."""
@@ -249,7 +239,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-FAULTS = ["serve", "worker", "nats-server", "jetstream-full", "disk-full", "postgres-connections"]
+FAULTS = ["serve", "worker:projections", "worker:relay", "nats-server", "jetstream-full", "disk-full", "postgres-connections"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -283,10 +273,10 @@ async def test_the_product_mends_itself_and_loses_and_doubles_nothing(
             await asyncio.sleep(chance.uniform(0.0, 1.0))
             serves.append(serve := Serve(tmp_path, env))
             assert serve.wait_ready(data) == url
-        elif fault == "worker":
-            os.kill(worker_of(serve), signal.SIGKILL)
+        elif fault.startswith("worker:"):
+            os.kill(child_running(serve.process.pid, "worker", "--part", fault.split(":")[1]), signal.SIGKILL)
         elif fault == "nats-server":
-            os.kill(nats_of(serve), signal.SIGKILL)
+            os.kill(child_running(serve.process.pid, "nats-server"), signal.SIGKILL)
         elif fault == "jetstream-full":
             await fill_jetstream(url, data, chance)
         elif fault == "disk-full":
