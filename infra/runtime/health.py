@@ -68,34 +68,40 @@ class WorkerWord:
     """The serving process's side: what the worker's processes last said,
     together. The worker is up while every one of its parts (`PARTS`) has
     been heard from within `WORKER_SILENT_SECONDS`, whether one process
-    runs them all or each its own."""
+    runs them all or each its own; the health report names the silent."""
 
-    def __init__(self, parts: tuple[str, ...] = PARTS) -> None:
+    def __init__(self, parts: tuple[str, ...] = PARTS, clock: Callable[[], float] = time.monotonic) -> None:
         self.parts = parts
+        self.clock = clock
         self.heard: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
 
     async def listen(self, nc: Nats) -> None:
         async def heard(msg: Any) -> None:
-            status = orjson.loads(msg.data)
-            self.heard[tuple(status.get("parts", self.parts))] = (time.monotonic(), status)
+            self.hear(msg.data)
         await nc.subscribe(STATUS_SUBJECT, cb=heard)
+
+    def hear(self, data: bytes) -> None:
+        status = orjson.loads(data)
+        self.heard[tuple(status.get("parts", self.parts))] = (self.clock(), status)
 
     def silent(self) -> list[str]:
         """The parts not heard from lately."""
-        since = time.monotonic() - WORKER_SILENT_SECONDS
+        since = self.clock() - WORKER_SILENT_SECONDS
         heard = {part for parts, (at, _) in self.heard.items() if at >= since for part in parts}
         return [part for part in self.parts if part not in heard]
 
     def current(self) -> dict[str, Any] | None:
-        if self.silent():
+        """Together, what each part said last, and which parts are silent;
+        None when none has been heard from lately."""
+        silent = self.silent()
+        if len(silent) == len(self.parts):
             return None
-        since = time.monotonic() - WORKER_SILENT_SECONDS
+        since = self.clock() - WORKER_SILENT_SECONDS
         merged: dict[str, Any] = {}
         for at, status in self.heard.values():
             if at >= since:
                 merged |= status
-        merged["parts"] = list(self.parts)
-        return merged
+        return merged | {"parts": list(self.parts), "silent": silent}
 
 
 class HealthCheck:
@@ -114,8 +120,9 @@ class HealthCheck:
         head = await self._head(parts)
         parts.append(Part(name="nats", up=self.nc.is_connected))
         status = self.worker()
-        parts.append(Part(name="worker", up=status is not None,
-                          last_error=None if status else f"no word from the worker for {WORKER_SILENT_SECONDS:.0f}s"))
+        silent = list(PARTS) if status is None else status.get("silent", [])
+        parts.append(Part(name="worker", up=not silent, last_error=None if not silent else
+                          f"no word from the worker's {' and '.join(silent)} for {WORKER_SILENT_SECONDS:.0f}s"))
         status = status or {}
         relay = status.get("relay", {})
         parts.append(await self._behind("relay", status is not None and bool(relay), relay.get("position"), head,
