@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from contracts.alerts import DangerousCustomer, DangerReason
 from projections.base import Envelope, empty, utc
-from projections.rows import Rows, insert_many
+from projections.rows import Rows, delete_in, insert_many
 from ticketing.danger import LEVELS, MARKS, Assessment, Fact, Facts, Rules
 
 metadata = MetaData()
@@ -250,13 +250,16 @@ def published(conn: Connection) -> dict[str, dict[str, Any]]:
             for row in conn.execute(select(danger_state)).mappings()}
 
 
-def note(conn: Connection, customer_id: str, state: dict[str, Any] | None) -> None:
-    """What is published for a customer now (None: off the list)."""
-    conn.execute(danger_state.delete().where(danger_state.c.customer_id == customer_id))
-    if state is not None:
-        conn.execute(danger_state.insert().values(customer_id=customer_id, level=state["level"],
-                                                  danger_type=state["danger_type"],
-                                                  entered_at=utc(state["entered_at"])))
+def note(conn: Connection, states: dict[str, dict[str, Any] | None]) -> None:
+    """What is published for these customers now (None: off the list), in
+    two statements whatever their number (a busy morning brings hundreds at
+    once, and the write lock is held meanwhile)."""
+    if not states:
+        return
+    delete_in(conn, danger_state.c.customer_id, list(states))
+    insert_many(conn, danger_state, [
+        {"customer_id": customer_id, "level": state["level"], "danger_type": state["danger_type"],
+         "entered_at": utc(state["entered_at"])} for customer_id, state in states.items() if state is not None])
 
 
 # ---- the list as the monitor last assessed it ------------------------------------
@@ -297,7 +300,7 @@ def list_entries(conn: Connection, rows: Listing) -> None:
     """Write what the monitor found for these customers."""
     if not rows:
         return
-    conn.execute(danger_listing.delete().where(danger_listing.c.customer_id.in_(list(rows))))
+    delete_in(conn, danger_listing.c.customer_id, list(rows))
     insert_many(conn, danger_listing, [row for row in rows.values() if row is not None])
 
 

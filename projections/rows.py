@@ -5,12 +5,14 @@ per-person month counters two projections keep."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Column, Connection, Index, Integer, MetaData, String, Table, bindparam, select
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
@@ -74,9 +76,76 @@ def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if conn.dialect.name != "sqlite":
         conn.execute(table.insert(), rows)
         return
-    names = list(rows[0])
-    _many(conn, table, f"INSERT INTO {{table}} ({', '.join(_q(n) for n in names)}) "
-          f"VALUES ({', '.join('?' * len(names))})", names, rows)
+    names = tuple(rows[0])
+    values = list(map(_binder(table, conn.dialect, names), rows))
+    into = f"INSERT INTO {_table_name(conn, table)} ({', '.join(_q(n) for n in names)}) "
+    array = _as_json(values, _float_columns(table, names))
+    if array is None:
+        _on_driver(conn, "executemany", into + f"VALUES ({', '.join('?' * len(names))})", values)
+        return
+    _on_driver(conn, "execute", into + "SELECT " + ", ".join(
+        f"json_extract(value, '$[{i}]')" for i in range(len(names))) + " FROM json_each(?)", (array,))
+
+
+def delete_in(conn: Connection, column: Any, keys: list[Any]) -> None:
+    """DELETE the rows of `column`'s table whose `column` is one of `keys`:
+    on SQLite in one statement, whatever their number (the keys as a JSON
+    array: one parameter, where an IN list takes one each)."""
+    if not keys:
+        return
+    table = column.table
+    if conn.dialect.name != "sqlite":
+        for start in range(0, len(keys), 500):
+            conn.execute(table.delete().where(column.in_(keys[start:start + 500])))
+        return
+    bind = _processors(table, conn.dialect)[column.name]
+    bound = [bind(k) if bind else k for k in keys]
+    array = _as_json(bound, [])
+    if array is None:
+        _on_driver(conn, "executemany", f"DELETE FROM {_table_name(conn, table)} WHERE {_q(column.name)} = ?",
+                   [(k,) for k in bound])
+        return
+    _on_driver(conn, "execute", f"DELETE FROM {_table_name(conn, table)} WHERE {_q(column.name)} IN "
+               f"(SELECT value FROM json_each(?))", (array,))
+
+
+def _as_json(values: list[Any], floats: list[int]) -> bytes | None:
+    """The rows' values as one JSON array of arrays, for one statement to
+    insert them all (SQLite's `json_each`): the driver lets the GIL go
+    around each statement it steps, once here instead of once per row, and
+    taking it back while another thread runs waits up to a switch interval.
+    JSON gives back exactly what was bound (text, integer, real, null), but
+    for what it cannot carry: bytes, infinities (orjson writes null) and a
+    text holding NUL: None then, to insert them row by row."""
+    try:
+        array = orjson.dumps(values)
+    except TypeError:
+        return None
+    if b"\\u0000" in array:  # SQLite's JSON functions end a text at its first NUL
+        return None
+    for i in floats:
+        for row in values:
+            if row[i] is not None and not math.isfinite(row[i]):
+                return None
+    return array
+
+
+_FLOATS: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+
+
+def _float_columns(table: Table, names: tuple[str, ...]) -> list[int]:
+    key = (id(table), names)
+    found = _FLOATS.get(key)
+    if found is None:
+        found = _FLOATS[key] = [i for i, name in enumerate(names) if _is_float(table.c[name].type)]
+    return found
+
+
+def _is_float(kind: Any) -> bool:
+    try:
+        return kind.python_type is float
+    except NotImplementedError:
+        return False
 
 
 def _q(name: str) -> str:

@@ -179,9 +179,8 @@ def _change(customer_id: str, assessment: Assessment | None, customer: dict[str,
 
 def _record(conn: Any, changes: list[_Change], rows: Listing) -> None:
     """Note what went out and write the customers' entries, in one transaction."""
-    for change in changes:
-        if change.noted is not False:
-            note(conn, change.customer_id, change.noted)  # type: ignore[arg-type]
+    note(conn, {change.customer_id: change.noted for change in changes
+                if change.noted is not False})  # type: ignore[misc]
     list_entries(conn, rows)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from projections.rows import _bind_processor, _binder, insert_many
+from projections.rows import _bind_processor, _binder, delete_in, insert_many
 
 DIALECT = sqlite.dialect()
 STORED = DateTime(timezone=True).dialect_impl(DIALECT)
@@ -35,12 +35,12 @@ def test_a_date_in_a_datetime_column_and_none_go_through_as_before(day: date) ->
 
 table = Table("t", MetaData(), Column("k", String(10), primary_key=True),
               Column("at", DateTime(timezone=True)), Column("day", Date), Column("n", Integer),
-              Column("x", Float), Column("ok", Boolean))
+              Column("x", Float), Column("ok", Boolean), Column("s", String(50)))
 
 rows = st.lists(st.fixed_dictionaries({
     "at": st.none() | st.datetimes(timezones=st.just(UTC)), "day": st.none() | st.dates(),
     "n": st.none() | st.integers(-(2**63), 2**63 - 1), "x": st.none() | st.floats(allow_nan=False),
-    "ok": st.none() | st.booleans()}), max_size=20)
+    "ok": st.none() | st.booleans(), "s": st.none() | st.text(max_size=50)}), max_size=20)
 
 
 @given(batch=rows)
@@ -57,7 +57,9 @@ def test_rows_inserted_through_the_driver_read_back_as_sqlalchemy_inserted_them(
     read = []
     for engine in (ours, theirs):
         with engine.connect() as conn:
-            read.append(conn.exec_driver_sql("SELECT k, at, day, n, x, ok FROM t ORDER BY k").all())
+            read.append(conn.exec_driver_sql(  # each value's storage class too: 1.0 == 1 in Python
+                "SELECT k, at, day, n, x, ok, s, typeof(at), typeof(day), typeof(n), typeof(x), typeof(ok), "
+                "typeof(s) FROM t ORDER BY k").all())
     assert read[0] == read[1]
     assert _binder(table, DIALECT, ("k",))({"k": "a"}) == ("a",)
 
@@ -73,3 +75,15 @@ def test_a_driver_error_comes_out_as_sqlalchemys_and_nothing_is_written_outside_
         assert conn.exec_driver_sql("SELECT k, n FROM t").all() == [("a", 1)]  # the batch rolled back whole
     with engine.connect() as conn, pytest.raises(RuntimeError, match="inside a transaction"):
         insert_many(conn, table, [{"k": "c", "n": 4}])  # SQLAlchemy would never commit it
+
+
+@given(keys=st.lists(st.text(max_size=10), unique=True, max_size=30), data=st.data())
+def test_rows_deleted_by_their_keys_are_those_and_only_those(keys: list[str], data: st.DataObject) -> None:
+    gone = data.draw(st.lists(st.sampled_from(keys), unique=True) if keys else st.just([]))
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        insert_many(conn, table, [{"k": k} for k in keys])
+        delete_in(conn, table.c.k, [*gone, "never there"])
+    with engine.connect() as conn:
+        assert sorted(conn.exec_driver_sql("SELECT k FROM t").scalars()) == sorted(set(keys) - set(gone))
