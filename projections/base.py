@@ -11,6 +11,7 @@ Tracking keeps two marks, written together with the rows they describe:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -148,18 +149,25 @@ RETIRED = "ticketing.retired"
 it reaches have been replaced since it connected (set where the engine is
 made; absent where they never are)."""
 
+WRITERS = "ticketing.writers"
+"""Key of a connection's `info`: a lock shared by every process writing
+these read models (a context manager; set where the engine is made, absent
+where one process alone writes)."""
+
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction on the read models. On SQLite, this process's
     writers (the projections, the monitors) take turns on a lock of ours
     first: SQLite would make them wait in its busy handler, which sleeps in
-    steps of up to 100 ms. The transaction takes the database's write lock
-    as it begins (BEGIN IMMEDIATE), so writers in other processes (the
-    worker's parts run apart) wait for each other in SQLite's busy handler
-    instead of one of two that both want to write being refused (a batch
-    failed, applied one by one) or writing after reading what the other
-    was changing. Before it
+    steps of up to 100 ms. Writers in other processes (the worker's parts
+    run apart) take turns on a file lock first (`WRITERS`, where the engine
+    is made: the kernel hands it to a waiter as it is let go, where SQLite's
+    busy handler polls, and a monitor's write waited out up to a second of
+    the projections' batches that way). The transaction takes the
+    database's write lock as it begins (BEGIN IMMEDIATE): a writer that
+    reads first never writes after reading what another was changing, nor
+    is refused. Before it
     commits, still holding the database's write lock, it makes sure its
     connection reaches the current read models: a rebuild replaces them
     while holding that lock, so a writer that waited on it finds out here,
@@ -170,12 +178,13 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield conn
         return
     lock = _WRITERS.setdefault(id(engine), threading.Lock())
-    with lock, engine.begin() as conn:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-        yield conn
-        retired = conn.connection.info.get(RETIRED)
-        if retired is not None and retired():
-            raise ReadModelsMoved("the read models were replaced by a rebuild meanwhile")
+    with lock, engine.connect() as conn:
+        with conn.connection.info.get(WRITERS) or contextlib.nullcontext(), conn.begin():
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+            retired = conn.connection.info.get(RETIRED)
+            if retired is not None and retired():
+                raise ReadModelsMoved("the read models were replaced by a rebuild meanwhile")
 
 
 def written(engine: Engine, change: Callable[[Connection], T]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import weakref
@@ -10,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 
-from projections.base import RETIRED
+from projections.base import RETIRED, WRITERS
 
 CACHE_KIB = 65_536
 """SQLite's page cache per connection (64 MiB; its default is 2 MiB). Its
@@ -78,6 +79,8 @@ class ReadModelFiles:
         self.path = path
         self.pointer = path.with_name(path.name + ".current")
         self._seen: tuple[tuple[int, int, int], Path] | None = None
+        self.writers = WritersLock(path.with_name(path.name + ".writers"))
+        """Taken by each write transaction, whichever file is current."""
 
     def current(self) -> Path:
         try:
@@ -123,6 +126,26 @@ class ReadModelFiles:
                 remove(older)
 
 
+class WritersLock:
+    """A lock on a file beside the read models, for their writers in every
+    process (flock: the kernel wakes a waiter as it is let go, and lets it
+    go when its holder dies). One per engine: the threads of a process take
+    turns on a lock of their own first (`projections.base.writing`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        assert self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 def remove(database: Path) -> None:
     """A SQLite file and what SQLite keeps beside it."""
     for part in (database, *(database.with_name(database.name + s) for s in ("-wal", "-shm", "-journal"))):
@@ -140,6 +163,7 @@ def _follow(engine: Engine, files: ReadModelFiles) -> None:
     def _current_file(_dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
         file = files.current()
         record.info[RETIRED] = lambda: files.current() != file
+        record.info[WRITERS] = files.writers
         if file != files.path:  # a rebuild's file: opened, never made again (`swap_to`)
             cargs[0] = f"{file.as_uri()}?mode=rw"
             cparams["uri"] = True
