@@ -96,8 +96,9 @@ class JetStreamWatch:
 async def keep_worker_running(runtime: Any) -> None:
     """Run each of the worker's parts as a child of its own (`ticketing
     worker --part P`), each started again if it dies; at first the next part
-    is started once the one before is ready (the projections' part brings
-    the read models up to date before the monitors look at them)."""
+    is started once the one before is ready, however long that takes (the
+    projections' part brings the read models up to date with the code and
+    the SLA policy before the monitors look at them)."""
     env = os.environ | runtime.settings.as_env(nats_url=runtime.nats_url)
     ready = {part: asyncio.Event() for part in PARTS}
 
@@ -124,8 +125,9 @@ async def keep_worker_running(runtime: Any) -> None:
             group.create_task(keep(part), name=f"worker:{part}")
             try:
                 await asyncio.wait_for(ready[part].wait(), 60)
-            except TimeoutError:
-                log.warning("the worker's %s process is not ready after 60s; going on", part)
+            except TimeoutError:  # a rebuild at start, say: the monitors must not look at models half made
+                log.warning("the worker's %s process is not ready after 60s; the next waits for it", part)
+                await ready[part].wait()
 
 
 async def keep_nats_running(runtime: Any, every: float = 0.5) -> None:
