@@ -11,7 +11,7 @@ read models are rebuilt beside themselves (blue/green: the swap's wait is
 timed); the store's and the read models' size on disk, and peak memory.
 Then `ticketing serve` runs on that store (its relay puts the history on a
 new stream first; the read models skip what they hold): command replies
-timed from outside (16 senders), then its two processes' CPU while idle.
+timed from outside (16 senders), then its processes' CPU while idle (serve, the worker's two).
 What that run adds (2,000 open complaints, the callbacks its policy
 schedules for the seeded cases) stays in the store for the next size.
 """
