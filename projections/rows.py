@@ -5,14 +5,14 @@ per-person month counters two projections keep."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-import orjson
 from sqlalchemy import Column, Connection, Index, Integer, MetaData, String, Table, bindparam, select
 from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
@@ -68,9 +68,10 @@ class Rows:
 
 def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT the rows (all with the same keys). On SQLite straight through
-    the driver's executemany, each value through its column type's own bind
-    processor (stored exactly as SQLAlchemy would store it), without
-    SQLAlchemy's per-row statement machinery: most of a rebuild's cost."""
+    the driver, each value through its column type's own bind processor
+    (stored exactly as SQLAlchemy would store it), many rows a statement
+    (`_statements`), without SQLAlchemy's per-row statement machinery: most
+    of a rebuild's cost."""
     if not rows:
         return
     if conn.dialect.name != "sqlite":
@@ -78,19 +79,15 @@ def insert_many(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         return
     names = tuple(rows[0])
     values = list(map(_binder(table, conn.dialect, names), rows))
-    into = f"INSERT INTO {_table_name(conn, table)} ({', '.join(_q(n) for n in names)}) "
-    array = _as_json(values, _float_columns(table, names))
-    if array is None:
-        _on_driver(conn, "executemany", into + f"VALUES ({', '.join('?' * len(names))})", values)
-        return
-    _on_driver(conn, "execute", into + "SELECT " + ", ".join(
-        f"json_extract(value, '$[{i}]')" for i in range(len(names))) + " FROM json_each(?)", (array,))
+    into = f"INSERT INTO {_table_name(conn, table)} ({', '.join(_q(n) for n in names)}) VALUES "
+    one = f"({', '.join('?' * len(names))})"
+    for chunk in _statements(conn, values, len(names)):
+        _on_driver(conn, "execute", _repeated(into, one, ", ", len(chunk)), list(chain.from_iterable(chunk)))
 
 
 def delete_in(conn: Connection, column: Any, keys: list[Any]) -> None:
     """DELETE the rows of `column`'s table whose `column` is one of `keys`:
-    on SQLite in one statement, whatever their number (the keys as a JSON
-    array: one parameter, where an IN list takes one each)."""
+    on SQLite many keys a statement (`_statements`)."""
     if not keys:
         return
     table = column.table
@@ -99,53 +96,43 @@ def delete_in(conn: Connection, column: Any, keys: list[Any]) -> None:
             conn.execute(table.delete().where(column.in_(keys[start:start + 500])))
         return
     bind = _processors(table, conn.dialect)[column.name]
-    bound = [bind(k) if bind else k for k in keys]
-    array = _as_json(bound, [])
-    if array is None:
-        _on_driver(conn, "executemany", f"DELETE FROM {_table_name(conn, table)} WHERE {_q(column.name)} = ?",
-                   [(k,) for k in bound])
-        return
-    _on_driver(conn, "execute", f"DELETE FROM {_table_name(conn, table)} WHERE {_q(column.name)} IN "
-               f"(SELECT value FROM json_each(?))", (array,))
+    bound = [(bind(k) if bind else k,) for k in keys]
+    where = f"DELETE FROM {_table_name(conn, table)} WHERE {_q(column.name)} IN ("
+    for chunk in _statements(conn, bound, 1):
+        _on_driver(conn, "execute", _repeated(where, "?", ", ", len(chunk)) + ")", [k for k, in chunk])
 
 
-def _as_json(values: list[Any], floats: list[int]) -> bytes | None:
-    """The rows' values as one JSON array of arrays, for one statement to
-    insert them all (SQLite's `json_each`): the driver lets the GIL go
-    around each statement it steps, once here instead of once per row, and
-    taking it back while another thread runs waits up to a switch interval.
-    JSON gives back exactly what was bound (text, integer, real, null), but
-    for what it cannot carry: bytes, infinities (orjson writes null) and a
-    text holding NUL: None then, to insert them row by row."""
-    try:
-        array = orjson.dumps(values)
-    except TypeError:
-        return None
-    if b"\\u0000" in array:  # SQLite's JSON functions end a text at its first NUL
-        return None
-    for i in floats:
-        for row in values:
-            if row[i] is not None and not math.isfinite(row[i]):
-                return None
-    return array
+ROWS_A_STATEMENT = 512
+"""The most rows one statement writes on SQLite."""
 
 
-_FLOATS: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+def _statements(conn: Connection, values: list[tuple[Any, ...]], width: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows' values in chunks, one statement each: the driver lets the
+    GIL go around each statement it steps (taking it back while another
+    thread runs waits up to a switch interval), so a few statements for a
+    batch, not one per row; and SQLite binds each value once, where rows
+    passed as one JSON array (json_each) had every row parsed again for
+    each column (a rebuild's inserts took three times as long). Each chunk
+    a power of two of rows, at most ROWS_A_STATEMENT and SQLite's limit of
+    parameters: a few statement texts, each prepared once and cached by the
+    driver."""
+    most = max(1, min(ROWS_A_STATEMENT, _parameters(conn) // width))
+    most = 1 << (most.bit_length() - 1)
+    done, n = 0, len(values)
+    while done < n:
+        k = min(most, 1 << ((n - done).bit_length() - 1))
+        yield values[done:done + k]
+        done += k
 
 
-def _float_columns(table: Table, names: tuple[str, ...]) -> list[int]:
-    key = (id(table), names)
-    found = _FLOATS.get(key)
-    if found is None:
-        found = _FLOATS[key] = [i for i, name in enumerate(names) if _is_float(table.c[name].type)]
-    return found
+def _parameters(conn: Connection) -> int:
+    """How many parameters one statement may have on this SQLite connection."""
+    return int(conn.connection.dbapi_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
-def _is_float(kind: Any) -> bool:
-    try:
-        return kind.python_type is float
-    except NotImplementedError:
-        return False
+@lru_cache(maxsize=1024)
+def _repeated(head: str, item: str, between: str, n: int) -> str:
+    return head + between.join([item] * n)
 
 
 def _q(name: str) -> str:

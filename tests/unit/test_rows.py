@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData, String, Table, create_engine
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
+from projections import rows as driver_rows
 from projections.rows import _bind_processor, _binder, delete_in, insert_many
 
 DIALECT = sqlite.dialect()
@@ -43,6 +44,7 @@ rows = st.lists(st.fixed_dictionaries({
     "ok": st.none() | st.booleans(), "s": st.none() | st.text(max_size=50)}), max_size=20)
 
 
+@settings(deadline=None)  # a database each example: the first, cold, takes longer
 @given(batch=rows)
 def test_rows_inserted_through_the_driver_read_back_as_sqlalchemy_inserted_them(batch: list[dict]) -> None:
     keyed = [row | {"k": str(i)} for i, row in enumerate(batch)]
@@ -77,6 +79,7 @@ def test_a_driver_error_comes_out_as_sqlalchemys_and_nothing_is_written_outside_
         insert_many(conn, table, [{"k": "c", "n": 4}])  # SQLAlchemy would never commit it
 
 
+@settings(deadline=None)
 @given(keys=st.lists(st.text(max_size=10), unique=True, max_size=30), data=st.data())
 def test_rows_deleted_by_their_keys_are_those_and_only_those(keys: list[str], data: st.DataObject) -> None:
     gone = data.draw(st.lists(st.sampled_from(keys), unique=True) if keys else st.just([]))
@@ -87,3 +90,25 @@ def test_rows_deleted_by_their_keys_are_those_and_only_those(keys: list[str], da
         delete_in(conn, table.c.k, [*gone, "never there"])
     with engine.connect() as conn:
         assert sorted(conn.exec_driver_sql("SELECT k FROM t").scalars()) == sorted(set(keys) - set(gone))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 2 * driver_rows.ROWS_A_STATEMENT + 3])
+def test_a_batch_of_any_size_is_written_whole_in_statements_of_a_few_sizes(
+        n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = create_engine("sqlite://")
+    table.metadata.create_all(engine)
+    texts: set[str] = set()
+    driver = driver_rows._on_driver
+
+    def seen(conn, method, sql, parameters):  # noqa: ANN001, ANN202 - the driver's call, recorded
+        texts.add(sql)
+        return driver(conn, method, sql, parameters)
+
+    monkeypatch.setattr(driver_rows, "_on_driver", seen)
+    with engine.begin() as conn:
+        insert_many(conn, table, [{"k": f"{i:05}", "n": i} for i in range(n)])
+        delete_in(conn, table.c.k, [f"{i:05}" for i in range(0, n, 2)])
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT k, n FROM t ORDER BY k").all() == [
+            (f"{i:05}", i) for i in range(1, n, 2)]
+    assert len(texts) <= 2 * (driver_rows.ROWS_A_STATEMENT.bit_length())  # powers of two: a few texts
