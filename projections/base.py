@@ -45,6 +45,12 @@ tracking = Table(
 )
 
 
+READ_BY_APPLY = "ticketing.read_by_apply"
+"""Key of an index's `info`: the projection's own `apply` finds rows
+through it. The other indexes serve the queries and the monitors: a
+rebuild on SQLite makes them once its rows are in (`projections.rebuilding.
+indexes_made_after`), sorted once instead of updated row by row."""
+
 UTC_ZONE = ZoneInfo("UTC")
 """The time zone day counters are kept in when none is given."""
 

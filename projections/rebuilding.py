@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
-from projections.base import Envelope, Projection, hold_marks, tracking
+from projections.base import READ_BY_APPLY, Envelope, Projection, hold_marks, tracking
 
 
 def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable[[int], Iterator[list[Envelope]]],
@@ -27,12 +27,13 @@ def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable
         for projection in projections:
             projection.reset(conn)
         position = 0
-        for batch in history(end):
-            if batch:
-                for projection in projections:
-                    projection.apply(conn, batch)
-                position = batch[-1]["position"]
-            progress(position, end)
+        with indexes_made_after(conn, projections):
+            for batch in history(end):
+                if batch:
+                    for projection in projections:
+                        projection.apply(conn, batch)
+                    position = batch[-1]["position"]
+                progress(position, end)
         for projection in projections:
             conn.execute(tracking.update().where(tracking.c.name == projection.name).values(position=position))
     return position
@@ -50,14 +51,37 @@ def adopt(engine: Engine, scratch: str, projections: Sequence[Projection], posit
                 hold_marks(conn, [p.name for p in projections])
                 for projection in projections:
                     projection.reset(conn)
-                    for table in projection.metadata.sorted_tables:
-                        conn.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
-                                             f'{APART_SCHEMA}."{table.name}"')
+                with indexes_made_after(conn, projections):
+                    for projection in projections:
+                        for table in projection.metadata.sorted_tables:
+                            conn.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
+                                                 f'{APART_SCHEMA}."{table.name}"')
+                for projection in projections:
                     conn.execute(tracking.update().where(tracking.c.name == projection.name)
                                  .values(position=position))
         finally:
             conn.exec_driver_sql(f"DETACH DATABASE {APART_SCHEMA}")
             conn.commit()
+
+
+@contextmanager
+def indexes_made_after(conn: Connection, projections: Sequence[Projection]) -> Iterator[None]:
+    """On SQLite, the projections' indexes that their `apply` does not read
+    through (all but READ_BY_APPLY) dropped while a rebuild puts the rows in,
+    and made again once they are all in, in the same transaction (readers
+    see the old rows and indexes until it commits): sorted once, instead of
+    updated at every row. Elsewhere left as they are (PostgreSQL would keep
+    readers off the tables until the commit)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    deferred = [index for projection in projections for table in projection.metadata.sorted_tables
+                for index in table.indexes if not index.info.get(READ_BY_APPLY)]
+    for index in deferred:
+        index.drop(conn, checkfirst=True)
+    yield
+    for index in deferred:
+        index.create(conn)
 
 
 APART_SCHEMA = "ticketing_apart"

@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
 )
 
-from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty, utc
+from projections.base import READ_BY_APPLY, UTC_ZONE, Envelope, counted_elsewhere, empty, utc
 from projections.case_summary import assignee_after
 from projections.rows import Rows, add_up, person_months
 from projections.staff import month_in, person_after
@@ -47,12 +47,13 @@ sla_case = Table(
     metadata,
     Column("case_id", String(36), primary_key=True),
     Column("kind", String(20), nullable=False),
-    Column("customer_id", String(36), nullable=False, index=True),
+    Column("customer_id", String(36), nullable=False),
     Column("tier", String(20), nullable=False),
     Column("priority", String(10), nullable=False),
     Column("assignee", String(200)),
     Column("person", String(200)),  # whose work it is (projections.staff.person_after)
     Column("cycle", Integer, nullable=False),
+    Index("ix_sla_case_customer_id", "customer_id", info={READ_BY_APPLY: True}),  # a tier change retargets its cases
 )
 
 sla_customer = Table(
@@ -66,7 +67,7 @@ sla_clock = Table(
     "sla_clock",
     metadata,
     Column("clock_id", String(120), primary_key=True),
-    Column("case_id", String(36), nullable=False, index=True),
+    Column("case_id", String(36), nullable=False),
     Column("metric", String(20), nullable=False),
     Column("cycle", Integer, nullable=False),
     # running, paused; met, missed (stopped after its deadline), ended (the
@@ -83,6 +84,7 @@ sla_clock = Table(
     Column("stopped_at", DateTime(timezone=True)),
     Column("elapsed_seconds", Float),
     Column("recorded", Boolean, nullable=False),  # the breach is on the case (its `sla_breached` event)
+    Index("ix_sla_clock_case_id", "case_id", info={READ_BY_APPLY: True}),  # a batch's cases' limits
     # What the timer asks several times a second, each answered from an index
     # whatever the history's size: running limits by deadline and by warning
     # instant, breaches not yet on their case.
