@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty, utc
-from projections.rows import Rows, insert_many
+from projections.rows import Rows, insert_many, insert_missing
 
 metadata = MetaData()
 
@@ -229,8 +229,7 @@ class Activity:
                 before = kept.get(k)
                 kept.put(k, counts if before is None else before | {m: before[m] + counts[m] for m in measures})
             kept.write()
-        if conn.execute(select(counted_in.c.zone).where(counted_in.c.name == "days")).scalar() is None:
-            conn.execute(counted_in.insert().values(name="days", zone=self.zone.key))
+        insert_missing(conn, counted_in, {"name": "days", "zone": self.zone.key})
 
     def reset(self, conn: Connection) -> None:
         empty(conn, metadata)

@@ -35,7 +35,7 @@ from sqlalchemy import (
 
 from projections.base import READ_BY_APPLY, UTC_ZONE, Envelope, counted_elsewhere, empty, utc
 from projections.case_summary import assignee_after
-from projections.rows import Rows, add_up, person_months
+from projections.rows import Rows, add_up, insert_missing, person_months
 from projections.staff import month_in, person_after
 from ticketing.sla.clock import CaseClocks, Result, Running
 from ticketing.sla.policy import SlaPolicy
@@ -254,9 +254,7 @@ class SlaLimits:
         self._put(live, cases, clocks)
         self._count(conn, live)
         add_up(conn, sla_staff_month, by_person)
-        kept = conn.execute(select(sla_counted_under.c.digest).where(sla_counted_under.c.name == COUNTERS))
-        if kept.scalar() is None:
-            conn.execute(sla_counted_under.insert().values(name=COUNTERS, digest=self.zone.key))
+        insert_missing(conn, sla_counted_under, {"name": COUNTERS, "digest": self.zone.key})
         customers.write()
         cases.write()
         clocks.write()

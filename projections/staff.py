@@ -19,7 +19,7 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, select
 
 from projections.base import UTC_ZONE, Envelope, counted_elsewhere, empty
 from projections.case_summary import assignee_after
-from projections.rows import Rows, add_up, person_months
+from projections.rows import Rows, add_up, insert_missing, person_months
 from ticketing.assessment import ROLES
 
 metadata = MetaData()
@@ -116,8 +116,7 @@ class StaffFigures:
         cases.write()
         self._roles(conn, roles)
         add_up(conn, staff_month, counts)
-        if conn.execute(select(staff_zone.c.zone).where(staff_zone.c.name == "months")).scalar() is None:
-            conn.execute(staff_zone.insert().values(name="months", zone=self.zone.key))
+        insert_missing(conn, staff_zone, {"name": "months", "zone": self.zone.key})
 
     @staticmethod
     def _roles(conn: Connection, roles: dict[str, str]) -> None:

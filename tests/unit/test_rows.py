@@ -98,13 +98,13 @@ def test_a_batch_of_any_size_is_written_whole_in_statements_of_a_few_sizes(
     engine = create_engine("sqlite://")
     table.metadata.create_all(engine)
     texts: set[str] = set()
-    driver = driver_rows._on_driver
+    driver = driver_rows.on_driver
 
     def seen(conn, method, sql, parameters):  # noqa: ANN001, ANN202 - the driver's call, recorded
         texts.add(sql)
         return driver(conn, method, sql, parameters)
 
-    monkeypatch.setattr(driver_rows, "_on_driver", seen)
+    monkeypatch.setattr(driver_rows, "on_driver", seen)
     with engine.begin() as conn:
         insert_many(conn, table, [{"k": f"{i:05}", "n": i} for i in range(n)])
         delete_in(conn, table.c.k, [f"{i:05}" for i in range(0, n, 2)])
