@@ -135,14 +135,15 @@ class Runtime:
 
 
 async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["inline", "process"] = "inline",
-                ) -> Runtime:
+                stop: asyncio.Event | None = None) -> Runtime:
     """Start the product. The command side (handlers and the group-commit
     writer) runs here; the worker (relay and projections) runs here too, or,
     with `worker="process"` as `serve` does, in a child process of its own
     (`ticketing worker`). They share nothing but the store, the bus and the
     read model database, so on a multi-core machine the worker no longer
     competes with command handling for one interpreter; a commit wakes the
-    relay over the bus either way."""
+    relay over the bus either way. A `stop` set meanwhile ends the wait for
+    the worker process (the caller then stops what started)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sla_policy = load_sla_policy(settings)  # a file with an error is refused before anything starts
     danger_rules = load_danger_rules(settings)
@@ -219,9 +220,12 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         else:
             await word.listen(nc)
             runtime.tasks.append(asyncio.create_task(runtime.supervise_worker(), name="worker"))
-            try:  # ready means relayed and projected, not only answered
-                await asyncio.wait_for(runtime.worker_ready.wait(), 60)
-            except TimeoutError:
+            # ready means relayed and projected, not only answered
+            waits = [asyncio.ensure_future(event.wait()) for event in (runtime.worker_ready, stop) if event]
+            done, _ = await asyncio.wait(waits, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            if not done:
                 log.warning("the worker process is not ready after 60s; going on without waiting")
         await broker.start()
         responders_said.connection = broker.connection

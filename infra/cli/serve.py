@@ -32,21 +32,22 @@ async def _serve(settings: Settings) -> None:
     from infra.runtime import collector
 
     stop = stop_on_signals()
-    runtime = await start(settings, worker="process")
+    runtime = await start(settings, worker="process", stop=stop)
     collector.started()
-    where = "embedded nats-server" if runtime.embedded else "external NATS"
-    console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
-    console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file}); "
-                  f"no anonymous access")
-    console.print(f"  local operator's credentials: {settings.client_credentials.resolve()} (role manager; "
-                  f"the CLI uses them); more users: `ticketing users add NAME --role ROLE --out FILE`")
-    console.print(f"  event store:   {safe_url(settings.event_store_url)}")
-    console.print(f"  read models:   {safe_url(settings.read_model_url)}")
-    console.print("  projections, and the relay with the monitors, in child processes (`ticketing worker --part`)")
-    console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
-                  "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
-    console.print("  Ctrl-C to stop")
-    await stop.wait()
+    if not stop.is_set():  # (stopped while starting: straight to stopping)
+        where = "embedded nats-server" if runtime.embedded else "external NATS"
+        console.print(f"[bold]ticketing[/] serving; data in {settings.data_dir.resolve()}")
+        console.print(f"  NATS ({where}): {runtime.nats_url}  (written to {settings.nats_url_file}); "
+                      f"no anonymous access")
+        console.print(f"  local operator's credentials: {settings.client_credentials.resolve()} (role manager; "
+                      f"the CLI uses them); more users: `ticketing users add NAME --role ROLE --out FILE`")
+        console.print(f"  event store:   {safe_url(settings.event_store_url)}")
+        console.print(f"  read models:   {safe_url(settings.read_model_url)}")
+        console.print("  projections, and the relay with the monitors, in child processes (`ticketing worker --part`)")
+        console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
+                      "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
+        console.print("  Ctrl-C to stop")
+        await stop.wait()
     console.print("stopping...")
     began = time.monotonic()
     await runtime.stop()

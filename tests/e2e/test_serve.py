@@ -78,6 +78,25 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
     assert again.interrupt() == 0
 
 
+async def test_ctrl_c_while_the_worker_cannot_start_stops_serve_at_once(tmp_path: Path, serves: list[Serve],
+                                                                        ) -> None:
+    """serve waits for its worker before it answers (up to a minute); a stop
+    meanwhile ends the wait, and everything started so far stops."""
+    data = tmp_path / "var"
+    serves.append(serve := Serve(tmp_path, {  # read models nobody can reach: the worker never gets ready
+        "TICKETING_READMODEL_URL": "postgresql+psycopg://ticketing@127.0.0.1:1/nowhere"}))
+
+    async def worker_failed() -> bool:
+        return "starting it again" in serve.output()
+    await wait_for(worker_failed, timeout=30)
+    assert "Ctrl-C to stop" not in serve.output()
+    children = children_of(serve.process.pid)
+    assert serve.interrupt(timeout=20) == 0, serve.output()
+    assert "stopped" in serve.output() and "Ctrl-C to stop" not in serve.output()
+    assert processes_using(data / "nats") == [], "the child nats-server stops with serve"
+    assert not [pid for pid in children if alive(pid)], "every child stops with serve"
+
+
 async def test_serve_killed_in_the_middle_of_a_load_loses_and_doubles_nothing(
         tmp_path: Path, nats_server: EmbeddedNats, serves: list[Serve]) -> None:
     data = tmp_path / "data"
