@@ -18,7 +18,7 @@ import hypothesis.strategies as st
 import pytest
 from eventsourcing.cipher import AESCipher
 from hypothesis import HealthCheck, example, given, settings
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from handlers.translate import envelope
 from infra.config_files import DEFAULT_POLICY
@@ -277,6 +277,10 @@ def test_a_large_rebuild_shares_the_projections_with_a_second_process_and_equals
         assert rebuild_projections(store, two, every) == store.max_position()
         for projection in every:
             assert tables(one, projection) == tables(two, projection), projection.name
+            for table in projection.metadata.sorted_tables:  # those made last (indexes_made_after) are back
+                defined = {index.name for index in table.indexes}
+                for engine in (one, two):
+                    assert defined <= {i["name"] for i in inspect(engine).get_indexes(table.name)}, table.name
         assert marks_of(two, "staff")[0] == marks_of(two, "sla")[0] == store.max_position()
         assert not list(tmp_path.glob("two.db.apart-*")), "the second process's file is removed"
 
