@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from contracts.health import AuditVerifyReply
 from handlers.batch import CommandBatches
-from handlers.bus import include_handlers
+from handlers.bus import CommandResponders, include_handlers
 from handlers.commands import CommandService
 from handlers.queries import QueryService
 from infra.auth.connect import product_directory, product_options
@@ -83,6 +83,8 @@ class Runtime:
     http: ThreadingHTTPServer | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     queries: QueryService | None = None
+    responders: CommandResponders | None = None
+    """The command subjects' (on the responders' connection, the broker's)."""
 
     def worker_status(self) -> dict[str, Any] | None:
         return worker_status(self.worker) if self.worker is not None else self.worker_word.current()
@@ -108,6 +110,8 @@ class Runtime:
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
+        if self.responders is not None:  # the commands in hand answered before the connection goes
+            await self.responders.stop(STOP_DRAIN_SECONDS)
         # A task, not wait_for: nats-py's drain swallows the cancellation
         # wait_for sends at its timeout, and wait_for then waits for ever.
         draining = asyncio.create_task(self.broker.stop(), name="responders")
@@ -208,7 +212,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
                                assessment_rules)
         queries.max_reply = nc.max_payload - 4096
         runtime.queries = queries
-        include_handlers(broker, commands, queries, observe=runtime.metrics.observe_command)
+        include_handlers(broker, queries)
+        runtime.responders = CommandResponders(commands, runtime.metrics.observe_command)
         runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
                                                  name="health"))
         if settings.metrics_port:
@@ -229,6 +234,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
                 log.warning("the worker process is not ready after 60s; going on without waiting")
         await broker.start()
         responders_said.connection = broker.connection
+        await runtime.responders.start(broker.connection)
         # A round trip, so the server has every subscription before we say we
         # are ready (a request sent right after would otherwise get "no
         # responders"). Twice: measured here, nats-py's first flush on a new

@@ -1,5 +1,6 @@
-"""The AsyncAPI document, generated from the same FastStream subscribers the
-product serves with. `faststream docs gen infra.docs:docs_app --factory` works too."""
+"""The AsyncAPI document, generated from the FastStream subscribers the
+product serves the queries with, and the commands declared alike (served on
+nats-py: `handlers.bus.CommandResponders`). `faststream docs gen infra.docs:docs_app --factory` works too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi.v2_6_0.schema.utils import Reference
 
 from contracts.catalog import bus_payloads
-from handlers.bus import describe_events, include_handlers
+from handlers.bus import describe_commands, describe_events, include_handlers
 from handlers.commands import CommandService
 from handlers.queries import QueryService
 from infra.runtime.clock import utc_now
@@ -39,8 +40,8 @@ SECURITY_SCHEME = {
 def docs_app() -> FastStream:
     broker = NatsBroker()
     unused: Any = None
-    include_handlers(broker, CommandService(unused, unused, utc_now, unused),
-                     QueryService(unused, utc_now, unused, unused, unused, unused, unused))
+    describe_commands(broker, CommandService(unused, unused, utc_now, unused))
+    include_handlers(broker, QueryService(unused, utc_now, unused, unused, unused, unused, unused))
     describe_events(broker)
     return FastStream(broker, specification=AsyncAPI(title="ticketing bus", version="v1",
                                                       description=DESCRIPTION))

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import nats
 import orjson
 import pytest
 
@@ -179,6 +180,39 @@ async def test_concurrent_commands_commit_together_and_all_arrive(runtime: Runti
     assert len({r["aggregate_id"] for r in replies}) == 100
     assert runtime.writer.batches < 100, "concurrent commands should share transactions"
     await wait_for(lambda: runtime.relay.position == 101)
+
+
+async def test_commands_in_hand_when_the_command_side_stops_are_answered_and_none_taken_after(
+        runtime: Runtime, client: Client) -> None:
+    """The responders stop (as serve does at Ctrl-C) in the middle of a
+    burst: every command recorded got its reply, nothing unanswered was
+    recorded, and what comes after is taken by nobody until they start again."""
+    customer = await client.known_customer()
+    nc = await client.as_role("agent")
+    before = store_size(runtime)
+
+    async def register() -> dict[str, Any] | None:
+        body = {"command_id": str(uuid.uuid4()), "data": complaint_data(customer_id=customer)}
+        try:
+            return dict(orjson.loads((await nc.request("ticketing.v1.commands.complaint.register",
+                                                       orjson.dumps(body), timeout=5)).data))
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            return None
+
+    burst = [asyncio.create_task(register()) for _ in range(200)]
+    await asyncio.sleep(0.05)
+    assert runtime.responders is not None
+    await runtime.responders.stop(5)
+    recorded = store_size(runtime) - before  # what the commands in hand wrote: all done by now
+    replies = await asyncio.gather(*burst)
+    answered = [r for r in replies if r is not None]
+    assert answered and all(r["ok"] for r in answered), answered[:3]
+    assert len(answered) == recorded, "recorded exactly what was answered, by the stop's end"
+    assert await register() is None, "nobody takes commands once stopped"
+    assert store_size(runtime) - before == len(answered)
+    await runtime.responders.start(runtime.broker.connection)
+    again = await register()
+    assert again is not None and again["ok"], again
 
 
 async def test_repeats_among_concurrent_commands_get_their_first_replies(runtime: Runtime,

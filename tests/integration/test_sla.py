@@ -427,7 +427,8 @@ async def test_breaches_due_while_the_command_side_is_away_are_said_once_and_rec
     every breach is on its case once the command side is back."""
     cases = [(await client.register_complaint(priority="high"))["aggregate_id"] for _ in range(6)]
     await settle(runtime)
-    await runtime.broker.stop()
+    assert runtime.responders is not None
+    await runtime.responders.stop(5)
     try:
         clock.advance(minutes=31)
         for _ in range(4):
@@ -436,7 +437,7 @@ async def test_breaches_due_while_the_command_side_is_away_are_said_once_and_rec
         said = [r for r in caplog.records if "recording breaches" in r.getMessage()]
         assert len(said) == 1, [r.getMessage() for r in said]
     finally:
-        await runtime.broker.start()
+        await runtime.responders.start(runtime.broker.connection)
     await runtime.worker.sla.tick()
     for case_id in cases:
         assert len(await breach_recorded(client, case_id, "first_response")) == 1
