@@ -128,14 +128,24 @@ class CommandResponders:
 
     async def stop(self, grace: float) -> None:
         """Take no more commands (those already received are still run) and
-        answer those in hand, waiting at most `grace` seconds: each waits
-        for its commit, milliseconds."""
+        answer those in hand, waiting at most `grace` seconds for each step:
+        a command waits for its commit, milliseconds. The subjects are
+        drained together, as tasks (not `wait_for`: nats-py's drain can
+        swallow the cancellation at its timeout; with NATS away its flush
+        waits out its own), and what is still draining then is left."""
         subscriptions, self._subscriptions = self._subscriptions, []
-        for subscription in subscriptions:
-            with contextlib.suppress(Exception):  # NATS away: nothing more comes anyway
-                await asyncio.wait_for(subscription.drain(), grace)
+        draining = {asyncio.create_task(_quietly(s.drain()), name="command-drain") for s in subscriptions}
+        if draining:
+            _, left = await asyncio.wait(draining, timeout=grace)
+            for task in left:
+                task.cancel()
         if self._running:
             await asyncio.wait(set(self._running), timeout=grace)
+
+
+async def _quietly(step: Awaitable[Any]) -> None:
+    with contextlib.suppress(Exception):  # NATS away or closed: nothing more comes anyway
+        await step
 
 
 def include_handlers(broker: NatsBroker, queries: QueryService) -> None:
