@@ -104,9 +104,14 @@ class CommandResponders:
         self._running: set[asyncio.Task[None]] = set()
 
     async def start(self, nc: Any) -> None:
+        """Subscribe, and return once the server has every subscription: a
+        round trip, twice (nats-py's first flush on a connection sometimes
+        returns before the server has read what preceded it)."""
         for (aggregate, command), handle in self.handlers.items():
             self._subscriptions.append(await nc.subscribe(command_subject(aggregate, command), queue=QUEUE_GROUP,
                                                           cb=self._receiver(handle)))
+        for _ in range(2):
+            await nc.flush(timeout=10)
 
     def _receiver(self, handle: Callable[[Request], Awaitable[bytes]]) -> Callable[[Any], Awaitable[None]]:
         async def receive(msg: Any) -> None:
