@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy.exc
-from eventsourcing.application import Application
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
@@ -127,6 +127,23 @@ class EventStore(Application):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
+
+    def save(self, *aggregates: Any, **kwargs: Any) -> Any:
+        """eventsourcing's `save` (pinned at 9.5.6), for aggregates only: its
+        `ProcessingEvent.collect_events` first tests each object against two
+        runtime Protocols, which Python 3.11 does attribute by attribute
+        (30 us an aggregate: 3-4 % of the command writer's time). Everything
+        saved here is an aggregate."""
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+        return recordings
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         return Environment(name, dict(env or {}))

@@ -112,10 +112,12 @@ class GroupCommitWriter(Generic[Batch]):
                 self._on_commit()
             except Exception:  # noqa: BLE001 - a wake-up must not fail the commit
                 log.exception("on_commit hook failed")
+        # One wake-up of each waiting loop per group, not one per job: each is a write to its self-pipe.
+        settled: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in jobs:
-            assert job.outcome is not None
-            ok, value = job.outcome
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            settled.setdefault(job.loop, []).append(job)
+        for loop, done in settled.items():
+            loop.call_soon_threadsafe(_settle, done)
 
     def _run_in_one_transaction(self, jobs: list[_Job[Batch]]) -> None:
         with self._begin([job.key for job in jobs]) as batch:
@@ -126,10 +128,13 @@ class GroupCommitWriter(Generic[Batch]):
                     job.outcome = (False, error)
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        assert job.outcome is not None
+        ok, value = job.outcome
+        if job.future.done():
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
