@@ -254,7 +254,49 @@ async def sustained(url: str, data_dir: Path, rate: int, seconds: int, customers
             "timeline": timeline, "caught_up_s": caught_up}
 
 
-async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, alerts: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def part_of(pid: int) -> str:
+    """What a process of the run is, by its command line: serve, a part of the worker, nats-server."""
+    words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    if b"--part" in words:
+        return words[words.index(b"--part") + 1].decode()
+    return "nats-server" if words[0].endswith(b"nats-server") else "serve" if b"serve" in words else words[0].decode()
+
+
+class CpuMeter:
+    """CPU seconds each process of the run (serve, the worker's parts, nats-server, this one) uses between
+    `start` and `stop`: where a command's CPU goes on a machine the load keeps busy."""
+
+    def __init__(self, serve_pid: int, nats_pid: int) -> None:
+        self.pids = {part_of(pid): pid for pid in [serve_pid, *children(serve_pid), nats_pid]}
+        self.pids["benchmark (senders)"] = os.getpid()
+        self.spent: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.spent = {name: -cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        self.spent = {name: spent + cpu_seconds(self.pids[name]) for name, spent in self.spent.items()}
+
+
+async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, alerts: int,
+                     meter: CpuMeter) -> dict[str, Any]:
     nc = await connect(url, data_dir, "bench-agent")
     watcher = await connect(url, data_dir, "bench-auditor")
     event_seen: dict[str, float] = {}
@@ -326,9 +368,11 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, aler
             await asyncio.sleep(0.025)
 
     started = time.perf_counter()
+    meter.start()
     waiting = asyncio.create_task(left_waiting())
     await asyncio.gather(*(sender(n) for n in range(senders)))
     replied = time.perf_counter()
+    meter.stop()
     expected = {event_id for _, _, ids in sent for event_id in ids}
     while not expected <= event_seen.keys():
         if time.perf_counter() - replied > 60:
@@ -351,7 +395,7 @@ async def end_to_end(url: str, data_dir: Path, senders: int, commands: int, aler
 
     done = len(sent)
     return {
-        "commands": done, "errors": len(errors),
+        "commands": done, "errors": len(errors), "seconds": replied - started,
         "to_bus_per_s": done / (on_bus - started),
         "to_projection_per_s": done / (projected - started),
         "reply_ms": [1000 * (r - s) for s, r, _ in sent],
@@ -381,7 +425,8 @@ async def main() -> None:
             serve = Serve(root / "data", server.url)
             try:
                 serve.wait_ready()
-                e2e = await end_to_end(server.url, root / "data", args.senders, args.commands, args.alerts)
+                meter = CpuMeter(serve.process.pid, server.process.pid)
+                e2e = await end_to_end(server.url, root / "data", args.senders, args.commands, args.alerts, meter)
                 steady = await sustained(server.url, root / "data", args.rate, args.seconds, args.customers)
             finally:
                 serve.stop()
@@ -401,6 +446,11 @@ async def main() -> None:
         print(f"  {label:28s} {rate:9,.0f} commands/s  = {rate / sqlite_rate:6.1%} of raw SQLite append,"
               f" {rate / js_rate:6.1%} of raw JetStream publish")
     print(f"  group commit: {writer} (warm-up included)")
+    spent = meter.spent
+    print(f"  CPU while the senders ran, {e2e['seconds']:.1f} s on {os.cpu_count()} cores "
+          f"({sum(spent.values()) / e2e['seconds']:.0%} of one core in all; ms of CPU a command):")
+    print("    " + ", ".join(f"{name} {1000 * cpu / e2e['commands']:.2f} ({cpu / e2e['seconds']:.0%})"
+                             for name, cpu in sorted(spent.items(), key=lambda item: -item[1])))
     for label, key in (("request -> reply", "reply_ms"), ("request -> event on the bus", "bus_ms")):
         values = e2e[key]
         print(f"  {label:28s} p50 {statistics.median(values):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import statistics
 import sys
@@ -40,7 +39,7 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audit import START, seed  # noqa: E402
-from bench import Serve, bench_users, connect, percentile  # noqa: E402
+from bench import Serve, bench_users, children, connect, cpu_seconds, part_of, percentile  # noqa: E402
 
 from handlers.queries import case_history  # noqa: E402
 from handlers.staff import assessment  # noqa: E402
@@ -138,23 +137,6 @@ def at_size(store: EventStore, data_dir: Path, policy: SlaPolicy, size: int) -> 
           f"peak memory so far: this process {own:,.0f} MB (seeding included), a rebuild's child {child:,.0f} MB")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 async def live_at_size(store: EventStore, data_dir: Path, key: str, size: int) -> None:
     """`ticketing serve` on the grown store: how long until the stream holds
     the history and the read models have skipped over it, command replies
@@ -206,9 +188,7 @@ async def live_at_size(store: EventStore, data_dir: Path, key: str, size: int) -
             await asyncio.sleep(1.0)
             now_at = store.max_position()
             still, written = (still + 1, written) if now_at == written else (0, now_at)
-        pids = {"serve": serve.process.pid} | {  # the worker's processes, named by their part
-            "worker " + Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode(): pid
-            for pid in children(serve.process.pid)}
+        pids = {part_of(pid): pid for pid in [serve.process.pid, *children(serve.process.pid)]}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         await asyncio.sleep(10.0)
         idle = {name: 100 * (cpu_seconds(pid) - before[name]) / 10.0 for name, pid in pids.items()}
