@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     """How often the dangerous-customer monitor applies the rules (reasons age out with time)."""
     timezone: str = "UTC"
     """The department's time zone: where its days, months and quarters begin (dashboard, report)."""
+    projection_linger_seconds: float = 0.1
+    """Under load, the read models take what comes this long after their last batch in one transaction
+    (an event after a quiet spell is applied at once): they lag by up to this much more, for a fraction of
+    the work per event."""
     sla_tick_seconds: float = 0.2
     """How often the SLA monitor looks for limits falling due (an alert comes at most this late)."""
     callback_delay_hours: float = 24.0

@@ -51,12 +51,13 @@ ACK_WAIT_SECONDS = 30
 
 class ProjectionRunner:
     def __init__(self, projections: Sequence[Projection], engine: Engine, js: JetStreamContext, seal: Seal, *,
-                 batch: int = 256, durable: str = "projections") -> None:
+                 batch: int = 256, linger: float = 0.0, durable: str = "projections") -> None:
         self.projections = list(projections)
         self.engine = engine
         self.js = js
         self.seal = seal
         self.batch = batch
+        self.linger = linger
         self.durable = durable
         self.applied = dict.fromkeys(self.names, 0)
         self.parked = dict.fromkeys(self.names, 0)
@@ -74,7 +75,8 @@ class ProjectionRunner:
         for projection in self.projections:
             await asyncio.to_thread(create_tables, self.engine, projection)
         sub = await self._anchor()
-        async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable):
+        async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable,
+                                        self.linger):
             await self._handle(messages)
 
     async def _anchor(self) -> Any:

@@ -43,7 +43,7 @@ async def _serve(settings: Settings) -> None:
                       f"the CLI uses them); more users: `ticketing users add NAME --role ROLE --out FILE`")
         console.print(f"  event store:   {safe_url(settings.event_store_url)}")
         console.print(f"  read models:   {safe_url(settings.read_model_url)}")
-        console.print("  projections, and the relay with the monitors, in child processes (`ticketing worker --part`)")
+        console.print("  projections, relay, monitors and policies in child processes (`ticketing worker --part`)")
         console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
                       "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
         console.print("  Ctrl-C to stop")
@@ -56,8 +56,8 @@ async def _serve(settings: Settings) -> None:
 
 @click.command()
 @click.option("--part", "parts", type=click.Choice(PARTS), multiple=True,
-              help="Run only this part (repeatable; all of them by default): the projections, or the relay with "
-                   "the policies, the monitors and the chain's anchors. `serve` runs each apart.")
+              help="Run only this part (repeatable; all of them by default): the projections; the relay with "
+                   "the chain's anchors; or the monitors with the policies. `serve` runs each apart.")
 def worker(parts: tuple[str, ...]) -> None:
     """Run the worker until stopped: the relay, the projections, the policies
     and the monitors (what `serve` runs as its child processes)."""

@@ -43,9 +43,10 @@ def worker_status(worker: Any) -> dict[str, Any]:
     if worker.relay is not None:
         status["relay"] = {"position": worker.relay.position, "published": worker.relay.published,
                            **worker.relay.state.as_dict()}
+        status["anchors"] = {"refused": worker.anchoring.refused}
+    if "monitors" in worker.parts:
         status["monitors"] = {m.name: {"raised": m.raised, "refused": m.refused, **m.state.as_dict()}
                               for m in worker.monitors}
-        status["anchors"] = {"refused": worker.anchoring.refused}
         status["policies"] = {p.policy.name: {"handled": p.handled, "durable": p.durable, **p.state.as_dict()}
                               for p in worker.policies}
     if worker.projector is not None:

@@ -127,7 +127,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
                        js: JetStreamContext, clock: Clock, seal: Seal, parts: tuple[str, ...] = PARTS) -> Worker:
     """Start the `parts` of the worker here. The projections' part first
     brings the read models up to date with the code and the SLA policy
-    (before its consumer starts); `serve` starts the relay's part once the
+    (before its consumer starts); `serve` starts the other parts once the
     projections' is ready, so the monitors never look at models not yet
     counted against the policy."""
     worker = Worker(tuple(parts))
@@ -139,7 +139,8 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         if changed:
             log.info("%d running SLA limits now count against the current policy", changed)
         worker.checkpointer = Checkpointer(readmodels)
-        worker.projector = ProjectionRunner(chosen, readmodels, js, seal)
+        worker.projector = ProjectionRunner(chosen, readmodels, js, seal,
+                                            linger=settings.projection_linger_seconds)
     if "relay" in parts:
         relay = worker.relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
                                      poll_seconds=settings.relay_poll_seconds)
@@ -148,6 +149,10 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
             relay.wake()
 
         worker.wake = await nc.subscribe(WAKE_SUBJECT, cb=wake)
+        worker.anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
+        worker.tasks += [asyncio.create_task(relay.run(), name="relay"),
+                         asyncio.create_task(worker.anchoring.run(), name="anchors")]
+    if "monitors" in parts:
         worker.policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
         worker.sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
                                 tick_seconds=settings.sla_tick_seconds)
@@ -155,9 +160,6 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
                                       store_position=store.max_position, tick_seconds=settings.danger_tick_seconds)
         for timer in worker.monitors:
             await timer.prepare()  # before the projections' consumers start (when they run here)
-        worker.anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
-        worker.tasks += [asyncio.create_task(relay.run(), name="relay"),
-                         asyncio.create_task(worker.anchoring.run(), name="anchors")]
     if worker.checkpointer is not None:
         worker.tasks.append(asyncio.create_task(worker.checkpointer.run(), name="checkpoints"))
     worker.tasks += [asyncio.create_task(task.run(), name=task.durable)

@@ -239,7 +239,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-FAULTS = ["serve", "worker:projections", "worker:relay", "nats-server", "jetstream-full", "disk-full", "postgres-connections"]
+FAULTS = ["serve", "worker:projections", "worker:relay", "worker:monitors", "nats-server", "jetstream-full", "disk-full", "postgres-connections"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
