@@ -20,8 +20,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
+
+from projections.rows import insert_many, on_driver
 
 GENESIS = "0" * 64
 """The `previous_hash` of the first event."""
@@ -44,11 +46,17 @@ def link(previous: str, position: int, originator_id: Any, version: int, topic: 
 
 
 def head(conn: Connection, before: int | None = None) -> tuple[int, str]:
-    """(position, hash) of the chain's last link (before `before`, if given); (0, GENESIS) when empty."""
-    query = select(event_chain.c.position, event_chain.c.hash).order_by(event_chain.c.position.desc()).limit(1)
-    if before is not None:
-        query = query.where(event_chain.c.position < before)
-    row = conn.execute(query).first()
+    """(position, hash) of the chain's last link (before `before`, if given); (0, GENESIS) when empty.
+    On SQLite through the driver: the command writer asks at every group."""
+    if conn.dialect.name == "sqlite" and conn.in_transaction():
+        bound = "" if before is None else " WHERE position < ?"
+        row = on_driver(conn, "execute", f'SELECT position, hash FROM "{event_chain.name}"{bound} '
+                        "ORDER BY position DESC LIMIT 1", () if before is None else (before,)).fetchone()
+    else:
+        query = select(event_chain.c.position, event_chain.c.hash).order_by(event_chain.c.position.desc()).limit(1)
+        if before is not None:
+            query = query.where(event_chain.c.position < before)
+        row = conn.execute(query).first()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
@@ -65,8 +73,7 @@ def extend(conn: Connection, rows: Sequence[dict[str, Any]]) -> str:
                        bytes(row["state"]))
         links.append({"position": row["id"], "hash": current, "previous_hash": previous})
         previous = current
-    if links:
-        conn.execute(insert(event_chain), links)
+    insert_many(conn, event_chain, links)
     return previous
 
 

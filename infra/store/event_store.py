@@ -34,7 +34,6 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    insert,
     select,
 )
 from sqlalchemy.orm import Session
@@ -44,6 +43,7 @@ from infra.store.chain import Link, chain_metadata, extend, head, links
 from infra.store.database import tune_sqlite
 from infra.store.keyring import KeyRing, scrub
 from infra.store.mapper import DateAsISO, plain_fields
+from projections.rows import insert_many, on_driver
 
 metadata = MetaData()
 
@@ -85,12 +85,13 @@ class GroupInsertRecorder(SQLAlchemyApplicationRecorder):
             return super()._insert_stored_events(session, stored_events, **kwargs)
         self._lock_table(session)
         table = self.events_record_cls.__table__
-        last = session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        conn = session.connection()
+        last = _last_position(conn, table)
         ids = list(range(last + 1, last + 1 + len(stored_events)))
         rows = [{"id": position, "originator_id": e.originator_id, "originator_version": e.originator_version,
                  "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events, strict=True)]
-        session.execute(insert(table), rows)
-        extend(session.connection(), rows)  # the hash chain, in the same transaction
+        insert_many(conn, table, rows)
+        extend(conn, rows)  # the hash chain, in the same transaction
         forgotten = [e.originator_id for e in stored_events if e.topic == FORGET_TOPIC]
         if forgotten:  # their keys die with the commit of their `forgotten` events
             KeyRing.destroy(session.connection(), forgotten, datetime.now(UTC))
@@ -178,7 +179,7 @@ class EventStore(Application):
                                                   row.recorded_at) for row in rows}
 
     def remember_replies(self, session: Session, replies: list[StoredReply]) -> None:
-        session.connection().execute(command_replies.insert(), [
+        insert_many(session.connection(), command_replies, [
             {"command_id": str(r.command_id), "fingerprint": r.fingerprint, "reply": r.reply,
              "recorded_at": r.recorded_at} for r in replies])
 
@@ -296,6 +297,22 @@ class EventStore(Application):
             ).rowcount
             if not updated:
                 session.execute(relay_positions.insert().values(name=name, position=position))
+
+
+def _last_position(conn: Connection, table: Table) -> int:
+    """The last event's position (0 for none). On SQLite one statement on the
+    driver's connection; elsewhere a statement built once per table. The
+    command writer asks at every group, and building and compiling the
+    statement each time, with the inserts', was a third of its Python time."""
+    if conn.dialect.name == "sqlite":
+        return int(on_driver(conn, "execute", f'SELECT coalesce(max(id), 0) FROM "{table.name}"', ()).fetchone()[0])
+    query = _LAST.get(id(table))
+    if query is None or query[0] is not table:
+        query = _LAST[id(table)] = (table, select(func.coalesce(func.max(table.c.id), 0)))
+    return int(conn.execute(query[1]).scalar_one())
+
+
+_LAST: dict[int, tuple[Table, Any]] = {}
 
 
 def _uuid(stored: Any) -> UUID:
