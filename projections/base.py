@@ -210,14 +210,23 @@ def writing(engine: Engine) -> Iterator[Connection]:
         with engine.begin() as conn:
             yield conn
         return
-    lock = _WRITERS.setdefault(id(engine), threading.Lock())
-    with lock, engine.connect() as conn:
-        with conn.connection.info.get(WRITERS) or contextlib.nullcontext(), conn.begin():
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield conn
-            retired = conn.connection.info.get(RETIRED)
-            if retired is not None and retired():
-                raise ReadModelsMoved("the read models were replaced by a rebuild meanwhile")
+    with engine.connect() as conn, writers_turn(engine, conn), conn.begin():
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+        retired = conn.connection.info.get(RETIRED)
+        if retired is not None and retired():
+            raise ReadModelsMoved("the read models were replaced by a rebuild meanwhile")
+
+
+@contextmanager
+def writers_turn(engine: Engine, conn: Connection) -> Iterator[None]:
+    """This connection's turn among the writers of the read models it
+    reaches (SQLite): after this process's other threads writing through
+    `engine`, then after every other process's (`WRITERS`), as `writing`
+    and the swap of a rebuild beside them take it."""
+    with _WRITERS.setdefault(id(engine), threading.Lock()), conn.connection.info.get(WRITERS) or \
+            contextlib.nullcontext():
+        yield
 
 
 def written(engine: Engine, change: Callable[[Connection], T]) -> T:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, inspect
 from infra.store.database import FILES, ReadModelFiles, make_engine, remove
 from infra.store.event_store import EventStore
 from infra.store.fast_read import pages
-from projections.base import Envelope, Projection, create_tables, hold_marks, marks_of, tracking
+from projections.base import Envelope, Projection, create_tables, hold_marks, marks_of, tracking, writers_turn
 from projections.rebuilding import History, adopt, build, catch_up, fewer_collections, rebuild, rebuild_beside
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def _swap(engine: Engine, files: ReadModelFiles, apart: Connection, target: Path
         apart.exec_driver_sql(f"ATTACH DATABASE ? AS {LIVE_SCHEMA}", (here,))
         apart.commit()
         try:
-            with live.begin():  # from here to its commit, every writer of the live file waits
+            with writers_turn(engine, live), live.begin():  # to its commit, every writer of the live file waits
                 hold_marks(live, names)
                 with apart.begin():
                     position = catch_up(apart, projections, pages, position, end_of_history())

@@ -4,6 +4,8 @@ ones replace it (`infra.store.database.ReadModelFiles`)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -106,6 +108,38 @@ def test_a_rebuild_that_fails_leaves_the_live_file_in_use_and_nothing_behind(
         rebuild_live(store, engine, chosen)
     assert FILES[engine].current() == in_use
     assert sorted(p.name for p in tmp_path.glob("readmodels.db*") if not p.name.endswith(("-wal", "-shm"))) \
-        == ["readmodels.db", "readmodels.db.current", "readmodels.db.gen2", "readmodels.db.rebuilding"]
+        == ["readmodels.db", "readmodels.db.current", "readmodels.db.gen2", "readmodels.db.rebuilding",
+            "readmodels.db.writers"]
     engine.dispose()
     store.engine.dispose()
+
+
+def test_the_swap_takes_its_turn_after_a_writer_of_another_process(tmp_path: Path) -> None:
+    """The swap holds the live file's write lock while it moves the pointer;
+    it takes the writers' file lock first, as every writer does, instead of
+    polling SQLite's lock behind them."""
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}", AESCipher.create_key(32))
+    record_complaints(store, 5)
+    url = f"sqlite:///{tmp_path / 'readmodels.db'}"
+    engine, other = make_engine(url), make_engine(url)  # two engines, as two processes
+    before = FILES[engine].current()
+    holding, seen = threading.Event(), []
+
+    def other_process() -> None:
+        with FILES[other].writers:  # the file lock alone, as a writer about to begin
+            holding.set()
+            time.sleep(1.0)  # longer than the whole rebuild of five complaints takes here
+            seen.append(FILES[other].current())
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    try:
+        assert holding.wait(5)
+        rebuild_live(store, engine, projections(SlaPolicy.parse(DEFAULT_POLICY.read_text()), UTC_ZONE))
+        assert seen == [before], "the pointer moved while another process held the writers' lock"
+        assert FILES[engine].current() != before
+    finally:
+        thread.join()
+        engine.dispose()
+        other.dispose()
+        store.engine.dispose()
