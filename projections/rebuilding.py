@@ -41,8 +41,13 @@ def rebuild(engine: Engine, projections: Sequence[Projection], history: Callable
 
 def adopt(engine: Engine, scratch: str, projections: Sequence[Projection], position: int) -> None:
     """Put the rows of these projections that a rebuild built in another
-    SQLite file (`scratch`, same tables) in place of theirs here, and move
-    their tracking to `position`: one transaction."""
+    SQLite file (`scratch`, same tables and indexes) in place of theirs
+    here, and move their tracking to `position`: one transaction. Into
+    empty tables with the same indexes, `INSERT INTO t SELECT * FROM
+    other.t` is SQLite's transfer optimisation: the records of the table
+    and of each index copied as they are, in order (the other process made
+    the indexes; dropping them here to make them again took twice as long:
+    4.1 s against 2.2 for the SLA model at a million events)."""
     with engine.connect() as conn:
         conn.exec_driver_sql(f"ATTACH DATABASE ? AS {APART_SCHEMA}", (scratch,))
         conn.commit()
@@ -51,11 +56,10 @@ def adopt(engine: Engine, scratch: str, projections: Sequence[Projection], posit
                 hold_marks(conn, [p.name for p in projections])
                 for projection in projections:
                     projection.reset(conn)
-                with indexes_made_after(conn, projections):
-                    for projection in projections:
-                        for table in projection.metadata.sorted_tables:
-                            conn.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
-                                                 f'{APART_SCHEMA}."{table.name}"')
+                for projection in projections:
+                    for table in projection.metadata.sorted_tables:
+                        conn.exec_driver_sql(f'INSERT INTO main."{table.name}" SELECT * FROM '
+                                             f'{APART_SCHEMA}."{table.name}"')
                 for projection in projections:
                     conn.execute(tracking.update().where(tracking.c.name == projection.name)
                                  .values(position=position))
