@@ -128,8 +128,11 @@ def at_size(store: EventStore, data_dir: Path, policy: SlaPolicy, size: int) -> 
     print(f"    beside the live models {total / (time.perf_counter() - began):7,.0f} events/s; the swap held "
           f"the live models {1000 * (stamps[-1] - stamps[-2]):,.0f} ms")
     with engine.connect() as conn:
+        shown = figures.dashboard(conn, now, ZONE)
+        said = {"dashboard": f"   ({shown['open_total']:,} cases open, {shown['limits_breached']:,} limits late: "
+                             f"each count walks what it counts)"}
         for name, (p50, p99) in queries(conn, store, now, quarter, uuid.UUID(str(last_case))):
-            print(f"    {name:22s} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
+            print(f"    {name:22s} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{said.get(name, '')}")
     engine.dispose()
     own, child = peak_rss_mb()
     in_use = ReadModelFiles(readmodels).current()
