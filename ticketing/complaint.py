@@ -105,6 +105,8 @@ class Complaint(LoopCase):
         self.withdrawn_at: datetime | None = None
         self.analysis: dict[str, Any] | None = None
         self.resolution: dict[str, Any] | None = None
+        self.compensated = Decimal("0.00")
+        """Every compensation granted on this complaint, over all its resolves."""
         self.revisit_outcome: dict[str, Any] | None = None
         self.follow_up_case_ids: list[UUID] = []
         self.sla_breaches: list[dict[str, Any]] = []
@@ -210,6 +212,7 @@ class Complaint(LoopCase):
                 "first_contact": self.first_contact,
                 "compensation": self.compensation,
             }
+            aggregate.compensated += self.compensation or 0
 
     class Revisited(Case.Event):
         step = "revisit"
@@ -359,8 +362,11 @@ class Complaint(LoopCase):
         amount = checks.money("compensation", compensation)
         checks.done()
         limit = ctx.compensation_limit
-        if amount is not None and limit is not None and amount > limit and ctx.role not in LEADS:
-            raise Forbidden(f"compensation above {limit} needs a supervisor's approval")
+        total = self.compensated + (amount or 0)
+        if amount and limit is not None and total > limit and ctx.role not in LEADS:
+            before = f" ({self.compensated} granted before)" if self.compensated else ""
+            raise Forbidden(f"compensation on this complaint would come to {total}{before}, above {limit}: "
+                            f"that needs a supervisor's approval")
         self._record(self.Resolved, ctx, resolution=resolution_, first_contact=first_contact,
                      compensation=amount)
 

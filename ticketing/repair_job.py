@@ -260,6 +260,16 @@ class RepairJob(LoopCase):
         if contractor and ctx.role not in (Role.MANAGER, Role.SYSTEM):
             raise Forbidden("sending an outside contractor needs a manager")
 
+    def _step(self, command: str, ctx: Context) -> Step:
+        """On site, a technician acts on the jobs dispatched to them only
+        (a supervisor and above on any): a technician never closes a
+        colleague's job."""
+        step = super()._step(command, ctx)
+        sent = self.work_order["technician"] if self.work_order else None
+        if ctx.role is Role.TECHNICIAN and sent != ctx.actor_id:
+            raise Forbidden(f"this job was dispatched to {sent}: only they, or a supervisor, may {command} it")
+        return step
+
     def diagnose(self, ctx: Context, diagnosis: str) -> None:
         self._step("diagnose", ctx)
         checks = Checks()

@@ -40,7 +40,7 @@ async def test_a_sim_swap_from_request_to_follow_up(runtime: Runtime, client: Cl
 
     await client.nc.subscribe("ticketing.v1.events.>", cb=collect)
     job = await register_job(client)
-    order = {"technician": "王师傅", "scheduled_at": "2026-11-25T06:00:00Z"}
+    order = {"technician": "technician-1", "scheduled_at": "2026-11-25T06:00:00Z"}
     asked = await client.command("repair_job", "dispatch", order, aggregate_id=job, role="agent")
     assert asked["ok"]
     assert refused_by_nats(await client.command("repair_job", "approve_dispatch", {}, aggregate_id=job,
@@ -65,7 +65,7 @@ async def test_a_sim_swap_from_request_to_follow_up(runtime: Runtime, client: Cl
         "repair_job.registered", "repair_job.dispatch_requested", "repair_job.dispatched", "repair_job.analysed",
         "repair_job.parts_recorded", "repair_job.resolved"]
     assert history[4]["data"] == swap | {"old_serial": None, "new_serial": None}
-    assert history[2]["actor"]["role"] == "supervisor" and history[2]["data"]["technician"] == "王师傅"
+    assert history[2]["actor"]["role"] == "supervisor" and history[2]["data"]["technician"] == "technician-1"
 
     async def callback() -> str | None:
         found = [m for m in seen if m.subject == "ticketing.v1.events.callback.scheduled"
@@ -90,7 +90,7 @@ async def test_a_sim_swap_from_request_to_follow_up(runtime: Runtime, client: Cl
         return found if follow_up_id in found and found[job]["follow_up_case_id"] else None
     summary = await wait_for(rows)
     assert summary[job]["kind"] == "repair_job" and summary[job]["status"] == "revisited"
-    assert summary[job]["assignee"] == "王师傅" and summary[job]["compensation"] == "30.00"
+    assert summary[job]["assignee"] == "technician-1" and summary[job]["compensation"] == "30.00"
     assert summary[follow_up_id]["follows_case_id"] == job
 
     assert seen and all(SITE.encode() not in m.data for m in seen)
@@ -105,11 +105,14 @@ async def test_who_may_send_whom_and_what_costs_what(runtime: Runtime, client: C
     assert (await client.command("repair_job", "dispatch", contractor, aggregate_id=job,
                                  role="supervisor"))["error"]["code"] == "forbidden"
     assert (await client.command("repair_job", "dispatch", contractor, aggregate_id=job, role="manager"))["ok"]
+    colleague = await client.command("repair_job", "resolve", {"work_done": "更换主板"}, aggregate_id=job,
+                                     role="technician")
+    assert colleague["error"]["code"] == "forbidden", "a technician never closes a job sent to another"
     free = await client.command("repair_job", "resolve", {"work_done": "更换主板", "charge": "120.00"},
-                                aggregate_id=job, role="technician")
+                                aggregate_id=job, role="supervisor")
     assert free["error"]["code"] == "invalid_transition", "in warranty the work is free"
     assert (await client.command("repair_job", "resolve", {"work_done": "更换主板"}, aggregate_id=job,
-                                 role="technician"))["ok"]
+                                 role="supervisor"))["ok"]
 
     raised = {"priority": "urgent", "reason": "客户投诉到总部 (the customer called head office)"}
     assert refused_by_nats(await client.command("repair_job", "reprioritise", raised, aggregate_id=job,

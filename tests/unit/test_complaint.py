@@ -214,3 +214,33 @@ class TestSlaBreach:
         with pytest.raises(ValidationFailed) as caught:
             case.record_sla_breach(ctx(Role.SYSTEM), metric="lunch", cycle=0, deadline=T0, limit_seconds=0)
         assert {p.field for p in caught.value.problems} == {"metric", "cycle", "limit_seconds"}
+
+
+class TestCompensationLimit:
+    """What an agent grants on one complaint counts together, however often
+    it is reopened and resolved again."""
+
+    @staticmethod
+    def limited(role: Role = Role.AGENT, minutes: int = 0) -> Context:
+        return Context(actor_id=f"{role.value}-1", role=role, at=T0 + timedelta(minutes=minutes),
+                       correlation_id=uuid.uuid4(), compensation_limit=Decimal("500.00"))
+
+    def test_the_limit_holds_for_the_complaints_total_across_reopens(self) -> None:
+        case = registered()
+        case.acknowledge(self.limited(minutes=1))
+        case.resolve(self.limited(minutes=2), resolution="赔偿", first_contact=True, compensation="500.00")
+        case.reopen(self.limited(minutes=3), reason="客户不满意")
+        with pytest.raises(Forbidden, match="would come to 500.01"):
+            case.resolve(self.limited(minutes=4), resolution="再赔", first_contact=False, compensation="0.01")
+        case.resolve(self.limited(minutes=5), resolution="道歉", first_contact=False)  # no money: no limit
+        assert case.compensated == Decimal("500.00")
+
+    def test_a_supervisor_may_grant_beyond_it_and_it_counts_in_the_total(self) -> None:
+        case = registered()
+        case.acknowledge(self.limited(minutes=1))
+        case.resolve(self.limited(Role.SUPERVISOR, 2), resolution="赔偿", first_contact=True,
+                     compensation="800.00")
+        case.reopen(self.limited(minutes=3), reason="又坏了")
+        with pytest.raises(Forbidden):
+            case.resolve(self.limited(minutes=4), resolution="再赔", first_contact=False, compensation="1.00")
+        assert case.compensated == Decimal("800.00")

@@ -51,13 +51,13 @@ def test_swaps_keep_both_numbers_and_only_parts_are_charged() -> None:
     j = job()
     j.dispatch(ctx(Role.SUPERVISOR), "李师傅", AT)
     with pytest.raises(ValidationFailed) as error:
-        j.record_parts(ctx(Role.TECHNICIAN), ["主机"], old_serial="A1")
+        j.record_parts(ctx(Role.TECHNICIAN, "李师傅"), ["主机"], old_serial="A1")
     assert [p.field for p in error.value.problems] == ["new_serial"]
     with pytest.raises(InvalidTransition):
-        j.resolve(ctx(Role.TECHNICIAN), "安装完成", "50.00")  # no parts: nothing to charge
-    j.record_parts(ctx(Role.TECHNICIAN), ["主机"], old_serial="A1", new_serial="B2")
+        j.resolve(ctx(Role.TECHNICIAN, "李师傅"), "安装完成", "50.00")  # no parts: nothing to charge
+    j.record_parts(ctx(Role.TECHNICIAN, "李师傅"), ["主机"], old_serial="A1", new_serial="B2")
     assert j.serial_number == "B2" and j.parts[0]["old_serial"] == "A1"
-    j.resolve(ctx(Role.TECHNICIAN), "安装完成", "50.00", payment_taken=True)
+    j.resolve(ctx(Role.TECHNICIAN, "李师傅"), "安装完成", "50.00", payment_taken=True)
     assert j.status == "resolved"
 
 
@@ -66,10 +66,10 @@ def test_in_warranty_work_is_free_and_agents_do_not_diagnose() -> None:
     j.dispatch(ctx(Role.SUPERVISOR), "李师傅", AT)
     with pytest.raises(Forbidden):
         j.diagnose(ctx(Role.AGENT), "x")
-    j.record_parts(ctx(Role.TECHNICIAN), ["电源"])
+    j.record_parts(ctx(Role.TECHNICIAN, "李师傅"), ["电源"])
     with pytest.raises(InvalidTransition):
-        j.resolve(ctx(Role.TECHNICIAN), "换电源", "10.00")
-    j.resolve(ctx(Role.TECHNICIAN), "换电源")
+        j.resolve(ctx(Role.TECHNICIAN, "李师傅"), "换电源", "10.00")
+    j.resolve(ctx(Role.TECHNICIAN, "李师傅"), "换电源")
     assert j.resolution is not None and j.resolution["charge"] == 0
 
 
@@ -93,3 +93,15 @@ def test_a_supervisor_reprioritises_a_running_case() -> None:
         assert case.priority == "urgent"
         with pytest.raises(InvalidTransition):
             case.reprioritise(ctx(Role.SUPERVISOR), "urgent", "again")
+
+
+def test_only_the_technician_sent_works_on_the_job() -> None:
+    j = job()
+    j.dispatch(ctx(Role.SUPERVISOR), "li-shifu", AT)
+    for act in (lambda c: j.diagnose(c, "电源坏了"), lambda c: j.record_parts(c, ["电源"]),
+                lambda c: j.resolve(c, "换电源")):
+        with pytest.raises(Forbidden, match="dispatched to li-shifu"):
+            act(ctx(Role.TECHNICIAN, "wang-shifu"))
+    j.record_parts(ctx(Role.TECHNICIAN, "li-shifu"), ["电源"])
+    j.resolve(ctx(Role.SUPERVISOR, "s1"), "换电源")  # a supervisor may close anyone's job
+    assert j.status == "resolved"
