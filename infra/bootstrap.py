@@ -148,7 +148,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     competes with command handling for one interpreter; a commit wakes the
     relay over the bus either way. A `stop` set meanwhile ends the wait for
     the worker process (the caller then stops what started)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.data_dir.chmod(0o700)  # the stores, the keys, the bus's files: the owner's only
     sla_policy = load_sla_policy(settings)  # a file with an error is refused before anything starts
     danger_rules = load_danger_rules(settings)
     assessment_rules = load_assessment_rules(settings)

@@ -5,6 +5,8 @@ chain; `users.py`: who may connect)."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from infra.cli.admin import asyncapi, projections, roles
@@ -19,6 +21,7 @@ from infra.cli.views import customers, dashboard, report, staff
 @click.group()
 def main() -> None:
     """Event-sourced case handling for customer-service departments."""
+    os.umask(0o077)  # every file the product writes (stores, reports, bundles, keys) is the owner's only
 
 
 for command in (serve, worker, send, history, status, sla, dashboard, report, staff, customers, projections,

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from infra.auth.keys import write_secret
+
 TARGET_STYLE = {"color": "#c0392b", "linestyle": "--", "linewidth": 1.2}
 
 
@@ -137,9 +139,25 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return found
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+
+
+def cell(value: Any) -> Any:
+    """A value as a CSV cell that no spreadsheet runs: text beginning like a
+    formula (a product named `=HYPERLINK(...)`, a region `+cmd|...`) gets a
+    leading `'`, as OWASP advises; numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write(report: dict[str, Any], directory: Path) -> list[Path]:
-    """Write report-<period>.html, .json and .csv; returns their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write report-<period>.html, .json and .csv, readable by their owner
+    only (they name staff and customers' cases); returns their paths."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = directory / f"report-{report['period']}"
     html, json_file, csv_file = stem.with_suffix(".html"), stem.with_suffix(".json"), stem.with_suffix(".csv")
     environment = Environment(loader=PackageLoader("infra", "templates"), autoescape=select_autoescape())
@@ -147,10 +165,11 @@ def write(report: dict[str, Any], directory: Path) -> list[Path]:
     last_day = datetime.fromisoformat(report["end"]).astimezone(zone) - timedelta(days=1)
     dates = (datetime.fromisoformat(report["start"]).astimezone(zone).date(), last_day.date())
     page = environment.get_template("report.html").render(report=report, charts=charts(report), dates=dates)
-    html.write_text(page, encoding="utf-8")
-    json_file.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    with csv_file.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["section", "figure", "value"])
-        writer.writerows(("" if v is None else v for v in row) for row in rows(report))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["section", "figure", "value"])
+    writer.writerows([cell(v) for v in row] for row in rows(report))
+    for path, content in ((html, page.encode()), (json_file, orjson.dumps(report, option=orjson.OPT_INDENT_2)),
+                          (csv_file, table.getvalue().encode())):
+        write_secret(path, content)
     return [html, json_file, csv_file]

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.engine import Connection
 
 from projections.rows import insert_many, on_driver
@@ -105,8 +105,12 @@ def links(conn: Connection, after: int, limit: int) -> dict[int, Link]:
 
 def walk(conn: Connection, events: Table, page: int = 5000) -> Iterator[tuple[Any, Link | None]]:
     """Every stored event with its chain link (or None), and every link
-    without its event (then the event row is None), in position order."""
-    after = 0
+    without its event (then the event row is None), in position order: from
+    the lowest position either table holds, so a row put in at position 0
+    or below (SQLite takes any integer) is walked too."""
+    lowest = [conn.execute(select(func.min(events.c.id))).scalar(),
+              conn.execute(select(func.min(event_chain.c.position))).scalar()]
+    after = min([0, *(int(p) - 1 for p in lowest if p is not None)])
     while True:
         stored = conn.execute(select(events.c.id, events.c.originator_id, events.c.originator_version,
                                      events.c.topic, events.c.state).where(events.c.id > after)

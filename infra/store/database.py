@@ -9,7 +9,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 
 from projections.base import RETIRED, WRITERS
 
@@ -35,6 +35,23 @@ def sqlite_pragmas(durable: bool) -> list[str]:
     return [*pragmas, "PRAGMA secure_delete=ON"] if durable else pragmas
 
 
+def owner_only(url: str) -> None:
+    """A SQLite file (and its write-ahead log) readable by its owner only,
+    made so before SQLite first creates it (SQLite gives its -wal and -shm
+    files the database file's mode). Other URLs: nothing to do."""
+    if not url.startswith("sqlite"):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:" or "mode=memory" in url:
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name.exists():
+            name.chmod(0o600)
+
+
 def tune_sqlite(engine: Engine, *, durable: bool, busy_timeout_ms: int = 10_000) -> Engine:
     """Apply the pragmas to every connection of a SQLite engine, including ones
     opened before this call (they are dropped from the pool)."""
@@ -57,6 +74,7 @@ def make_engine(url: str, busy_timeout_ms: int = 10_000) -> Engine:
     """An engine for read models. On a SQLite file, one that follows the
     read models from file to file as rebuilds replace them (`ReadModelFiles`)."""
     kwargs: dict[str, Any] = {}
+    owner_only(url)
     if url.startswith("postgresql"):
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = tune_sqlite(create_engine(url, **kwargs), durable=False, busy_timeout_ms=busy_timeout_ms)

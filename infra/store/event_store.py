@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from handlers.batch import StoredReply
 from infra.store.chain import Link, chain_metadata, extend, head, links
-from infra.store.database import tune_sqlite
+from infra.store.database import owner_only, tune_sqlite
 from infra.store.keyring import KeyRing, scrub
 from infra.store.mapper import DateAsISO, plain_fields
 from projections.rows import insert_many, on_driver
@@ -115,6 +115,7 @@ class EventStore(Application):
                "MAPPER_TOPIC": "infra.store.mapper:ConfidentialMapper"}
         if cipher_key:
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
+        owner_only(url)
         super().__init__(env=env)
         self.opened_with = (url, cipher_key)
         """What another process opens this store with (the rebuild's decoder)."""

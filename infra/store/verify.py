@@ -81,14 +81,28 @@ def verify(store: EventStore, anchors: list[Anchor], progress: Callable[[int, in
     verdict = Verdict()
     at_anchor = {a.position: a for a in anchors}
     total = store.max_position()
-    expected, previous = 1, GENESIS
     with store.engine.connect() as conn:
+        try:
+            _walk(conn, store, verdict, at_anchor, progress, total)
+        except Exception as error:  # noqa: BLE001 - a row the database cannot even hand over is a finding
+            verdict.finding = Finding(verdict.intact_to + 1, "altered", f"the rows after position "
+                                      f"{verdict.intact_to} cannot be read ({type(error).__name__}: {error})")
+    return _end(store, verdict, anchors, started, progress, total)
+
+
+def _walk(conn: Any, store: EventStore, verdict: Verdict, at_anchor: dict[int, Anchor],
+          progress: Callable[[int, int], None] | None, total: int) -> None:
+    expected, previous = 1, GENESIS
+    if True:
         for row, chained in walk(conn, store.events_table):
             position = row.id if row is not None else chained.position  # type: ignore[union-attr]
             case_id = str(row.originator_id) if row is not None else None
             kind = _type_of(row.topic) if row is not None else None
             found = None
-            if position != expected:
+            if position < 1:
+                found = Finding(position, "inserted", f"an event at position {position}, before the first "
+                                "(positions start at 1): it was not recorded by the product", case_id, kind)
+            elif position != expected:
                 found = Finding(expected, "removed", f"positions jump from {expected - 1} to {position}: "
                                                      f"{position - expected} event(s) and their links removed")
             elif row is None:
@@ -99,6 +113,9 @@ def verify(store: EventStore, anchors: list[Anchor], progress: Callable[[int, in
             elif chained.previous_hash != previous:
                 found = Finding(position, "link", "its link does not follow the event before it (an event was "
                                                   "removed, inserted or reordered before it)", case_id, kind)
+            elif not isinstance(row.state, bytes | bytearray | memoryview):
+                found = Finding(position, "altered", f"its stored state is {type(row.state).__name__}, not the "
+                                "bytes the product writes", case_id, kind)
             elif link(previous, position, row.originator_id, row.originator_version, row.topic,
                       bytes(row.state)) != chained.hash:
                 found = Finding(position, "altered", "its content does not match its hash", case_id, kind)
@@ -117,6 +134,10 @@ def verify(store: EventStore, anchors: list[Anchor], progress: Callable[[int, in
             expected += 1
             if progress is not None and position % 5000 == 0:
                 progress(position, total)
+
+
+def _end(store: EventStore, verdict: Verdict, anchors: list[Anchor], started: float,
+         progress: Callable[[int, int], None] | None, total: int) -> Verdict:
     if verdict.finding is None:
         beyond = [a for a in anchors if a.position > verdict.intact_to]
         if beyond:
