@@ -232,21 +232,25 @@ class EventStore(Application):
             return head(conn)
 
     def chain_unchained(self, page: int = 5000) -> int:
-        """Chain the events stored before the chain existed (a one-time upgrade
-        of an older store); returns how many were chained."""
-        chained = 0
-        while True:
-            with self.transaction() as session:
-                conn = session.connection()
-                last, _ = head(conn)
-                table = self.events_table
+        """Chain a store written before the chain existed (a one-time upgrade,
+        in one transaction); returns how many events were chained. A store
+        whose chain has begun is never extended here: every event the
+        product records is chained in its own transaction, so one beyond the
+        head was put in by someone else, and `audit verify` names it."""
+        chained = after = 0
+        with self.transaction() as session:
+            conn = session.connection()
+            if head(conn)[0]:
+                return 0
+            table = self.events_table
+            while True:
                 rows = [dict(r._mapping) for r in conn.execute(
                     select(table.c.id, table.c.originator_id, table.c.originator_version, table.c.topic,
-                           table.c.state).where(table.c.id > last).order_by(table.c.id).limit(page))]
+                           table.c.state).where(table.c.id > after).order_by(table.c.id).limit(page))]
                 if not rows:
                     return chained
                 extend(conn, rows)
-                chained += len(rows)
+                chained, after = chained + len(rows), rows[-1]["id"]
 
     def seal_unsealed(self, page: int = 1000) -> int:
         """Seal with each customer's own key the contact data of the events
