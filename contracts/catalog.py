@@ -18,6 +18,16 @@ EVENT_SUBJECTS = f"{PREFIX}.events.>"
 AUDIT_STREAM = "TICKETING_AUDIT"
 AUDIT_SUBJECTS = f"{PREFIX}.audit.>"
 """The hash chain's anchors (`ticketing.v1.audit.checkpoint`)."""
+JS_DOMAIN = "ticketing"
+"""Users reach their own consumers through `$JS.ticketing.API.>` (nats-py:
+`nc.jetstream(domain="ticketing")`, nats CLI: `--js-domain ticketing`): the
+streams live in the product's account, each user in an account of its own
+that imports just its consumer's API subjects."""
+PROJECTIONS_CONSUMER = "projections"
+POLICY_CONSUMER_PREFIX = "policy_"
+"""The product's own consumers on the event stream: `projections`, and
+`policy_<name>` for each policy. A user's consumer is named after the user,
+so these names are no user's."""
 
 COMMANDS: dict[str, dict[str, type[Command]]] = {
     "complaint": complaint.COMMANDS, "repair_job": repair_job.COMMANDS, "callback": callback.COMMANDS,

@@ -40,6 +40,22 @@ class HealthReply(BaseModel):
     parts: list[Part]
 
 
+class AuditKey(BaseModel):
+    """The product's audit key: check anchors, alerts and case bundles with it (pin it out of band too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuditKeyReply(BaseModel):
+    ok: Literal[True] = True
+    key: str
+    """The public half of the audit key: an nkey (Ed25519) beginning with A."""
+    signature_header: str = "Ticketing-Signature"
+    """The header of a signed message: base64 of the Ed25519 signature of its subject, a line feed and its
+    payload (the alerts). Anchors and bundles carry `key` and `signature` in the document, over its canonical
+    JSON without them (sorted keys, no spaces)."""
+
+
 class AuditVerify(BaseModel):
     """Walk the whole store and check its hash chain and anchors (auditors)."""
 
@@ -68,3 +84,7 @@ class AuditVerifyReply(BaseModel):
     notes: list[str]
     policies_altered: list[str] = Field(default_factory=list)
     """SLA policy records whose text no longer has their hash (then not intact)."""
+    anchors_refused: int = 0
+    """Anchors whose signature does not hold under the product's audit key (not counted)."""
+    unproven_after: int | None = None
+    """The events after this position are vouched for by no signed anchor yet (null: every event is)."""

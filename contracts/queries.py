@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.alerts import DangerousCustomer
 from contracts.envelope import ClaimedActor, EventEnvelope
-from contracts.health import AuditVerify, AuditVerifyReply, Health, HealthReply
+from contracts.health import AuditKey, AuditKeyReply, AuditVerify, AuditVerifyReply, Health, HealthReply
 from contracts.staff import StaffAssessment, StaffAssessmentReply
 from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
 
@@ -354,6 +354,7 @@ QUERIES: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "customers.dangerous": (CustomersDangerous, CustomersDangerousReply),
     "health": (Health, HealthReply),
     "audit.verify": (AuditVerify, AuditVerifyReply),
+    "audit.key": (AuditKey, AuditKeyReply),
     "sla.simulate": (SlaSimulate, SlaSimulateReply),
     "staff.assessment": (StaffAssessment, StaffAssessmentReply),
 }

@@ -76,6 +76,8 @@ QUERY_HANDLERS: dict[str, tuple[Any, str]] = {
     "health": (QueryService.health, "Each part: up or not, lag behind the store, parked messages, last error."),
     "audit.verify": (QueryService.audit_verify, "The store's hash chain and anchors checked; the first event "
                                                 "altered, removed or inserted named."),
+    "audit.key": (QueryService.audit_key, "The public half of the product's audit key (Ed25519, an nkey), which "
+                                          "signs the chain's anchors, the alerts and case bundles."),
     "sla.simulate": (QueryService.sla_simulate, "What-if: a period's real history replayed against a candidate SLA "
                                                 "policy, beside what happened."),
     "staff.assessment": (QueryService.staff_assessment, "The staff assessment of a month or a quarter: each "

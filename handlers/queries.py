@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from contracts.envelope import ErrorDetail
-from contracts.health import AuditVerify, AuditVerifyReply, Health, HealthReply
+from contracts.health import AuditKey, AuditKeyReply, AuditVerify, AuditVerifyReply, Health, HealthReply
 from contracts.queries import (
     CaseHistory,
     CaseHistoryReply,
@@ -183,8 +183,9 @@ class QueryService:
                  health: Callable[[], Awaitable[HealthReply]] | None = None,
                  audit: Callable[[], Awaitable[AuditVerifyReply]] | None = None,
                  policies: Callable[[], PolicyTimeline] | None = None, tracks: Tracks | None = None,
-                 assessment_rules: AssessmentRules | None = None) -> None:
+                 assessment_rules: AssessmentRules | None = None, audit_key: str | None = None) -> None:
         self.store = store
+        self.audit_public_key = audit_key
         self.assessment_rules = assessment_rules
         self.tracks = tracks
         self.max_reply = MAX_REPLY
@@ -347,6 +348,14 @@ class QueryService:
 
     async def audit_verify(self, raw: bytes, _sender: Identity) -> bytes:
         return await _reported(AuditVerify, raw, "audit.verify", self.audit_report)
+
+    async def audit_key(self, raw: bytes, _sender: Identity) -> bytes:
+        query = _parse(AuditKey, raw, "audit.key")
+        if isinstance(query, bytes):
+            return query
+        if self.audit_public_key is None:
+            return error_reply("unavailable", "no audit key here")
+        return AuditKeyReply(key=self.audit_public_key).model_dump_json().encode()
 
     async def customer(self, raw: bytes, sender: Identity) -> bytes:
         query = _parse(CustomerGet, raw, "customer.get")

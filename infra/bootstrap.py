@@ -9,6 +9,7 @@ import logging
 import subprocess
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -26,11 +27,13 @@ from handlers.queries import QueryService
 from infra.auth.connect import product_directory, product_options
 from infra.auth.directory import UserDirectory
 from infra.auth.seal import Seal
-from infra.bus.anchors import read_anchors
+from infra.auth.signing import Signer
+from infra.bus.anchors import ANCHOR_FILE, read_anchor_file, read_anchors
 from infra.bus.connection import ConnectionLog, connect_nats
 from infra.bus.nats_server import EmbeddedNats
 from infra.bus.projection_runner import ProjectionRunner
 from infra.bus.relay import Relay
+from infra.bus.user_consumers import UserConsumers
 from infra.config_files import load_assessment_rules, load_danger_rules, load_sla_policy
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import HealthCheck, WorkerWord, worker_status
@@ -71,6 +74,8 @@ class Runtime:
     writer: GroupCommitWriter[Any]
     directory: UserDirectory
     seal: Seal
+    signer: Signer
+    """The product's audit key: signs anchors, alerts and bundles."""
     embedded: EmbeddedNats | None = None
     worker: Worker | None = None
     """The relay and projections when they run in this process."""
@@ -156,6 +161,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     embedded = None
     nats_url = settings.nats_url
     directory = product_directory(settings)
+    signer = Signer.of_file(settings.audit_key_file)  # made here, before the worker's processes read it
     if not nats_url:
         # Started from this thread on purpose: the child's parent-death signal
         # is tied to the thread that forks it, and a pool thread may exit first.
@@ -178,6 +184,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         nc = await connect_nats(nats_url, settings)
         js = nc.jetstream()
         await ensure_streams(js)
+        user_consumers = UserConsumers(js, directory)
+        await user_consumers.keep()  # before anyone is answered: the consumers a user may read are there
         loop = asyncio.get_running_loop()
 
         def committed() -> None:  # on the writer's thread
@@ -203,20 +211,22 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         commands = CommandService(store, writer, clock, directory, compensation_limit=settings.compensation_limit)
         word = WorkerWord()
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, Seal(key),
-                          embedded, worker_word=word)
+                          signer, embedded=embedded, worker_word=word)
         health = HealthCheck(store, readmodels, nc, js, [p.name for p in projections(sla_policy)],
                              runtime.worker_status)
         queries = QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules,
-                               directory, health.report, lambda: audit_report(store, js),
+                               directory, health.report,
+                               lambda: audit_report(store, js, signer.public_key, settings.data_dir),
                                lambda: policy_timeline(store.engine, sla_policy),
                                lambda since, until: case_tracks(store, since, until),
-                               assessment_rules)
+                               assessment_rules, signer.public_key)
         queries.max_reply = nc.max_payload - 4096
         runtime.queries = queries
         include_handlers(broker, queries)
         runtime.responders = CommandResponders(commands, runtime.metrics.observe_command)
         runtime.tasks.append(asyncio.create_task(keep_fresh(runtime.metrics, health.report, runtime.worker_status),
                                                  name="health"))
+        runtime.tasks.append(asyncio.create_task(user_consumers.run(), name="users' consumers"))
         if settings.metrics_port:
             runtime.http = serve_http(runtime.metrics, settings.metrics_port)
         if embedded is not None:
@@ -250,14 +260,17 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     return runtime
 
 
-async def audit_report(store: EventStore, js: JetStreamContext) -> AuditVerifyReply:
-    """The `audit.verify` query: the whole chain, with the anchors NATS holds."""
+async def audit_report(store: EventStore, js: JetStreamContext, key: str, data_dir: Path) -> AuditVerifyReply:
+    """The `audit.verify` query: the whole chain, with the anchors NATS holds
+    (or, when it cannot be read, those kept in the data directory)."""
     notes = []
     try:
         anchors = await read_anchors(js)
     except Exception as error:  # noqa: BLE001 - the chain is still worth checking
-        anchors, notes = [], [f"the anchors were not checked ({type(error).__name__})"]
-    verdict = await asyncio.to_thread(verify, store, anchors)
+        anchors = read_anchor_file(data_dir / ANCHOR_FILE) if (data_dir / ANCHOR_FILE).exists() else []
+        notes = [f"the anchors on the bus were not read ({type(error).__name__}); those kept in the data "
+                 f"directory were"]
+    verdict = await asyncio.to_thread(verify, store, anchors, key)
     return AuditVerifyReply.model_validate(verdict.as_dict() | {"notes": [*verdict.notes, *notes]})
 
 

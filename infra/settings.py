@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     (<data dir>/auth/operator.nk, made by the first `serve`)."""
     nats_max_file_store: str | None = None
     """The most disk the embedded server's JetStream may use (e.g. "10GB"); default: the server's own."""
+    audit_key: Path | None = None
+    """The product's audit signing key (an nkey seed, owner-only): it signs the chain's anchors, the alerts
+    and case bundles. Default: <data dir>/auth/audit.nk, made on first start; `ticketing audit key` prints
+    its public half, which readers pin."""
+    audit_public_key: str | None = None
+    """The audit key (public, `A...`) that `audit verify` and `audit check` hold anchors and bundles to;
+    default: the public half of `audit_key` when that file is at hand."""
     audit_anchor_seconds: float = 60.0
     """At most how often the hash chain's head is published to the TICKETING_AUDIT stream (and at every stop)."""
     metrics_port: int = 9464
@@ -133,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def client_credentials(self) -> Path:
         return self.credentials or self.auth_dir / "operator.nk"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit_key or self.auth_dir / "audit.nk"
 
     @property
     def cipher_key_file(self) -> Path:

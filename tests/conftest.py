@@ -223,6 +223,28 @@ class Client:
         return await self.raw(f"ticketing.v1.queries.{name}", orjson.dumps(body), role)
 
 
+class Watched:
+    """A role's connection, with what the server said to it."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.nc: Any = None
+
+    async def connect(self, server: EmbeddedNats, name: str) -> Watched:
+        async def collect(error: Exception) -> None:
+            self.errors.append(str(error).lower())
+        self.nc = await connect_as(server.url, server.directory.auth_dir, name, error_cb=collect)
+        return self
+
+    async def settle(self) -> None:
+        await self.nc.flush()
+        await asyncio.sleep(0.05)  # a violation comes as its own -ERR, after the PONG
+        await self.nc.flush()
+
+    def refused(self, kind: str, subject: str) -> bool:
+        return f'permissions violation for {kind} to "{subject.lower()}"' in " ".join(self.errors)
+
+
 def refused_by_nats(reply: dict[str, Any]) -> bool:
     return "refused_by_nats" in reply
 

@@ -25,6 +25,7 @@ QUERIES: dict[str, frozenset[Role]] = {
     "customers.dangerous": _STAFF_READERS,
     "health": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR, Role.SERVICE}),
     "audit.verify": frozenset({Role.AUDITOR, Role.MANAGER}),
+    "audit.key": PEOPLE | {Role.AUDITOR, Role.SERVICE},
     "sla.simulate": frozenset({Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR}),
     "staff.assessment": PEOPLE | {Role.AUDITOR},
 }

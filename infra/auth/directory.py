@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 
+from contracts.catalog import POLICY_CONSUMER_PREFIX, PROJECTIONS_CONSUMER
 from handlers.identity import Identity
 from infra.auth.keys import new_user_seed, public_key, seed_file, write_secret
 from ticketing.access import GRANTABLE
@@ -27,7 +28,16 @@ from ticketing.values import Role
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 """A user name is also a NATS subject token (its inbox) and a consumer name."""
-RESERVED = frozenset({"system", "responder"})
+RESERVED = frozenset({"system", "responder", PROJECTIONS_CONSUMER, "relay", "anchors", "monitors", "worker",
+                      "sla-monitor", "danger-monitor", "ticketing"})
+"""Names the product uses for itself: its identities, its parts, its consumers
+on the streams (a user's consumer is named after the user: a user called
+`projections` would have been given the product's own), and every
+`policy_...` (`reserved`)."""
+
+
+def reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith(POLICY_CONSUMER_PREFIX)
 OPERATOR = "operator"
 OPERATOR_ROLE = Role.MANAGER
 """The local operator: the person running `serve`, whose credentials the CLI uses by default."""
@@ -104,8 +114,9 @@ class UserDirectory:
         if not NAME.match(name):
             raise DirectoryError(f"bad user name {name!r}: lowercase letters, digits, '-' and '_' "
                                  f"(at most 63), starting with a letter or digit")
-        if name in RESERVED:
-            raise DirectoryError(f"{name!r} is the product's own identity")
+        if reserved(name):
+            raise DirectoryError(f"{name!r} is a name the product uses for itself (its identities, parts and "
+                                 f"consumers: {', '.join(sorted(RESERVED))}, policy_...): choose another")
         try:
             given = Role(role)
         except ValueError:

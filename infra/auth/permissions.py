@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.alerts import ALERT_STREAM
-from contracts.catalog import AUDIT_STREAM, AUDIT_SUBJECTS, EVENT_STREAM, command_subject, query_subject
+from contracts.catalog import (
+    AUDIT_STREAM,
+    AUDIT_SUBJECTS,
+    EVENT_STREAM,
+    JS_DOMAIN,
+    command_subject,
+    query_subject,
+)
 from handlers.kinds import KINDS
 from ticketing.access import (
     ALERT_READERS,
@@ -25,6 +32,8 @@ from ticketing.values import Role
 EVENTS = "ticketing.v1.events.>"
 AUDIT = AUDIT_SUBJECTS
 ALERTS = "ticketing.v1.alerts.>"
+USER_JS_API = f"$JS.{JS_DOMAIN}.API"
+"""Where a user's account reaches the JetStream API of its own consumers."""
 
 
 def command_roles() -> dict[str, frozenset[Role]]:
@@ -75,22 +84,20 @@ def permissions(user: str, role: Role, grants: tuple[str, ...] = ()) -> Permissi
         publish += jetstream_reader(user)
     if role in AUDIT_READERS:
         subscribe.append(AUDIT)
-        publish += [f"$JS.API.STREAM.INFO.{AUDIT_STREAM}", f"$JS.API.STREAM.MSG.GET.{AUDIT_STREAM}"]
+        publish += [f"{USER_JS_API}.STREAM.INFO.{AUDIT_STREAM}", f"{USER_JS_API}.STREAM.MSG.GET.{AUDIT_STREAM}"]
     return Permissions(publish, subscribe)
 
 
 def jetstream_reader(user: str) -> list[str]:
-    """A durable consumer of its own (named after the user) on the event and
-    alert streams, and reading their messages; no stream is created, changed,
-    purged or deleted, and no one else's consumer touched."""
-    api = "$JS.API"
-    subjects = [f"{api}.INFO", f"{api}.STREAM.NAMES"]
+    """Reading its own durable pull consumer (named after the user, made and
+    configured by the product) on the event and alert streams, and their
+    messages; no consumer is created, changed or deleted by a user, and no
+    stream touched."""
+    subjects = []
     for stream in (EVENT_STREAM, ALERT_STREAM):
         subjects += [
-            f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
-            f"{api}.CONSUMER.INFO.{stream}.{user}", f"{api}.CONSUMER.CREATE.{stream}.{user}",
-            f"{api}.CONSUMER.CREATE.{stream}.{user}.>", f"{api}.CONSUMER.DURABLE.CREATE.{stream}.{user}",
-            f"{api}.CONSUMER.DELETE.{stream}.{user}", f"{api}.CONSUMER.MSG.NEXT.{stream}.{user}",
+            f"{USER_JS_API}.STREAM.INFO.{stream}", f"{USER_JS_API}.STREAM.MSG.GET.{stream}",
+            f"{USER_JS_API}.CONSUMER.INFO.{stream}.{user}", f"{USER_JS_API}.CONSUMER.MSG.NEXT.{stream}.{user}",
             f"$JS.ACK.{stream}.{user}.>",
         ]
     return subjects
@@ -108,8 +115,8 @@ def role_table() -> list[tuple[str, str, str]]:
                            + ", ".join(commands))
         publish.append("queries: " + (", ".join(queries) or "none"))
         if role in CONSUMER_KEEPERS:
-            publish.append("JetStream: its own durable consumer (named after the user) on "
-                           f"{EVENT_STREAM} and {ALERT_STREAM}, reading their messages")
+            publish.append(f"JetStream (domain `{JS_DOMAIN}`): its own durable pull consumer, named after the "
+                           f"user and made by the product, on {EVENT_STREAM} and {ALERT_STREAM}")
         subscribe = ["its own inbox `_INBOX.<user>.>`"]
         if role in EVENT_READERS:
             subscribe.append(f"`{EVENTS}`")

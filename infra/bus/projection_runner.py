@@ -35,9 +35,9 @@ from nats.js.errors import NotFoundError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX
+from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX, PROJECTIONS_CONSUMER
 from infra.auth.seal import Seal
-from infra.bus.consuming import batches
+from infra.bus.consuming import batches, made_again
 from infra.runtime.parts import PartState
 from projections.base import Projection, apply_batch, create_tables, marks_of, skip
 
@@ -51,7 +51,7 @@ ACK_WAIT_SECONDS = 30
 
 class ProjectionRunner:
     def __init__(self, projections: Sequence[Projection], engine: Engine, js: JetStreamContext, seal: Seal, *,
-                 batch: int = 256, linger: float = 0.0, durable: str = "projections") -> None:
+                 batch: int = 256, linger: float = 0.0, durable: str = PROJECTIONS_CONSUMER) -> None:
         self.projections = list(projections)
         self.engine = engine
         self.js = js
@@ -76,8 +76,16 @@ class ProjectionRunner:
             await asyncio.to_thread(create_tables, self.engine, projection)
         sub = await self._anchor()
         async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable,
-                                        self.linger):
+                                        self.linger, self._revive):
             await self._handle(messages)
+
+    async def _revive(self) -> Any:
+        """Its consumer made again from the read models' marks, when it was gone."""
+        async def make() -> Any:
+            for state in self.state.values():
+                state.failed(f"its consumer {self.durable} on {EVENT_STREAM} was gone; made again")
+            return await self._anchor()
+        return await made_again(self.js, EVENT_STREAM, self.durable, make)
 
     async def _anchor(self) -> Any:
         """(Re)create the durable consumer to start right after the last stream

@@ -32,7 +32,7 @@ def _apply(settings: Settings, directory: UserDirectory) -> str:
         return "applied to the running embedded nats-server"
     if settings.nats_url is not None:
         return ("this product uses an external NATS: apply `ticketing nats-config` there and reload it "
-                "(`nats-server --signal reload`)")
+                "twice (`nats-server --signal reload`; a new account's imports take at the second)")
     return "the embedded nats-server will use it when `ticketing serve` starts"
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
+from infra.auth.signing import Signer
 from infra.runtime.clock import Clock
 from infra.runtime.parts import PartState
 from projections.base import marks_of, written
@@ -61,9 +62,11 @@ class AlertTimer:
     name = "alerts"
 
     def __init__(self, engine: Engine, js: JetStreamContext, clock: Clock, *, store_position: Callable[[], int],
-                 projection: str, tick_seconds: float) -> None:
+                 projection: str, tick_seconds: float, signer: Signer) -> None:
         self.engine = engine
         self.js = js
+        self.signer = signer
+        """Signs every alert (a subscriber checks it with the public audit key: no one else can forge one)."""
         self.clock = clock
         self.store_position = store_position
         self.projection = projection
@@ -145,9 +148,10 @@ class AlertTimer:
         """Into the alerts stream under `key` (a copy within the duplicate
         window is dropped); False when the bus is away or the stream refuses
         (said once until an alert goes out again, not per alert and tick)."""
+        subject, payload = alert_subject(alert.type), orjson.dumps(alert.model_dump(mode="json"))  # type: ignore[attr-defined]
         try:
-            await self.js.publish(alert_subject(alert.type), orjson.dumps(alert.model_dump(mode="json")),  # type: ignore[attr-defined]
-                                  stream=ALERT_STREAM, headers={"Nats-Msg-Id": key})
+            await self.js.publish(subject, payload, stream=ALERT_STREAM,
+                                  headers={"Nats-Msg-Id": key, **self.signer.headers(subject, payload)})
         except Exception as error:  # noqa: BLE001 - the bus is away: the next tick tries again
             self.state.failed(error)
             if not self.refused:

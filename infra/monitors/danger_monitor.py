@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import Engine
 
 from contracts.alerts import CustomerAlert
+from infra.auth.signing import Signer
 from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY
 from infra.runtime.clock import Clock
@@ -51,9 +52,9 @@ class DangerMonitor(AlertTimer):
     name = "danger_monitor"
 
     def __init__(self, engine: Engine, rules: Rules, js: JetStreamContext, clock: Clock, *,
-                 store_position: Callable[[], int], tick_seconds: float = 1.0) -> None:
+                 store_position: Callable[[], int], tick_seconds: float = 1.0, signer: Signer) -> None:
         super().__init__(engine, js, clock, store_position=store_position, projection="danger",
-                         tick_seconds=tick_seconds)
+                         tick_seconds=tick_seconds, signer=signer)
         self.rules = rules
         self._seen: int | None = None
         """The last fact looked at; None until the first look, which looks at everyone."""

@@ -22,9 +22,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from contracts.catalog import EVENT_STREAM
+from contracts.catalog import EVENT_STREAM, POLICY_CONSUMER_PREFIX
 from infra.auth.seal import Seal
-from infra.bus.consuming import batches
+from infra.bus.consuming import batches, made_again
 from infra.runtime.parts import PartState
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,15 @@ class PolicyRunner:
 
     @property
     def durable(self) -> str:
-        return f"policy_{self.policy.name}"
+        return f"{POLICY_CONSUMER_PREFIX}{self.policy.name}"
 
     def stop(self) -> None:
         self._stopping = True
 
     async def run(self) -> None:
-        sub = await self.js.pull_subscribe_bind(durable=await self._consumer(), stream=EVENT_STREAM)
+        sub = await self._subscribe()
         slots = asyncio.Semaphore(CONCURRENCY)
-        async for messages in batches(sub, BATCH, lambda: not self._stopping, self.durable):
+        async for messages in batches(sub, BATCH, lambda: not self._stopping, self.durable, revive=self._revive):
             lines: dict[str, list[Any]] = {}
             for message in messages:  # one line per aggregate: its events stay in order
                 lines.setdefault(_aggregate_of(message), []).append(message)
@@ -105,6 +105,18 @@ class PolicyRunner:
             if self._away:
                 log.warning("%s: the command side answers again", self.durable)
                 self._away = False
+
+    async def _subscribe(self) -> Any:
+        return await self.js.pull_subscribe_bind(durable=await self._consumer(), stream=EVENT_STREAM)
+
+    async def _revive(self) -> Any:
+        """Its consumer made again, when it was gone: from the first event
+        (what the policy sends again is idempotent: its commands' ids come
+        from the events)."""
+        async def make() -> Any:
+            self.state.failed(f"its consumer {self.durable} on {EVENT_STREAM} was gone; made again")
+            return await self._subscribe()
+        return await made_again(self.js, EVENT_STREAM, self.durable, make)
 
     async def _consumer(self) -> str:
         config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,

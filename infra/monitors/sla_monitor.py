@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from contracts.alerts import SlaAlert
 from contracts.catalog import command_subject
+from infra.auth.signing import Signer
 from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY, CommandSideAway, send_command
 from infra.runtime.clock import Clock
@@ -83,9 +84,9 @@ class SlaMonitor(AlertTimer):
 
     def __init__(self, engine: Engine, policy: SlaPolicy, nc: Nats, js: JetStreamContext, clock: Clock, *,
                  store_position: Callable[[], int], projection: str = "sla", tick_seconds: float = 0.2,
-                 command_timeout: float = 5.0) -> None:
+                 command_timeout: float = 5.0, signer: Signer) -> None:
         super().__init__(engine, js, clock, store_position=store_position, projection=projection,
-                         tick_seconds=tick_seconds)
+                         tick_seconds=tick_seconds, signer=signer)
         self.policy = policy
         self.nc = nc
         self.command_timeout = command_timeout

@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from sqlalchemy import Engine
 
-from contracts.catalog import EVENT_STREAM, PREFIX
+from contracts.catalog import EVENT_STREAM, PREFIX, PROJECTIONS_CONSUMER
 from contracts.health import HealthReply, Part
 from infra.bus.projection_runner import DEADLETTER_STREAM
 from infra.runtime.parts import PARTS
@@ -129,19 +130,22 @@ class HealthCheck:
         parts.append(await self._behind("relay", status is not None and bool(relay), relay.get("position"), head,
                                         now, relay))
         parked = await self._parked()
+        gone = await self._gone(PROJECTIONS_CONSUMER)
         for name in self.projections:
             own = status.get("projections", {}).get(name, {})
             position = await self._tracked(name)
-            part = await self._behind(f"projection:{name}", bool(own), position, head, now, own)
+            part = await self._behind(f"projection:{name}", bool(own) and not gone, position, head, now, own)
             part.parked = parked.get(f"{PREFIX}.deadletter.projections.{name}", 0)
+            part.last_error = gone or part.last_error
             parts.append(part)
         for name, own in status.get("monitors", {}).items():
             parts.append(Part(name=f"monitor:{name}", up=True, last_error=own.get("last_error"),
                               last_error_at=own.get("last_error_at")))
         for name, own in status.get("policies", {}).items():
+            gone = await self._gone(own.get("durable"))
             pending = await self._pending(own.get("durable"))
-            parts.append(Part(name=f"policy:{name}", up=True, lag_events=pending, last_error=own.get("last_error"),
-                              last_error_at=own.get("last_error_at")))
+            parts.append(Part(name=f"policy:{name}", up=not gone, lag_events=pending,
+                              last_error=gone or own.get("last_error"), last_error_at=own.get("last_error_at")))
         return HealthReply(at=now, healthy=all(p.up for p in parts), head=head, parts=parts)
 
     async def _head(self, parts: list[Part]) -> int | None:
@@ -185,6 +189,19 @@ class HealthCheck:
         except Exception:  # noqa: BLE001 - NATS away: the nats part says so
             return {}
         return dict(info.state.subjects or {})
+
+    async def _gone(self, durable: str | None) -> str | None:
+        """Why a part is down when its consumer on the event stream is gone
+        (its runner makes it again); None when it is there, or NATS is away."""
+        if not durable:
+            return None
+        try:
+            await self.js.consumer_info(EVENT_STREAM, durable)
+        except NotFoundError:
+            return f"its consumer {durable} on {EVENT_STREAM} is gone (being made again)"
+        except Exception:  # noqa: BLE001 - NATS away: the nats part says so
+            return None
+        return None
 
     async def _pending(self, durable: str | None) -> int | None:
         if not durable:

@@ -25,7 +25,8 @@ from sqlalchemy import Engine
 from contracts.catalog import event_subject
 from handlers.policies import CallbackPolicy
 from infra.auth.seal import Seal
-from infra.bus.anchors import Anchoring, ensure_audit_stream
+from infra.auth.signing import Signer
+from infra.bus.anchors import ANCHOR_FILE, Anchoring, ensure_audit_stream
 from infra.bus.connection import connect_nats
 from infra.bus.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.bus.relay import Relay
@@ -149,15 +150,18 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
             relay.wake()
 
         worker.wake = await nc.subscribe(WAKE_SUBJECT, cb=wake)
-        worker.anchoring = Anchoring(store.chain_head, js, settings.audit_anchor_seconds)
+        worker.anchoring = Anchoring(store.links, store.chain_head, js, Signer.of_file(settings.audit_key_file),
+                                     settings.audit_anchor_seconds, kept=settings.data_dir / ANCHOR_FILE)
         worker.tasks += [asyncio.create_task(relay.run(), name="relay"),
                          asyncio.create_task(worker.anchoring.run(), name="anchors")]
     if "monitors" in parts:
         worker.policies = [PolicyRunner(policy, nc, js, seal) for policy in policies_for(settings, store, sla_policy)]
+        signer = Signer.of_file(settings.audit_key_file)
         worker.sla = SlaMonitor(readmodels, sla_policy, nc, js, clock, store_position=store.max_position,
-                                tick_seconds=settings.sla_tick_seconds)
+                                tick_seconds=settings.sla_tick_seconds, signer=signer)
         worker.danger = DangerMonitor(readmodels, load_danger_rules(settings), js, clock,
-                                      store_position=store.max_position, tick_seconds=settings.danger_tick_seconds)
+                                      store_position=store.max_position, tick_seconds=settings.danger_tick_seconds,
+                                      signer=signer)
         for timer in worker.monitors:
             await timer.prepare()  # before the projections' consumers start (when they run here)
     if worker.checkpointer is not None:

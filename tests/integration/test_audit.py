@@ -127,15 +127,16 @@ async def test_a_chain_rewritten_consistently_is_caught_by_the_anchors(
                          .values(hash=current, previous_hash=previous))
             previous = current
     assert verify(runtime.store, []).intact, "consistent without the anchors"
-    finding = verify(runtime.store, anchors).finding
-    assert finding is not None and (finding.position, finding.check) == (7, "anchor")
+    finding = verify(runtime.store, anchors, runtime.signer.public_key).finding
+    assert finding is not None and (finding.position, finding.check) == (2, "anchor"), \
+        "named at the first event rewritten, not at the anchor after it"
 
     # Events cut off the end after an anchor: the anchor says so too.
     with runtime.store.engine.begin() as conn:
         conn.execute(delete(table).where(table.c.id == 7))
         conn.execute(delete(event_chain).where(event_chain.c.position == 7))
     rewrite(runtime, 2, state.replace(b"letter", b"wechat"))
-    finding = verify(runtime.store, anchors).finding
+    finding = verify(runtime.store, anchors, runtime.signer.public_key).finding
     assert finding is not None and finding.check in ("altered", "removed")
 
 
@@ -177,7 +178,7 @@ async def test_auditors_ask_over_the_bus_and_read_the_anchors(runtime: Runtime, 
     assert reply["intact"] and reply["events"] == 3 and reply["anchored_position"] == 3, reply
     assert refused_by_nats(await client.query("audit.verify", {}, role="agent"))
     auditor = await client.as_role("auditor")
-    assert [a.position for a in await read_anchors(auditor.jetstream())] == [3]
+    assert [a.position for a in await read_anchors(auditor.jetstream(domain="ticketing"))] == [3]
     rewrite(runtime, 2, state_of(runtime, 2) + b" ")
     reply = await client.query("audit.verify", {}, role="auditor")
     assert not reply["intact"] and reply["finding"]["position"] == 2 and reply["finding"]["check"] == "altered"
@@ -190,11 +191,12 @@ async def test_a_case_bundle_round_trips_and_one_changed_character_fails_and_say
     cases = await history(client, clock, cases=2)
     assert runtime.worker is not None
     await runtime.worker.anchoring.publish()
-    bundle = export(runtime.store, __import__("uuid").UUID(cases[0]), await read_anchors(runtime.js))
+    key = runtime.signer.public_key
+    bundle = export(runtime.store, __import__("uuid").UUID(cases[0]), await read_anchors(runtime.js), runtime.signer)
     assert [e["position"] for e in bundle["events"]] == [2, 3]
     assert bundle["anchor"]["position"] == 5 and [lk["position"] for lk in bundle["links"]] == [2, 3, 4, 5]
-    assert check(orjson.loads(orjson.dumps(bundle))) == (True, check(bundle)[1])
-    assert check(bundle)[0] and "anchor at position 5" in check(bundle)[1]
+    assert check(orjson.loads(orjson.dumps(bundle)), key) == (True, check(bundle, key)[1])
+    assert check(bundle, key)[0] and "anchor at position 5" in check(bundle, key)[1]
 
     text = orjson.dumps(bundle).decode()
     for original, changed, where in [
@@ -202,11 +204,11 @@ async def test_a_case_bundle_round_trips_and_one_changed_character_fails_and_say
             (bundle["links"][2]["hash"][:12], "0" * 12, "position"),  # a link between
             (bundle["anchor"]["hash"], "f" * 64, "anchor")]:
         assert original in text
-        intact, said = check(orjson.loads(text.replace(original, changed, 1)))
+        intact, said = check(orjson.loads(text.replace(original, changed, 1)), key)
         assert not intact and where in said, said
     stored = bundle["events"][1]["stored"]["state"]
     tampered = orjson.loads(text.replace(stored, stored[:-4] + ("AAAA" if not stored.endswith("AAAA") else "BBBB")))
-    intact, said = check(tampered)
+    intact, said = check(tampered, key)
     assert not intact and "position 3" in said, said
 
     # The same from the command line, offline.
@@ -223,8 +225,8 @@ async def test_a_case_bundle_round_trips_and_one_changed_character_fails_and_say
     exported = await asyncio.to_thread(run, "export", cases[1], "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     offline = {k: v for k, v in env.items() if not k.startswith("TICKETING_")}
-    checked = await asyncio.to_thread(run, "check", str(out), environment=offline)
+    checked = await asyncio.to_thread(run, "check", str(out), "--key", key, environment=offline)
     assert checked.returncode == 0 and "intact" in checked.stdout, checked.stdout + checked.stderr
     out.write_text(out.read_text().replace("wechat", "wechaT", 1))
-    failed = await asyncio.to_thread(run, "check", str(out), environment=offline)
+    failed = await asyncio.to_thread(run, "check", str(out), "--key", key, environment=offline)
     assert failed.returncode == 1 and "NOT intact" in failed.stdout

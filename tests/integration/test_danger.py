@@ -280,7 +280,7 @@ async def test_a_rebuild_announces_nobody_again_and_the_cli_shows_the_list(
     with runtime.readmodels.begin() as conn:
         conn.execute(delete(danger_state))
     restarted = DangerMonitor(runtime.readmodels, load_danger_rules(settings), runtime.js, clock,
-                              store_position=runtime.store.max_position)
+                              store_position=runtime.store.max_position, signer=runtime.signer)
     await restarted.tick()
     await wait_for(lambda: len(announced.of(who)) == 2, timeout=3)  # a core subscriber sees the copy...
     assert await stream_copies(runtime, who) == [("customer.dangerous", "watch")]  # ...the stream does not
@@ -338,7 +338,7 @@ async def test_the_facts_kept_from_look_to_look_list_what_a_fresh_read_lists(
 
     async def agrees() -> None:
         fresh = DangerMonitor(runtime.readmodels, monitor.rules, runtime.js, clock,
-                              store_position=runtime.store.max_position)
+                              store_position=runtime.store.max_position, signer=runtime.signer)
         assessed, _ = fresh.read(lambda conn: fresh.assess_changed(conn, clock.now, set()))[who]
         listed = await dangerous(client, who)
         assert listed is not None and assessed is not None

@@ -276,7 +276,7 @@ async def test_a_second_monitor_or_a_crash_before_the_ledger_raises_no_second_co
     await settle(runtime)
     runtime.worker.sla.stop()  # this test drives the ticks itself
     other = SlaMonitor(runtime.readmodels, load_sla_policy(runtime.settings), runtime.nc, runtime.js, clock,
-                       store_position=runtime.store.max_position)
+                       store_position=runtime.store.max_position, signer=runtime.signer)
     clock.advance(minutes=31)
     await asyncio.gather(runtime.worker.sla.tick(), other.tick())
     # A monitor that died after publishing but before noting it in the ledger

@@ -5,7 +5,6 @@ changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -16,12 +15,21 @@ from nats.errors import NoServersError
 from sqlalchemy import func, select
 
 from contracts.alerts import ALERT_STREAM
-from contracts.catalog import EVENT_STREAM, command_subject, query_subject
+from contracts.catalog import EVENT_STREAM, JS_DOMAIN, command_subject, query_subject
 from handlers.kinds import KINDS
 from infra.bootstrap import Runtime
 from infra.bus.nats_server import EmbeddedNats
 from projections.case_summary import case_summary
-from tests.conftest import TEST_ROLES, Client, add_user, complaint_data, connect_as, customer_data, wait_for
+from tests.conftest import (
+    TEST_ROLES,
+    Client,
+    Watched,
+    add_user,
+    complaint_data,
+    connect_as,
+    customer_data,
+    wait_for,
+)
 from ticketing.access import ALERT_READERS, CONSUMER_KEEPERS, EVENT_READERS, PEOPLE, QUERIES
 from ticketing.values import Role
 
@@ -47,28 +55,6 @@ def may_query(role: Role, query: str) -> bool:
     if role is Role.GATEWAY:
         return bool(QUERIES[query] & PEOPLE)
     return role in QUERIES[query]
-
-
-class Watched:
-    """A role's connection, with what the server said to it."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.nc: Any = None
-
-    async def connect(self, server: EmbeddedNats, name: str) -> Watched:
-        async def collect(error: Exception) -> None:
-            self.errors.append(str(error).lower())
-        self.nc = await connect_as(server.url, server.directory.auth_dir, name, error_cb=collect)
-        return self
-
-    async def settle(self) -> None:
-        await self.nc.flush()
-        await asyncio.sleep(0.05)  # a violation comes as its own -ERR, after the PONG
-        await self.nc.flush()
-
-    def refused(self, kind: str, subject: str) -> bool:
-        return f'permissions violation for {kind} to "{subject.lower()}"' in " ".join(self.errors)
 
 
 async def test_anonymous_connections_are_refused(nats_server: EmbeddedNats) -> None:
@@ -153,7 +139,7 @@ async def test_only_the_product_touches_the_streams_and_a_reader_keeps_its_own_c
         assert watched.refused("publish", "ticketing.v1.events.customer.flagged")
         assert watched.refused("publish", "ticketing.v1.alerts.sla.breached")
         if Role(role) in CONSUMER_KEEPERS:
-            js = watched.nc.jetstream()
+            js = watched.nc.jetstream(domain=JS_DOMAIN)
             sub = await js.pull_subscribe("ticketing.v1.events.>", durable=name, stream=EVENT_STREAM)
             assert (await js.consumer_info(EVENT_STREAM, name)).name == name
             await sub.unsubscribe()
