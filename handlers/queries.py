@@ -350,12 +350,9 @@ class QueryService:
         return await _reported(AuditVerify, raw, "audit.verify", self.audit_report)
 
     async def audit_key(self, raw: bytes, _sender: Identity) -> bytes:
-        query = _parse(AuditKey, raw, "audit.key")
-        if isinstance(query, bytes):
-            return query
-        if self.audit_public_key is None:
-            return error_reply("unavailable", "no audit key here")
-        return AuditKeyReply(key=self.audit_public_key).model_dump_json().encode()
+        async def key() -> AuditKeyReply:
+            return AuditKeyReply(key=str(self.audit_public_key))
+        return await _reported(AuditKey, raw, "audit.key", key if self.audit_public_key else None)
 
     async def customer(self, raw: bytes, sender: Identity) -> bytes:
         query = _parse(CustomerGet, raw, "customer.get")

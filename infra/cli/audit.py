@@ -45,6 +45,10 @@ def _public_key(settings: Settings, given: str | None) -> str | None:
     return key
 
 
+async def _unsaid(_error: Exception) -> None:
+    """A NATS that cannot be reached is said once, in the verdict's notes."""
+
+
 async def _anchors(settings: Settings) -> tuple[list, str | None]:  # type: ignore[type-arg]
     """The anchors on the product's NATS, read with the product's own credentials; (.., why not) when unreachable."""
     import nats
@@ -56,8 +60,10 @@ async def _anchors(settings: Settings) -> tuple[list, str | None]:  # type: igno
     if url is None:
         return [], "no NATS URL (serve is not running): the anchors on the bus were not read"
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
-                                **product_options(settings))
+        # Bounded: nats-py tries a refused first connection again and again.
+        nc = await asyncio.wait_for(nats.connect(url, connect_timeout=3, max_reconnect_attempts=0,
+                                                 allow_reconnect=False, error_cb=_unsaid,
+                                                 **product_options(settings)), 5)
     except Exception as error:  # noqa: BLE001 - said in the verdict
         return [], f"NATS unreachable ({type(error).__name__}): the anchors on the bus were not read"
     try:

@@ -45,6 +45,8 @@ def export(store: EventStore, case_id: UUID, anchors: list[Anchor], signer: Sign
         raise LookupError(f"no signed anchor covers the case's last event (position {last}) yet: the next is "
                           f"published within TICKETING_AUDIT_ANCHOR_SECONDS; export again then")
     anchor = min(covering, key=lambda a: a.position)
+    holding = [a for a in trusted(anchors, signer.public_key)[0]
+               if any(a.digest_at(n.id) is not None for n in notifications)]
     with store.engine.connect() as conn:
         path = links(conn, first - 1, anchor.position - first + 1)
     events = []
@@ -58,7 +60,8 @@ def export(store: EventStore, case_id: UUID, anchors: list[Anchor], signer: Sign
     return signer.signed({
         "format": FORMAT, "case_id": str(case_id), "events": events,
         "links": [{"position": p, "hash": lk.hash, "previous_hash": lk.previous_hash} for p, lk in sorted(path.items())],
-        "anchor": anchor.document()})
+        "anchor": anchor.document(),
+        "anchors": [a.document() for a in sorted({a.position: a for a in holding}.values(), key=lambda a: a.position)]})
 
 
 class Refused(Exception):
@@ -99,6 +102,7 @@ def _checked(bundle: dict[str, Any], key: str) -> str:
     if not positions or positions[-1] != anchor.position or path[positions[-1]]["hash"] != anchor.hash:
         raise Refused(f"the hash path does not end at the anchor published at {anchor.at}")
     _check_events(bundle, path)
+    _check_digests(bundle, path, key)
     if not document_holds(key, bundle):  # last: what the checks above find, they also locate
         raise Refused("the bundle's signature does not hold under the audit key: it was changed after it was "
                       "made, or made without the key")
@@ -134,3 +138,20 @@ def _check_events(bundle: dict[str, Any], path: dict[int, dict[str, Any]]) -> No
                 raise Refused(f"{where}: its envelope differs from its stored form in {', '.join(changed)}")
     if versions != list(range(1, len(versions) + 1)):
         raise Refused(f"the case's versions are {versions}: an event of it is missing from the bundle")
+
+
+def _check_digests(bundle: dict[str, Any], path: dict[int, dict[str, Any]], key: str) -> None:
+    """Each event's hash as a signed anchor published it: the links between
+    two events of the case are another case's, which the bundle cannot
+    recompute, so a forger could have re-linked them; the anchors' digests
+    say what each event's hash was when it was anchored."""
+    holding = [a for a in (Anchor.of(d) for d in bundle.get("anchors") or []) if a.signed_by(key)]
+    for event in bundle["events"]:
+        position = int(event["position"])
+        digests = [(d, a) for a in holding if (d := a.digest_at(position)) is not None]
+        if not digests:
+            raise Refused(f"no signed anchor holds the hash of the event at position {position}")
+        for digest, anchor in digests:
+            if not path[position]["hash"].startswith(digest):
+                raise Refused(f"the event at position {position} ({event['envelope'].get('type')}): the anchor "
+                              f"published at {anchor.at} holds another hash for it")

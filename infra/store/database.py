@@ -45,7 +45,8 @@ def owner_only(url: str) -> None:
     if not database or database == ":memory:" or "mode=memory" in url:
         return
     path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.parent.is_dir():
+        return  # SQLite says the path is wrong
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if name.exists():

@@ -83,7 +83,9 @@ async def test_a_forgotten_customer_reads_as_forgotten_everywhere_and_the_chain_
     assert verdict.intact, verdict.summary()
 
     rebuild_projection(runtime.store, runtime.readmodels, CaseSummary())
-    bundle = export(runtime.store, uuid.UUID(job["aggregate_id"]), await read_anchors(runtime.js))
+    assert runtime.worker is not None and runtime.worker.anchoring is not None
+    await runtime.worker.anchoring.publish()
+    bundle = export(runtime.store, uuid.UUID(job["aggregate_id"]), await read_anchors(runtime.js), runtime.signer)
     assert contact_in(orjson.dumps(bundle)) == []
 
     def no_copy_left() -> bool:

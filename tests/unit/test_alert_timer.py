@@ -19,7 +19,7 @@ class Timed(AlertTimer):
 
     def __init__(self, tick_seconds: float, takes: list[float]) -> None:
         super().__init__(None, None, lambda: datetime.now(UTC), store_position=lambda: 0,  # type: ignore[arg-type]
-                         projection="sla", tick_seconds=tick_seconds)
+                         projection="sla", tick_seconds=tick_seconds, signer=None)  # type: ignore[arg-type]
         self.takes = takes
         self.began: list[float] = []
 
