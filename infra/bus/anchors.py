@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from nats.js import JetStreamContext
@@ -111,13 +112,10 @@ class Anchoring:
 
     async def _anchor(self, after: int, position: int) -> None:
         links = await asyncio.to_thread(self.links, after, position - after)
-        covered = [links[p].hash[:DIGEST_CHARS] for p in range(after + 1, position + 1)]
-        document = self.signer.signed({"position": position, "hash": links[position].hash,
-                                       "at": datetime.now(UTC).isoformat(), "after": after,
-                                       "digests": "".join(covered)})
+        document = anchor_document(links, after, position, self.signer, datetime.now(UTC))
         payload = orjson.dumps(document)
         await self.js.publish(CHECKPOINT_SUBJECT, payload, stream=AUDIT_STREAM,
-                              headers={"Nats-Msg-Id": f"anchor-{position}-{links[position].hash[:16]}"})
+                              headers={"Nats-Msg-Id": f"anchor-{position}-{document['hash'][:16]}"})
         if self.kept is not None:
             await asyncio.to_thread(_append, self.kept, payload)
         self.published = position
@@ -130,6 +128,14 @@ class Anchoring:
             return 0
         anchor = Anchor.of(orjson.loads(last.data))
         return anchor.position if anchor.signed_by(self.signer.public_key) else 0
+
+
+def anchor_document(links: dict[int, Link], after: int, position: int, signer: Signer, at: datetime,
+                    ) -> dict[str, Any]:
+    """The signed anchor of the events in (after, position], from their links."""
+    covered = [links[p].hash[:DIGEST_CHARS] for p in range(after + 1, position + 1)]
+    return signer.signed({"position": position, "hash": links[position].hash, "at": at.isoformat(),
+                          "after": after, "digests": "".join(covered)})
 
 
 def _append(path: Path, line: bytes) -> None:

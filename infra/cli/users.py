@@ -3,6 +3,7 @@ server configuration that says so."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
@@ -29,11 +30,35 @@ def _apply(settings: Settings, directory: UserDirectory) -> str:
     one runs on this data directory; what happened, for people."""
     write_accounts(directory)
     if settings.nats_url is None and reload_running(settings.data_dir / "nats"):
-        return "applied to the running embedded nats-server"
+        consumers = asyncio.run(_keep_consumers(settings, directory))
+        return "applied to the running embedded nats-server" + (f"; {consumers}" if consumers else "")
     if settings.nats_url is not None:
         return ("this product uses an external NATS: apply `ticketing nats-config` there and reload it "
                 "twice (`nats-server --signal reload`; a new account's imports take at the second)")
     return "the embedded nats-server will use it when `ticketing serve` starts"
+
+
+async def _keep_consumers(settings: Settings, directory: UserDirectory) -> str:
+    """The users' consumers brought in line now, so a user just added reads
+    its own at once (serve does the same within a second anyway)."""
+    import nats
+
+    from infra.auth.connect import product_options
+    from infra.bus.user_consumers import keep_user_consumers
+
+    try:
+        url = settings.nats_url_file.read_text().strip()
+        nc = await asyncio.wait_for(nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                                 **product_options(settings)), 5)
+    except Exception:  # noqa: BLE001 - serve does it within a second
+        return ""
+    try:
+        changed = await asyncio.wait_for(keep_user_consumers(nc.jetstream(), directory), 10)
+    except Exception:  # noqa: BLE001 - likewise
+        return ""
+    finally:
+        await nc.close()
+    return ", ".join(changed)
 
 
 @click.group()

@@ -266,6 +266,17 @@ async def test_users_added_and_removed_on_a_running_serve_take_effect_at_once(
     assert as_operator.returncode == 0, as_operator.stderr + as_operator.stdout
     listed = await asyncio.to_thread(cli, tmp_path, "users", "list")
     assert "li-na" in listed.stdout and "operator" in listed.stdout
+    crm = await asyncio.to_thread(cli, tmp_path, "users", "add", "crm", "--role", "service", "--out", "crm.nk")
+    assert crm.returncode == 0 and "made consumer crm of TICKETING_EVENTS" in crm.stdout, crm.stdout + crm.stderr
+    service = await nats.connect(url, nkeys_seed=str(tmp_path / "crm.nk"), inbox_prefix="_INBOX.crm",
+                                 allow_reconnect=False)
+    events = await service.jetstream(domain="ticketing").pull_subscribe(
+        "ticketing.v1.events.>", durable="crm", stream="TICKETING_EVENTS")
+    first = await events.fetch(1, timeout=10)
+    assert orjson.loads(first[0].data)["type"] == "customer.registered", "its own consumer, at once"
+    await service.close()
+    for name in ("events.db", "readmodels.db"):
+        assert (data / name).stat().st_mode & 0o077 == 0, f"{name} is readable by others"
 
     removed = await asyncio.to_thread(cli, tmp_path, "users", "remove", "li-na")
     assert removed.returncode == 0, removed.stderr
