@@ -65,7 +65,7 @@ class ProductKeys:
     """The product's own two identities: `system` (streams, events, alerts,
     the worker, the policies' commands) in the TICKETING account, and the
     responders in TICKETING_API, whose service exports the TICKETING account
-    imports with the requester's identity shared."""
+    and every user's account import with the requester's identity shared."""
 
     system: str
     responder: str

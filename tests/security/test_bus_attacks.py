@@ -58,6 +58,7 @@ async def test_a_user_cannot_make_change_or_delete_a_consumer(
     """A push consumer of its own delivered wherever its maker said, with the
     server's rights: onto the alert and audit streams, into an agent's inbox."""
     name = f"{role}-1"
+    await wait_for(lambda: _has_consumer(runtime, PROJECTIONS_CONSUMER))  # the runner's, made as it starts
     watched = await Watched().connect(nats_server, name)
     push = orjson.dumps({"stream_name": EVENT_STREAM, "config": {
         "durable_name": name, "deliver_subject": "ticketing.v1.alerts.sla.breached", "ack_policy": "none"}})
