@@ -39,9 +39,11 @@ class CaseCache:
     """Cases as last committed, least recently used first; only the command
     writer's thread touches it. A batch takes a case out and gives it back
     only once its transaction has committed, so a case changed by a group that
-    rolled back is read again from the store. It assumes one serving process
-    per event store (as the relay does): a case changed by another process is
-    caught by the store's version check (`conflict`), not refreshed."""
+    rolled back is read again from the store. Another instance may have
+    changed a case since: the store's version check refuses the write
+    (IntegrityError), the group rolls back, and the command runs again on the
+    case read anew (`CommandService`); a command expecting a later version
+    than the cached one reads it anew first."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
@@ -90,6 +92,11 @@ class CommandBatch:
         """Raises AggregateNotFoundError."""
         if case_id not in self.cases:
             self.cases[case_id] = self.cache.take(case_id) or self.store.repository.get(case_id)
+        return self.cases[case_id]
+
+    def get_fresh(self, case_id: UUID) -> Case:
+        """The case as the store holds it now, not as this process last saw it."""
+        self.cases[case_id] = self.store.repository.get(case_id)
         return self.cases[case_id]
 
     def record(self, case: Case, reply: StoredReply) -> None:

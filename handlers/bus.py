@@ -98,6 +98,7 @@ class CommandResponders:
     `CommandService.handle` either way."""
 
     def __init__(self, service: CommandService, observe: Observe | None = None, concurrency: int = 64) -> None:
+        self.service = service
         self.handlers = {(aggregate, command): _command_handler(service, aggregate, command, observe)
                          for aggregate, models in COMMANDS.items() for command in models}
         self.concurrency = concurrency

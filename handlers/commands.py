@@ -34,6 +34,8 @@ from ticketing.values import Role
 log = logging.getLogger(__name__)
 
 REQUEST_FIELDS = set(CommandRequest.model_fields)
+CONFLICT_RETRIES = 5
+"""How often a command without `expected_version` is run again on a case another writer just changed."""
 
 
 class Writer(Protocol):
@@ -134,8 +136,7 @@ class CommandService:
             claimed = request.actor
             who = Acting(*acting(sender.name, sender.role, claimed and claimed.id, claimed and claimed.role),
                          sender=sender)
-            reply = await self.writer.run(
-                lambda batch: self._execute(batch, aggregate, command, request, data, who), request.command_id)
+            reply = await self._recorded(aggregate, command, request, data, who)
             if self._store_down:
                 self._store_down = False
                 log.warning("the event store is back: commands are recorded again")
@@ -155,6 +156,25 @@ class CommandService:
         except Exception:  # noqa: BLE001 - a bug must still get an answer, and is logged without payload
             log.exception("command %s.%s failed", aggregate, command)
             return error_reply("unavailable", "the command could not be recorded; nothing was recorded, retry")
+
+    async def _recorded(self, aggregate: str, command: str, request: CommandRequest, data: BaseModel,
+                        who: Acting) -> bytes:
+        """The command run and recorded. Another writer (an instance beside this
+        one) may record an event of the same case, or this very command_id,
+        between our read and our write: the store refuses the second write
+        (IntegrityError). Without `expected_version` the command did not care
+        which version it met, so it is read again and run on the new state
+        (the same command_id then finds its first reply), a few times; with
+        one, the version it expected is gone: `conflict`."""
+        tries = 0
+        while True:
+            try:
+                return await self.writer.run(  # type: ignore[no-any-return]
+                    lambda batch: self._execute(batch, aggregate, command, request, data, who), request.command_id)
+            except IntegrityError:
+                tries += 1
+                if request.expected_version is not None or tries > CONFLICT_RETRIES:
+                    raise
 
     def _execute(self, batch: CommandBatch, aggregate: str, command: str, request: CommandRequest,
                  data: BaseModel, who: Acting) -> bytes:
@@ -217,6 +237,8 @@ class CommandService:
             raise NotFound(f"no {aggregate} {request.aggregate_id}") from None
         if not isinstance(case, aggregate_class):
             raise NotFound(f"no {aggregate} {request.aggregate_id}")
+        if request.expected_version is not None and case.version < request.expected_version:
+            case = batch.get_fresh(request.aggregate_id)  # our copy may be older than another instance's write
         if request.expected_version is not None and case.version != request.expected_version:
             raise Conflict(f"expected version {request.expected_version}, the {aggregate} is at {case.version}")
         return case

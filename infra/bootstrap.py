@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import subprocess
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
 from faststream.nats import NatsBroker
@@ -29,7 +30,7 @@ from infra.auth.directory import UserDirectory
 from infra.auth.seal import Seal
 from infra.auth.signing import Signer
 from infra.bus.anchors import ANCHOR_FILE, read_anchor_file, read_anchors
-from infra.bus.connection import ConnectionLog, connect_nats
+from infra.bus.connection import ConnectionLog, connect_nats, servers
 from infra.bus.nats_server import EmbeddedNats
 from infra.bus.projection_runner import ProjectionRunner
 from infra.bus.relay import Relay
@@ -90,6 +91,8 @@ class Runtime:
     queries: QueryService | None = None
     responders: CommandResponders | None = None
     """The command subjects' (on the responders' connection, the broker's)."""
+    only_instance: IO[bytes] | None = None
+    """On SQLite: the data directory's lock, held while this instance runs (`sole_writer`)."""
 
     def worker_status(self) -> dict[str, Any] | None:
         return worker_status(self.worker) if self.worker is not None else self.worker_word.current()
@@ -141,6 +144,22 @@ class Runtime:
         if self.embedded is not None:
             self.embedded.stop()
             self.settings.nats_url_file.unlink(missing_ok=True)  # nobody serves there any more
+        if self.only_instance is not None:
+            self.only_instance.close()
+
+
+def sole_writer(data_dir: Path) -> IO[bytes]:
+    """The data directory's instance lock (held until closed, or until the
+    process ends): SQLite takes one writer, so a second instance on the same
+    files is refused at start, in one line."""
+    lock = (data_dir / "serve.lock").open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SystemExit(f"another instance of the product runs on {data_dir} (SQLite takes one writer): stop it, "
+                         f"or run several instances on PostgreSQL (TICKETING_DATABASE_URL)") from None
+    return lock
 
 
 async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["inline", "process"] = "inline",
@@ -160,16 +179,17 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     assessment_rules = load_assessment_rules(settings)
     embedded = None
     nats_url = settings.nats_url
-    directory = product_directory(settings)
-    signer = Signer.of_file(settings.audit_key_file)  # made here, before the worker's processes read it
-    if not nats_url:
-        # Started from this thread on purpose: the child's parent-death signal
-        # is tied to the thread that forks it, and a pool thread may exit first.
-        embedded = EmbeddedNats.start(settings.data_dir / "nats", directory, settings.nats_port,
-                                      max_file_store=settings.nats_max_file_store)
-        nats_url = embedded.url
-    settings.nats_url_file.write_text(nats_url + "\n")
+    only_instance = None if settings.database_url else sole_writer(settings.data_dir)
     try:
+        directory = product_directory(settings)
+        signer = Signer.of_file(settings.audit_key_file)  # made here, before the worker's processes read it
+        if not nats_url:
+            # Started from this thread on purpose: the child's parent-death signal
+            # is tied to the thread that forks it, and a pool thread may exit first.
+            embedded = EmbeddedNats.start(settings.data_dir / "nats", directory, settings.nats_port,
+                                          max_file_store=settings.nats_max_file_store)
+            nats_url = embedded.url
+        settings.nats_url_file.write_text(nats_url + "\n")
         key = await asyncio.to_thread(cipher_key, settings, create=True)
         store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
         if sealed := await asyncio.to_thread(store.seal_unsealed):
@@ -203,7 +223,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         responder = product_options(settings, responder=True)
         tls = responder.pop("tls", None)
         responders_said = ConnectionLog("ticketing-responders")
-        broker = NatsBroker(nats_url, logger=logging.getLogger("ticketing.bus"), apply_types=False,
+        broker = NatsBroker(servers(nats_url), logger=logging.getLogger("ticketing.bus"), apply_types=False,
                             log_level=logging.DEBUG, max_reconnect_attempts=-1, name="ticketing-responders",
                             drain_timeout=STOP_DRAIN_SECONDS,
                             **responders_said.callbacks(),
@@ -211,7 +231,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         commands = CommandService(store, writer, clock, directory, compensation_limit=settings.compensation_limit)
         word = WorkerWord()
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, Seal(key),
-                          signer, embedded=embedded, worker_word=word)
+                          signer, embedded=embedded, worker_word=word, only_instance=only_instance)
         health = HealthCheck(store, readmodels, nc, js, [p.name for p in projections(sla_policy)],
                              runtime.worker_status)
         queries = QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules,
@@ -256,6 +276,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     except BaseException:
         if embedded is not None:
             embedded.stop()
+        if only_instance is not None:
+            only_instance.close()
         raise
     return runtime
 

@@ -49,9 +49,16 @@ class ConnectionLog:
         return {"error_cb": self.error, "disconnected_cb": self.disconnected, "reconnected_cb": self.reconnected}
 
 
+def servers(url: str) -> list[str]:
+    """The servers a NATS URL setting names: one, or several of a cluster,
+    comma-separated (`nats://a:4222,nats://b:4222`); a client goes to
+    another when one is lost."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect_nats(url: str, settings: Settings, name: str = "ticketing") -> Nats:
     """The product's own connection (identity `system`)."""
     said = ConnectionLog(name)
-    said.connection = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
+    said.connection = await nats.connect(servers(url), max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=name,
                                          **said.callbacks(), **product_options(settings))
     return said.connection

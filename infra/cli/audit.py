@@ -55,13 +55,14 @@ async def _anchors(settings: Settings) -> tuple[list, str | None]:  # type: igno
 
     from infra.auth.connect import product_options
     from infra.bus.anchors import read_anchors
+    from infra.bus.connection import servers
 
     url = settings.nats_url or (settings.nats_url_file.read_text().strip() if settings.nats_url_file.exists() else None)
     if url is None:
         return [], "no NATS URL (serve is not running): the anchors on the bus were not read"
     try:
         # Bounded: nats-py tries a refused first connection again and again.
-        nc = await asyncio.wait_for(nats.connect(url, connect_timeout=3, max_reconnect_attempts=0,
+        nc = await asyncio.wait_for(nats.connect(servers(url), connect_timeout=3, max_reconnect_attempts=0,
                                                  allow_reconnect=False, error_cb=_unsaid,
                                                  **product_options(settings)), 5)
     except Exception as error:  # noqa: BLE001 - said in the verdict

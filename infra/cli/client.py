@@ -51,6 +51,7 @@ async def request(subject: str, body: dict[str, Any], timeout: float = 10.0) -> 
 
     from infra.auth.connect import client_options
     from infra.auth.keys import BadCredentials
+    from infra.bus.connection import servers
 
     settings = Settings()
     url = _nats_url(settings)
@@ -66,7 +67,7 @@ async def request(subject: str, body: dict[str, Any], timeout: float = 10.0) -> 
         refused.append(str(error))
 
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+        nc = await nats.connect(servers(url), connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
                                 error_cb=on_error, **options)
     except Exception as error:  # noqa: BLE001 - said in one line, never a traceback
         if "authorization" in str(error).lower() or any("authorization" in r.lower() for r in refused):

@@ -44,11 +44,12 @@ async def _keep_consumers(settings: Settings, directory: UserDirectory) -> str:
     import nats
 
     from infra.auth.connect import product_options
+    from infra.bus.connection import servers
     from infra.bus.user_consumers import keep_user_consumers
 
     try:
         url = settings.nats_url_file.read_text().strip()
-        nc = await asyncio.wait_for(nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+        nc = await asyncio.wait_for(nats.connect(servers(url), allow_reconnect=False, max_reconnect_attempts=0,
                                                  **product_options(settings)), 5)
     except Exception:  # noqa: BLE001 - serve does it within a second
         return ""
