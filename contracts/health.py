@@ -30,6 +30,30 @@ class Part(BaseModel):
     last_error_at: Time | None = None
 
 
+class InstanceUp(BaseModel):
+    """An instance of the product seen lately (several share a PostgreSQL store)."""
+
+    name: str
+    host: str
+    pid: int
+    up_seconds: float
+
+
+class LeaseHolding(BaseModel):
+    """Who runs one of the worker's parts: the lease's holder (`<instance>/<part>`) and its epoch, which grows
+    with every new holder."""
+
+    name: str
+    holder: str
+    epoch: int
+    host: str | None = None
+    pid: int | None = None
+    held_seconds: float | None = None
+    expires_in_seconds: float
+    live: bool
+    """Not run out: its holder renewed it in time."""
+
+
 class HealthReply(BaseModel):
     ok: Literal[True] = True
     at: Time
@@ -38,6 +62,10 @@ class HealthReply(BaseModel):
     head: int | None
     """The store's last position."""
     parts: list[Part]
+    instances: list[InstanceUp] = Field(default_factory=list)
+    """On PostgreSQL: the instances seen lately."""
+    leases: list[LeaseHolding] = Field(default_factory=list)
+    """On PostgreSQL: who holds each part of the worker."""
 
 
 class AuditKey(BaseModel):

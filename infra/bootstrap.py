@@ -35,6 +35,8 @@ from infra.bus.nats_server import EmbeddedNats
 from infra.bus.projection_runner import ProjectionRunner
 from infra.bus.relay import Relay
 from infra.bus.user_consumers import UserConsumers
+from infra.cluster.instances import Instances
+from infra.cluster.leases import Leases
 from infra.config_files import load_assessment_rules, load_danger_rules, load_sla_policy
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import HealthCheck, WorkerWord, worker_status
@@ -232,8 +234,16 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         word = WorkerWord()
         runtime = Runtime(settings, nats_url, store, readmodels, nc, js, broker, writer, directory, Seal(key),
                           signer, embedded=embedded, worker_word=word, only_instance=only_instance)
+        cluster = None
+        if readmodels.dialect.name == "postgresql":  # several instances may share it
+            instances = Instances(readmodels, settings.instance_name)
+            leases = Leases(readmodels, settings.lease_seconds)
+            runtime.tasks.append(asyncio.create_task(instances.run(), name="instances"))
+
+            def cluster() -> tuple[list[Any], list[Any]]:
+                return instances.up(), leases.holders()
         health = HealthCheck(store, readmodels, nc, js, [p.name for p in projections(sla_policy)],
-                             runtime.worker_status)
+                             runtime.worker_status, cluster)
         queries = QueryService(store, clock, readmodels, sla_policy, ZoneInfo(settings.timezone), danger_rules,
                                directory, health.report,
                                lambda: audit_report(store, js, signer.public_key, settings.data_dir),

@@ -5,6 +5,8 @@ SQLALCHEMY_URL, ...) are derived here and nowhere else."""
 
 from __future__ import annotations
 
+import os
+import socket
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,6 +62,12 @@ class Settings(BaseSettings):
     audit_public_key: str | None = None
     """The audit key (public, `A...`) that `audit verify` and `audit check` hold anchors and bundles to;
     default: the public half of `audit_key` when that file is at hand."""
+    instance: str | None = None
+    """This instance's name (in `ticketing status` and as the holder of its parts' leases); default: the host's
+    name and serve's process id."""
+    lease_seconds: float = 5.0
+    """On PostgreSQL, how long a part's lease lasts unrenewed: another instance takes the part over within
+    this plus a renewal (a third of it) after its holder dies or stalls."""
     audit_anchor_seconds: float = 60.0
     """At most how often the hash chain's head is published to the TICKETING_AUDIT stream (and at every stop)."""
     metrics_port: int = 9464
@@ -140,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def client_credentials(self) -> Path:
         return self.credentials or self.auth_dir / "operator.nk"
+
+    @property
+    def instance_name(self) -> str:
+        return self.instance or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def audit_key_file(self) -> Path:

@@ -240,15 +240,27 @@ def written(engine: Engine, change: Callable[[Connection], T]) -> T:
             return change(conn)
 
 
+class Fenced(Exception):
+    """A write refused because its writer no longer holds what it ran under
+    (the lease of its part: `infra.cluster.leases`); nothing was written."""
+
+
+Fence = Callable[[Connection], None]
+"""Checks, inside a write's transaction, that the writer may still write (raises Fenced)."""
+
+
 def apply_batch(engine: Engine, projections: Sequence[Projection], events: Iterable[Envelope],
-                stream_sequence: int | None = None) -> dict[str, int]:
+                stream_sequence: int | None = None, fence: Fence | None = None) -> dict[str, int]:
     """Apply to each projection the events it has not applied yet, all in
     one transaction, and record that the stream was consumed through
-    `stream_sequence`; returns how many each applied."""
+    `stream_sequence`; returns how many each applied. `fence` first, in the
+    same transaction."""
     events = list(events)
     names = [p.name for p in projections]
 
     def change(conn: Connection) -> dict[str, int]:
+        if fence is not None:
+            fence(conn)
         applied = {}
         marks = hold_marks(conn, names)
         for projection in projections:
@@ -266,11 +278,13 @@ def apply_batch(engine: Engine, projections: Sequence[Projection], events: Itera
     return written(engine, change)
 
 
-def skip(engine: Engine, projection: Projection, stream_sequence: int) -> None:
+def skip(engine: Engine, projection: Projection, stream_sequence: int, fence: Fence | None = None) -> None:
     """Step over one stream message that cannot be applied (it is parked
     elsewhere). Only the stream mark moves: the position a broken message
     claims is not trusted, and a rebuild tries the event again."""
     def change(conn: Connection) -> None:
+        if fence is not None:
+            fence(conn)
         _lock(conn, projection.name)
         _advance(conn, [projection.name], stream_sequence=stream_sequence)
     written(engine, change)

@@ -39,7 +39,7 @@ from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX, PROJECTIONS_
 from infra.auth.seal import Seal
 from infra.bus.consuming import batches, made_again
 from infra.runtime.parts import PartState
-from projections.base import Projection, apply_batch, create_tables, marks_of, skip
+from projections.base import Fence, Fenced, Projection, apply_batch, create_tables, marks_of, skip
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ class ProjectionRunner:
         self.batch = batch
         self.linger = linger
         self.durable = durable
+        self.fence: Fence | None = None
+        """Checked in every write's transaction when the part runs under a lease (`infra.cluster`)."""
+        self.fenced: Fenced | None = None
+        """Why it stopped, when a write of it was fenced (another holds its lease now)."""
         self.applied = dict.fromkeys(self.names, 0)
         self.parked = dict.fromkeys(self.names, 0)
         self.state = {name: PartState() for name in self.names}
@@ -75,9 +79,13 @@ class ProjectionRunner:
         for projection in self.projections:
             await asyncio.to_thread(create_tables, self.engine, projection)
         sub = await self._anchor()
-        async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable,
-                                        self.linger, self._revive):
-            await self._handle(messages)
+        try:
+            async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable,
+                                            self.linger, self._revive):
+                await self._handle(messages)
+        except Fenced as fenced:  # another holds the lease now: nothing was written, nothing acked
+            log.warning("%s: %s; stopping", self.durable, fenced)
+            self.fenced = fenced
 
     async def _revive(self) -> Any:
         """Its consumer made again from the read models' marks, when it was gone."""
@@ -114,9 +122,11 @@ class ProjectionRunner:
         if all(e is not None and e is not UNSEALED for e in events):
             try:
                 self._count(await asyncio.to_thread(apply_batch, self.engine, self.projections, events,
-                                                    _sequence(messages[-1])))
+                                                    _sequence(messages[-1]), self.fence))
                 await messages[-1].ack()  # AckPolicy.ALL: the batch's last ack covers the batch
                 return
+            except Fenced:
+                raise
             except Exception as error:  # noqa: BLE001 - find the culprit one by one below
                 for state in self.state.values():
                     state.failed(error)
@@ -150,7 +160,9 @@ class ProjectionRunner:
                     continue
                 try:
                     self._count(await asyncio.to_thread(apply_batch, self.engine, [projection], [event],
-                                                        _sequence(message)))
+                                                        _sequence(message), self.fence))
+                except Fenced:
+                    raise
                 except (OperationalError, DBAPIError) as error:
                     if _is_outage(error):
                         self.state[projection.name].failed(error)
@@ -184,7 +196,7 @@ class ProjectionRunner:
             headers={"Ticketing-Reason": reason[:1000], "Ticketing-Stream-Sequence": str(sequence),
                      "Nats-Msg-Id": f"projection_{name}-{sequence}"},
         )
-        await asyncio.to_thread(skip, self.engine, projection, _sequence(message))
+        await asyncio.to_thread(skip, self.engine, projection, _sequence(message), self.fence)
 
 
 UNSEALED: Any = {"type": "(unsealed)"}

@@ -184,4 +184,17 @@ def status(as_json: bool) -> None:
                       "-" if part["parked"] is None else str(part["parked"]), part["last_error"] or "-",
                       style=None if part["up"] else "bold red")
     console.print(table)
+    if reply.get("instances") or reply.get("leases"):
+        holds: dict[str, list[str]] = {}
+        for lease in reply.get("leases", []):
+            if lease["live"]:
+                holds.setdefault(lease["holder"].split("/", 1)[0], []).append(f"{lease['name']} (epoch "
+                                                                              f"{lease['epoch']})")
+        instances = Table(title="instances")
+        for column in ("instance", "host", "pid", "up", "holds"):
+            instances.add_column(column, overflow="fold")
+        for instance in reply.get("instances", []):
+            instances.add_row(instance["name"], instance["host"], str(instance["pid"]), span(instance["up_seconds"]),
+                              ", ".join(holds.get(instance["name"], [])) or "- (standing by)")
+        console.print(instances)
     sys.exit(0 if reply["healthy"] else 1)

@@ -27,7 +27,7 @@ from contracts.catalog import PREFIX, alert_subject
 from infra.auth.signing import Signer
 from infra.runtime.clock import Clock
 from infra.runtime.parts import PartState
-from projections.base import marks_of, written
+from projections.base import Fence, Fenced, marks_of, written
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class AlertTimer:
         self.js = js
         self.signer = signer
         """Signs every alert (a subscriber checks it with the public audit key: no one else can forge one)."""
+        self.fence: Fence | None = None
+        """Checked in every write of its ledger when the part runs under a lease (`infra.cluster`)."""
+        self.fenced: Fenced | None = None
         self.clock = clock
         self.store_position = store_position
         self.projection = projection
@@ -101,6 +104,10 @@ class AlertTimer:
                 if self._db_down:
                     self._db_down = False
                     log.warning("%s: the database is back", self.name)
+            except Fenced as fenced:  # another holds the lease now: its ledger is not ours to write
+                log.warning("%s: %s; stopping", self.name, fenced)
+                self.fenced = fenced
+                return
             except (DBAPIError, PersistenceError) as error:  # a database away (read models or store): said once
                 cause = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
                 if not self._db_down:
@@ -169,4 +176,9 @@ class AlertTimer:
             return query(conn, *args)
 
     def write(self, change: Callable[..., Any], *args: Any) -> Any:
-        return written(self.engine, lambda conn: change(conn, *args))
+        """`change` in a write transaction, fenced when the monitor runs under a lease."""
+        def fenced(conn: Any) -> Any:
+            if self.fence is not None:
+                self.fence(conn)
+            return change(conn, *args)
+        return written(self.engine, fenced)

@@ -108,7 +108,10 @@ class WorkerWord:
 
 class HealthCheck:
     def __init__(self, store: EventStore, readmodels: Engine, nc: Nats, js: JetStreamContext,
-                 projections: list[str], worker: Callable[[], dict[str, Any] | None]) -> None:
+                 projections: list[str], worker: Callable[[], dict[str, Any] | None],
+                 cluster: Callable[[], tuple[list[Any], list[Any]]] | None = None) -> None:
+        self.cluster = cluster
+        """(instances up, leases held), on PostgreSQL."""
         self.store = store
         self.readmodels = readmodels
         self.nc = nc
@@ -146,7 +149,17 @@ class HealthCheck:
             pending = await self._pending(own.get("durable"))
             parts.append(Part(name=f"policy:{name}", up=not gone, lag_events=pending,
                               last_error=gone or own.get("last_error"), last_error_at=own.get("last_error_at")))
-        return HealthReply(at=now, healthy=all(p.up for p in parts), head=head, parts=parts)
+        instances, leases = await self._cluster()
+        return HealthReply(at=now, healthy=all(p.up for p in parts), head=head, parts=parts, instances=instances,
+                           leases=leases)
+
+    async def _cluster(self) -> tuple[list[Any], list[Any]]:
+        if self.cluster is None:
+            return [], []
+        try:
+            return await asyncio.to_thread(self.cluster)
+        except Exception:  # noqa: BLE001 - the read models' database away: the store part says so
+            return [], []
 
     async def _head(self, parts: list[Part]) -> int | None:
         try:

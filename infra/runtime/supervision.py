@@ -99,7 +99,7 @@ async def keep_worker_running(runtime: Any) -> None:
     is started once the one before is ready, however long that takes (the
     projections' part brings the read models up to date with the code and
     the SLA policy before the monitors look at them)."""
-    env = os.environ | runtime.settings.as_env(nats_url=runtime.nats_url)
+    env = os.environ | runtime.settings.as_env(nats_url=runtime.nats_url, instance=runtime.settings.instance_name)
     ready = {part: asyncio.Event() for part in PARTS}
 
     async def heard(msg: Any) -> None:

@@ -31,6 +31,7 @@ from infra.bus.connection import connect_nats
 from infra.bus.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.bus.relay import Relay
 from infra.bus.streams import ensure_event_stream
+from infra.cluster.leases import Keeper, Leases
 from infra.config_files import load_danger_rules, load_sla_policy
 from infra.monitors.alerts import ensure_alert_stream
 from infra.monitors.danger_monitor import DangerMonitor
@@ -49,7 +50,7 @@ from infra.store.fast_read import fast_envelope
 from infra.store.rebuild import ensure_current
 from infra.store.secrets import cipher_key
 from projections.activity import Activity
-from projections.base import UTC_ZONE, written
+from projections.base import UTC_ZONE, Fence, written
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
@@ -112,6 +113,11 @@ class Worker:
     def monitors(self) -> list[SlaMonitor | DangerMonitor]:
         return [m for m in (self.sla, self.danger) if m is not None]
 
+    def fenced(self) -> bool:
+        """Whether a write of one of its parts was refused: another holds their lease now."""
+        return any(runner.fenced is not None for runner in [*([self.projector] if self.projector else []),
+                                                           *self.monitors])
+
     async def stop(self) -> None:
         if self.relay is not None:
             self.relay.stop()
@@ -125,7 +131,8 @@ class Worker:
 
 
 async def start_worker(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats,
-                       js: JetStreamContext, clock: Clock, seal: Seal, parts: tuple[str, ...] = PARTS) -> Worker:
+                       js: JetStreamContext, clock: Clock, seal: Seal, parts: tuple[str, ...] = PARTS,
+                       fence: Fence | None = None) -> Worker:
     """Start the `parts` of the worker here. The projections' part first
     brings the read models up to date with the code and the SLA policy
     (before its consumer starts); `serve` starts the other parts once the
@@ -142,6 +149,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
         worker.checkpointer = Checkpointer(readmodels)
         worker.projector = ProjectionRunner(chosen, readmodels, js, seal,
                                             linger=settings.projection_linger_seconds)
+        worker.projector.fence = fence
     if "relay" in parts:
         relay = worker.relay = Relay(store, js, notification_translator(store), seal, batch=settings.relay_batch,
                                      poll_seconds=settings.relay_poll_seconds)
@@ -163,6 +171,7 @@ async def start_worker(settings: Settings, store: EventStore, readmodels: Engine
                                       store_position=store.max_position, tick_seconds=settings.danger_tick_seconds,
                                       signer=signer)
         for timer in worker.monitors:
+            timer.fence = fence
             await timer.prepare()  # before the projections' consumers start (when they run here)
     if worker.checkpointer is not None:
         worker.tasks.append(asyncio.create_task(worker.checkpointer.run(), name="checkpoints"))
@@ -178,7 +187,10 @@ def policies_for(settings: Settings, store: EventStore, sla_policy: SlaPolicy) -
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, parts: tuple[str, ...] = PARTS) -> None:
-    """The worker's `parts` alone, until `stop` is set: `ticketing worker`."""
+    """The worker's `parts` alone, until `stop` is set: `ticketing worker`.
+    On PostgreSQL, where several instances may run, only while this process
+    holds the parts' lease (`infra.cluster`): standing by until it is free,
+    every write fenced by its epoch, standing by again if it is lost."""
     nats_url = settings.nats_url or settings.nats_url_file.read_text().strip()
     key = cipher_key(settings)
     store = await asyncio.to_thread(EventStore, settings.event_store_url, key, settings.sqlite_busy_timeout_ms)
@@ -187,13 +199,44 @@ async def run_worker(settings: Settings, stop: asyncio.Event, parts: tuple[str, 
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key), parts)
         collector.started()
-        await nc.publish(WORKER_READY_SUBJECT, orjson.dumps(worker.parts))
-        await say_status(nc, worker, stop)
-        await worker.stop()
+        if readmodels.dialect.name != "postgresql":
+            await _run_parts(settings, store, readmodels, nc, js, key, parts, stop)
+            return
+        name = "+".join(parts)
+        keeper = Keeper(Leases(readmodels, settings.lease_seconds), name, f"{settings.instance_name}/{name}")
+        await nc.publish(WORKER_READY_SUBJECT, orjson.dumps(parts))  # standing by is ready too
+        while await keeper.hold(stop) is not None:
+            await _run_parts(settings, store, readmodels, nc, js, key, parts, stop, keeper)
+        keeper.release()
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
         readmodels.dispose()
         store.engine.dispose()
+
+
+async def _run_parts(settings: Settings, store: EventStore, readmodels: Engine, nc: Nats, js: JetStreamContext,
+                     key: str, parts: tuple[str, ...], stop: asyncio.Event, keeper: Keeper | None = None) -> None:
+    """The parts, until `stop`, or until the lease `keeper` keeps is lost or
+    one of their writes is fenced (then they stop, and the caller stands by)."""
+    worker = await start_worker(settings, store, readmodels, nc, js, utc_now, Seal(key), parts,
+                                fence=keeper.leases.fence(keeper.held) if keeper and keeper.held else None)
+    await nc.publish(WORKER_READY_SUBJECT, orjson.dumps(worker.parts))
+    ended = asyncio.Event()
+    watchers = [asyncio.create_task(say_status(nc, worker, ended), name="status")]
+    if keeper is not None:
+        async def lost() -> None:
+            await keeper.keep(ended)  # returns once the lease is lost, or the parts ended
+            ended.set()
+        async def fenced() -> None:
+            while not ended.is_set() and not worker.fenced():
+                await asyncio.sleep(0.2)
+            ended.set()
+        watchers += [asyncio.create_task(lost(), name="lease"), asyncio.create_task(fenced(), name="fenced")]
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, asyncio.create_task(ended.wait())], return_when=asyncio.FIRST_COMPLETED)
+    ended.set()
+    stopping.cancel()
+    await worker.stop()
+    await end(watchers, grace=2)
