@@ -63,6 +63,8 @@ class ProjectionRunner:
         """Checked in every write's transaction when the part runs under a lease (`infra.cluster`)."""
         self.fenced: Fenced | None = None
         """Why it stopped, when a write of it was fenced (another holds its lease now)."""
+        self._next: int | None = None
+        """The stream sequence the next message should have (None: whatever comes first, after an anchor)."""
         self.applied = dict.fromkeys(self.names, 0)
         self.parked = dict.fromkeys(self.names, 0)
         self.state = {name: PartState() for name in self.names}
@@ -78,14 +80,32 @@ class ProjectionRunner:
     async def run(self) -> None:
         for projection in self.projections:
             await asyncio.to_thread(create_tables, self.engine, projection)
-        sub = await self._anchor()
-        try:
-            async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable,
-                                            self.linger, self._revive):
-                await self._handle(messages)
-        except Fenced as fenced:  # another holds the lease now: nothing was written, nothing acked
-            log.warning("%s: %s; stopping", self.durable, fenced)
-            self.fenced = fenced
+        while not self._stopping:
+            sub = await self._anchor()
+            try:
+                async for messages in batches(sub, self.batch, lambda: not self._stopping, self.durable,
+                                                self.linger, self._revive):
+                    self._in_order(messages)
+                    await self._handle(messages)
+                    self._next = _sequence(messages[-1]) + 1
+                return
+            except Skipped as skipped:  # taken by another reader of the consumer: read again from the marks
+                log.warning("%s: %s; reading again from where the read models stand", self.durable, skipped)
+            except Fenced as fenced:  # another holds the lease now: nothing was written, nothing acked
+                log.warning("%s: %s; stopping", self.durable, fenced)
+                self.fenced = fenced
+                return
+
+    def _in_order(self, messages: list[Any]) -> None:
+        """The stream's messages come to one consumer in order, each once: a
+        batch that begins past the next one expected means others went to
+        another reader of the same consumer (a holder of the lease that
+        stalled, and woke up to take a batch before its write was fenced).
+        With acknowledgements that cover all before them, they would be
+        passed over for good: so the consumer is made again from the marks."""
+        first = _sequence(messages[0])
+        if self._next is not None and first > self._next:
+            raise Skipped(f"stream messages {self._next} to {first - 1} went to another reader")
 
     async def _revive(self) -> Any:
         """Its consumer made again from the read models' marks, when it was gone."""
@@ -109,6 +129,7 @@ class ProjectionRunner:
             consumed = 0
         start = ({"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": consumed + 1}
                  if consumed else {"deliver_policy": DeliverPolicy.ALL})
+        self._next = None
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(EVENT_STREAM, self.durable)
         await self.js.add_consumer(EVENT_STREAM, ConsumerConfig(
@@ -197,6 +218,10 @@ class ProjectionRunner:
                      "Nats-Msg-Id": f"projection_{name}-{sequence}"},
         )
         await asyncio.to_thread(skip, self.engine, projection, _sequence(message), self.fence)
+
+
+class Skipped(Exception):
+    """Stream messages this consumer's reader never saw."""
 
 
 UNSEALED: Any = {"type": "(unsealed)"}
