@@ -205,7 +205,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         readmodels = make_engine(settings.read_model_url, settings.sqlite_busy_timeout_ms)
         nc = await connect_nats(nats_url, settings)
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, settings.stream_replicas)
         user_consumers = UserConsumers(js, directory)
         await user_consumers.keep()  # before anyone is answered: the consumers a user may read are there
         loop = asyncio.get_running_loop()

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     instance: str | None = None
     """This instance's name (in `ticketing status` and as the holder of its parts' leases); default: the host's
     name and serve's process id."""
+    stream_replicas: int = 1
+    """Copies of each stream (events, alerts, anchors, parked messages) on the NATS cluster: 3 on three
+    nodes, so losing one loses nothing; existing streams are brought to it at start."""
     lease_seconds: float = 5.0
     """On PostgreSQL, how long a part's lease lasts unrenewed: another instance takes the part over within
     this plus a renewal (a third of it) after its holder dies or stalls."""

@@ -36,11 +36,31 @@ def write_secret(path: Path, content: bytes) -> None:
         raise
 
 
+def write_once(path: Path, content: bytes) -> bytes:
+    """`content` written to `path` (owner-only, whole) unless a file is
+    there already; what the file holds either way. Two processes making the
+    same key at once (two instances starting together) end up with one."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)  # fails if another got there first: theirs stands
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
 def seed_file(path: Path) -> str:
     """The public key of an existing seed file, or of a new one written there."""
-    if not path.exists():
-        write_secret(path, new_user_seed() + b"\n")
-    return public_key(path.read_bytes())
+    return public_key(write_once(path, new_user_seed() + b"\n"))
 
 
 class BadCredentials(Exception):

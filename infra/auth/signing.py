@@ -27,7 +27,7 @@ import nacl.signing
 import nkeys
 import orjson
 
-from infra.auth.keys import write_secret
+from infra.auth.keys import write_once
 
 KEY_HEADER = "Ticketing-Key"
 SIGNATURE_HEADER = "Ticketing-Signature"
@@ -45,9 +45,8 @@ class Signer:
     @classmethod
     def of_file(cls, path: Path) -> Signer:
         """The key in `path`, made there (owner-only) on first use."""
-        if not path.exists():
-            write_secret(path, bytes(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_ACCOUNT)) + b"\n")
-        return cls(path.read_bytes())
+        return cls(write_once(path, bytes(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_ACCOUNT))
+                              + b"\n"))
 
     def sign(self, data: bytes) -> str:
         return base64.b64encode(self._pair.sign(data)).decode()

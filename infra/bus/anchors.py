@@ -24,10 +24,11 @@ from typing import Any
 import orjson
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from contracts.catalog import AUDIT_STREAM, AUDIT_SUBJECTS
 from infra.auth.signing import Signer
+from infra.bus.streams import ensure_stream
 from infra.store.chain import Link
 from infra.store.verify import DIGEST_CHARS, Anchor
 
@@ -40,10 +41,9 @@ MOST_EVENTS = 4096
 """Events an anchor covers at most (its digests: 64 KiB)."""
 
 
-async def ensure_audit_stream(js: JetStreamContext) -> None:
-    with contextlib.suppress(BadRequestError):
-        await js.add_stream(StreamConfig(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS],
-                                         storage=StorageType.FILE, duplicate_window=3600))
+async def ensure_audit_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    await ensure_stream(js, StreamConfig(name=AUDIT_STREAM, subjects=[AUDIT_SUBJECTS], storage=StorageType.FILE,
+                                         duplicate_window=3600, num_replicas=replicas))
 
 
 async def read_anchors(js: JetStreamContext) -> list[Anchor]:

@@ -12,6 +12,7 @@ import click
 from infra.cli.admin import asyncapi, projections, roles
 from infra.cli.audit import audit
 from infra.cli.client import history, send, status
+from infra.cli.cluster import cluster
 from infra.cli.serve import serve, worker
 from infra.cli.sla import sla
 from infra.cli.users import nats_config, users
@@ -25,5 +26,5 @@ def main() -> None:
 
 
 for command in (serve, worker, send, history, status, sla, dashboard, report, staff, customers, projections,
-                roles, asyncapi, users, nats_config, audit):
+                roles, asyncapi, users, nats_config, audit, cluster):
     main.add_command(command)

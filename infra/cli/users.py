@@ -29,6 +29,10 @@ def _apply(settings: Settings, directory: UserDirectory) -> str:
     """The configuration written again, and applied to the embedded server if
     one runs on this data directory; what happened, for people."""
     write_accounts(directory)
+    nodes = sorted((settings.data_dir / "cluster").glob("*/nats-server.pid"))
+    if nodes and all([reload_running(pid.parent) for pid in nodes]):  # every node of `cluster up`
+        consumers = asyncio.run(_keep_consumers(settings, directory))
+        return f"applied to the {len(nodes)} running nodes" + (f"; {consumers}" if consumers else "")
     if settings.nats_url is None and reload_running(settings.data_dir / "nats"):
         consumers = asyncio.run(_keep_consumers(settings, directory))
         return "applied to the running embedded nats-server" + (f"; {consumers}" if consumers else "")

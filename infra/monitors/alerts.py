@@ -17,7 +17,6 @@ import orjson
 from eventsourcing.persistence import PersistenceError
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
 from infra.auth.signing import Signer
+from infra.bus.streams import ensure_stream
 from infra.runtime.clock import Clock
 from infra.runtime.parts import PartState
 from projections.base import Fence, Fenced, marks_of, written
@@ -40,13 +40,10 @@ CATCH_UP_POLL_SECONDS = 0.05
 in a thread: at 20 ms, under load, most of the monitors' CPU)."""
 
 
-async def ensure_alert_stream(js: JetStreamContext) -> None:
-    config = StreamConfig(name=ALERT_STREAM, subjects=[f"{PREFIX}.alerts.>"], storage=StorageType.FILE,
-                          duplicate_window=DUPLICATE_WINDOW_SECONDS)
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
+async def ensure_alert_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    await ensure_stream(js, StreamConfig(name=ALERT_STREAM, subjects=[f"{PREFIX}.alerts.>"],
+                                         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                                         num_replicas=replicas))
 
 
 def alert_id(key: str) -> UUID:

@@ -19,7 +19,6 @@ from eventsourcing.persistence import Notification
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 from sqlalchemy import Engine
 
 from contracts.catalog import event_subject
@@ -30,7 +29,7 @@ from infra.bus.anchors import ANCHOR_FILE, Anchoring, ensure_audit_stream
 from infra.bus.connection import connect_nats
 from infra.bus.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.bus.relay import Relay
-from infra.bus.streams import ensure_event_stream
+from infra.bus.streams import ensure_event_stream, ensure_stream
 from infra.cluster.leases import Keeper, Leases
 from infra.config_files import load_danger_rules, load_sla_policy
 from infra.monitors.alerts import ensure_alert_stream
@@ -65,13 +64,14 @@ def projections(policy: SlaPolicy, zone: ZoneInfo = UTC_ZONE) -> list[Any]:
     return [CaseSummary(), SlaLimits(policy, zone), Activity(zone), DangerousCustomers(), StaffFigures(zone)]
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    await ensure_event_stream(js)
-    await ensure_alert_stream(js)
-    await ensure_audit_stream(js)
-    with contextlib.suppress(BadRequestError):
-        await js.add_stream(StreamConfig(name=DEADLETTER_STREAM, subjects=[DEADLETTER_SUBJECTS],
-                                         storage=StorageType.FILE))
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Every stream of the product, with `replicas` copies (TICKETING_STREAM_REPLICAS: 3 on a cluster of
+    three); a stream that exists with another count is brought to it."""
+    await ensure_event_stream(js, replicas)
+    await ensure_alert_stream(js, replicas)
+    await ensure_audit_stream(js, replicas)
+    await ensure_stream(js, StreamConfig(name=DEADLETTER_STREAM, subjects=[DEADLETTER_SUBJECTS],
+                                         storage=StorageType.FILE, num_replicas=replicas))
 
 
 def notification_translator(store: EventStore) -> Callable[[Notification, Any], tuple[str, str, bytes]]:
@@ -198,7 +198,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, parts: tuple[str, 
     nc = await connect_nats(nats_url, settings, "ticketing-worker")
     try:
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, settings.stream_replicas)
         collector.started()
         if readmodels.dialect.name != "postgresql":
             await _run_parts(settings, store, readmodels, nc, js, key, parts, stop)

@@ -5,10 +5,10 @@ generated on the first run."""
 from __future__ import annotations
 
 import logging
-import os
 
 from eventsourcing.cipher import AESCipher
 
+from infra.auth.keys import write_once
 from infra.settings import Settings
 from infra.store.event_store import EventStore
 
@@ -39,10 +39,9 @@ def cipher_key(settings: Settings, *, create: bool = False) -> str:
         raise NoCipherKey(f"the event store holds {recorded} events but there is no key for it: set "
                           f"TICKETING_CIPHER_KEY or put the key back in {path}")
     key = AESCipher.create_key(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(key + "\n")
+    kept = write_once(path, (key + "\n").encode()).decode().strip()
+    if kept != key:  # another instance starting beside this one made it first
+        return kept
     log.warning("generated the event store's cipher key in %s: keep it safe (and backed up); without it the "
                 "store cannot be read. Set TICKETING_CIPHER_KEY to use your own.", path)
     return key
