@@ -237,7 +237,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         cluster = None
         if readmodels.dialect.name == "postgresql":  # several instances may share it
             instances = Instances(readmodels, settings.instance_name)
-            leases = Leases(readmodels, settings.lease_seconds)
+            leases = Leases(readmodels, settings.lease_seconds, create=False)
             runtime.tasks.append(asyncio.create_task(instances.run(), name="instances"))
 
             def cluster() -> tuple[list[Any], list[Any]]:

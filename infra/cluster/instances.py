@@ -37,10 +37,11 @@ class Instances:
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
         self.name = name
-        metadata.create_all(engine)
         self._stopping = asyncio.Event()
 
     def say(self, starting: bool = False) -> None:
+        if starting:
+            metadata.create_all(self.engine)
         now = db_now(self.engine)
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         row = {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(), "started_at": now,

@@ -75,10 +75,12 @@ def db_now(engine: Engine) -> Any:
 
 
 class Leases:
-    def __init__(self, engine: Engine, seconds: float) -> None:
+    def __init__(self, engine: Engine, seconds: float, create: bool = True) -> None:
+        """`create`: the table made now (a reader of the leases leaves that to their holders)."""
         self.engine = engine
         self.seconds = seconds
-        metadata.create_all(engine)
+        if create:
+            metadata.create_all(engine)
 
     def acquire(self, name: str, holder: str) -> Held | None:
         """The lease, when it is free, expired, or was this holder's; None when another holds it."""

@@ -267,7 +267,7 @@ async def test_users_added_and_removed_on_a_running_serve_take_effect_at_once(
     listed = await asyncio.to_thread(cli, tmp_path, "users", "list")
     assert "li-na" in listed.stdout and "operator" in listed.stdout
     crm = await asyncio.to_thread(cli, tmp_path, "users", "add", "crm", "--role", "service", "--out", "crm.nk")
-    assert crm.returncode == 0 and "made consumer crm of TICKETING_EVENTS" in crm.stdout, crm.stdout + crm.stderr
+    assert crm.returncode == 0, crm.stdout + crm.stderr
     service = await nats.connect(url, nkeys_seed=str(tmp_path / "crm.nk"), inbox_prefix="_INBOX.crm",
                                  allow_reconnect=False)
     events = await service.jetstream(domain="ticketing").pull_subscribe(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from infra.cluster.leases import Leases, LeaseLost
+from infra.cluster.leases import LeaseLost, Leases
 from infra.store.database import make_engine
 from projections.base import Fenced, apply_batch, create_tables, marks_of
 from projections.case_summary import CaseSummary, case_summary

@@ -219,6 +219,7 @@ async def test_a_products_consumer_deleted_is_reported_down_then_made_again(
     """A user named `projections` deleted the product's consumer: the read
     models stopped while health still said up."""
     assert runtime.worker is not None and runtime.worker.projector is not None
+    await wait_for(lambda: _has_consumer(runtime, PROJECTIONS_CONSUMER))  # the runner's, made as it starts
     runtime.worker.projector.stop()
     await asyncio.sleep(0.5)  # its fetch loop ends
     await runtime.js.delete_consumer(EVENT_STREAM, PROJECTIONS_CONSUMER)
