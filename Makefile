@@ -24,6 +24,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/readmodels.py --sizes 10000,100000,1000000
 	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/cluster.py
 
 fuzz: $(BIN)/.installed
 	TICKETING_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q -s --timeout=1800 tests/fuzz

@@ -67,6 +67,25 @@ def worker(parts: tuple[str, ...]) -> None:
     setup_logging(settings.log_level)
 
     async def run() -> None:
-        await run_worker(settings, stop_on_signals(), tuple(p for p in PARTS if p in parts) if parts else PARTS)
+        stop = stop_on_signals()
+        asyncio.get_running_loop().create_task(_exit_if_stuck(stop))
+        await run_worker(settings, stop, tuple(p for p in PARTS if p in parts) if parts else PARTS)
 
     asyncio.run(run())
+
+
+STUCK_STOPPING_SECONDS = 15.0
+
+
+async def _exit_if_stuck(stop: asyncio.Event) -> None:
+    """A part told to stop is gone within STUCK_STOPPING_SECONDS, whatever it
+    waits on (a database or a bus that does not answer): an orphan that
+    lingers after its serve died would hold connections and locks. A timer
+    thread, so it fires though the loop itself is blocked."""
+    import os
+    import threading
+
+    await stop.wait()
+    timer = threading.Timer(STUCK_STOPPING_SECONDS, lambda: os._exit(1))
+    timer.daemon = True
+    timer.start()

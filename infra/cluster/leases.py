@@ -32,6 +32,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    event,
     literal_column,
     select,
     update,
@@ -54,6 +55,24 @@ leases = Table(
     Column("pid", Integer),
     Column("since", Float),
 )
+
+
+def cut_off_when_stalled(engine: Engine, seconds: float) -> None:
+    """PostgreSQL ends a session of `engine` left idle inside a transaction for
+    `seconds`: a holder stopped in the middle of a write (SIGSTOP, a pause)
+    would otherwise keep its lock on the lease row, and no one could take the
+    lease over while it sleeps. When it wakes, its connection is gone, its
+    write rolled back, and its next one is fenced."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _bounded(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(seconds * 1000)}")
+        dbapi_connection.commit()
+
+    engine.dispose()
 
 
 class LeaseLost(Fenced):
@@ -87,6 +106,7 @@ class Leases:
         now = db_now(self.engine)
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as conn:
+            self._bounded(conn)
             conn.execute(dialect.insert(leases).values(name=name, holder="", epoch=0, expires_at=0.0)
                          .on_conflict_do_nothing(index_elements=["name"]))
             taken = conn.execute(
@@ -99,14 +119,22 @@ class Leases:
     def renew(self, held: Held) -> bool:
         """Whether the lease is still `held`'s (its end moved on)."""
         with self.engine.begin() as conn:
+            self._bounded(conn)
             done = conn.execute(update(leases).where(leases.c.name == held.name, leases.c.holder == held.holder,
                                                      leases.c.epoch == held.epoch)
                                 .values(expires_at=db_now(self.engine) + self.seconds))
         return done.rowcount == 1
 
+    def _bounded(self, conn: Connection) -> None:
+        """A lease's statement waits for a row lock at most a lease's length (a
+        holder's write under way), never for ever (a schema being dropped)."""
+        if self.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(self.seconds * 1000)}ms'")
+
     def release(self, held: Held) -> None:
         """Let another take it at once (a clean stop)."""
         with self.engine.begin() as conn:
+            self._bounded(conn)
             conn.execute(update(leases).where(leases.c.name == held.name, leases.c.holder == held.holder,
                                               leases.c.epoch == held.epoch).values(expires_at=0.0))
 

@@ -30,7 +30,7 @@ from infra.bus.connection import connect_nats
 from infra.bus.projection_runner import DEADLETTER_STREAM, DEADLETTER_SUBJECTS, ProjectionRunner
 from infra.bus.relay import Relay
 from infra.bus.streams import ensure_event_stream, ensure_stream
-from infra.cluster.leases import Keeper, Leases
+from infra.cluster.leases import Keeper, Leases, cut_off_when_stalled
 from infra.config_files import load_danger_rules, load_sla_policy
 from infra.monitors.alerts import ensure_alert_stream
 from infra.monitors.danger_monitor import DangerMonitor
@@ -204,6 +204,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, parts: tuple[str, 
             await _run_parts(settings, store, readmodels, nc, js, key, parts, stop)
             return
         name = "+".join(parts)
+        cut_off_when_stalled(readmodels, settings.lease_seconds)
         keeper = Keeper(Leases(readmodels, settings.lease_seconds), name, f"{settings.instance_name}/{name}")
         await nc.publish(WORKER_READY_SUBJECT, orjson.dumps(parts))  # standing by is ready too
         while await keeper.hold(stop) is not None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import ProgrammingError
@@ -141,3 +142,57 @@ def _status(cwd: Path, data: Path) -> str:
                                                                        "COLUMNS": "200"},
                           capture_output=True, text=True, timeout=60, check=False)
     return done.stdout + done.stderr
+
+
+async def test_limits_falling_due_while_the_monitors_holder_is_stalled_alert_once_each(
+        tmp_path: Path, database: str, serves: list[Serve]) -> None:
+    data = tmp_path / "data"
+    policy = tmp_path / "fast.toml"
+    policy.write_text('[[limit]]\nfirst_response = "6s"\nplan = "1000d"\nresolution = "1000d"\ncallback = "1000d"\n'
+                      'loop = "1000d"\n')
+    server = EmbeddedNats.start(tmp_path / "nats", directory_with_test_users(data), preferred_port=0)
+    engine = create_engine(database)
+    try:
+        env = {"TICKETING_DATA_DIR": str(data), "TICKETING_NATS_URL": server.url, "TICKETING_DATABASE_URL": database,
+               "TICKETING_LEASE_SECONDS": str(LEASE_SECONDS), "TICKETING_METRICS_PORT": "0",
+               "TICKETING_SLA_POLICY": str(policy)}
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            serves.append(Serve(tmp_path / name, env | {"TICKETING_INSTANCE": name}))
+            serves[-1].wait_ready(data, timeout=60)
+        deadline = time.monotonic() + 30
+        while (held := holder(engine, "monitors")) is None:
+            assert time.monotonic() < deadline, "nobody took the monitors' lease"
+            await asyncio.sleep(0.1)
+        owner = serves[0] if held[0].startswith("a/") else serves[1]
+        nc = await connect(server.url, data, "agent-1")
+        customer = await send(nc, "ticketing.v1.commands.customer.register", customer_data())
+        cases = []
+        for _ in range(6):
+            cases.append((await send(nc, "ticketing.v1.commands.complaint.register",
+                                     complaint_data(customer_id=customer["aggregate_id"])))["aggregate_id"])
+            await asyncio.sleep(0.5)
+        stalled = child_running(owner.process.pid, "worker", "--part", "monitors")
+        os.kill(stalled, signal.SIGSTOP)  # limits fall due while it sleeps, and after
+        for _ in range(4):
+            cases.append((await send(nc, "ticketing.v1.commands.complaint.register",
+                                     complaint_data(customer_id=customer["aggregate_id"])))["aggregate_id"])
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(8)
+        os.kill(stalled, signal.SIGCONT)
+        await asyncio.sleep(4)
+        system = await connect(server.url, data, "system")
+        js = system.jetstream()
+        info = await js.stream_info("TICKETING_ALERTS")
+        breached: dict[str, int] = {}
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            alert = orjson.loads((await js.get_msg("TICKETING_ALERTS", seq=seq)).data)
+            if alert["type"] == "sla.breached" and alert["metric"] == "first_response":
+                breached[alert["case_id"]] = breached.get(alert["case_id"], 0) + 1
+        assert breached == dict.fromkeys(cases, 1), breached
+        assert holder(engine, "monitors") != held, "taken over while it slept"
+        await system.close()
+        await nc.close()
+    finally:
+        engine.dispose()
+        server.stop()
