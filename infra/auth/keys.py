@@ -4,8 +4,11 @@ seed file, or a `.creds` file holding a user JWT and its seed)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,10 @@ def public_key(seed: bytes) -> str:
     return str(nkeys.from_seed(bytearray(seed.strip())).public_key.decode())
 
 
-def write_secret(path: Path, content: bytes) -> None:
-    """Written whole or not at all, readable by the owner only."""
+@contextmanager
+def _beside(path: Path, content: bytes) -> Iterator[Path]:
+    """`content` in a new owner-only file beside `path`, on disk, removed
+    after the body (which moves or links it into place)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -30,31 +35,24 @@ def write_secret(path: Path, content: bytes) -> None:
             file.write(content)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
+        yield temporary
+    finally:
         temporary.unlink(missing_ok=True)
-        raise
+
+
+def write_secret(path: Path, content: bytes) -> None:
+    """Written whole or not at all, readable by the owner only."""
+    with _beside(path, content) as temporary:
+        os.replace(temporary, path)
 
 
 def write_once(path: Path, content: bytes) -> bytes:
     """`content` written to `path` (owner-only, whole) unless a file is
     there already; what the file holds either way. Two processes making the
     same key at once (two instances starting together) end up with one."""
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        os.link(temporary, path)  # fails if another got there first: theirs stands
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink(missing_ok=True)
+    if not path.exists():
+        with _beside(path, content) as temporary, contextlib.suppress(FileExistsError):
+            os.link(temporary, path)  # fails if another got there first: theirs stands
     return path.read_bytes()
 
 

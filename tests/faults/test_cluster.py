@@ -104,7 +104,7 @@ async def test_a_killed_instance_and_a_killed_nats_node_lose_and_double_nothing(
             assert relay_holder is not None
             instance = relay_holder.split("/", 1)[0]
             killed_at = time.monotonic()
-            os.kill(_serve_of(instance, data), signal.SIGKILL)
+            os.kill(_serve_of(engine, instance), signal.SIGKILL)
             while (now := holder(engine, "relay")) is None or now == relay_holder:
                 assert time.monotonic() - killed_at < 15, "the relay was not taken over"
                 await asyncio.sleep(0.05)
@@ -159,6 +159,8 @@ async def test_a_killed_instance_and_a_killed_nats_node_lose_and_double_nothing(
                 break
             assert time.monotonic() < deadline, (projected, len(answered))
             await asyncio.sleep(0.5)
+        assert _rebuilt(database, data, "customer_summary") == _rows(engine, "customer_summary"), \
+            "the read models equal a rebuild from the store"
         for nc in [*clients, system]:
             await nc.close()
         os.killpg(up.pid, signal.SIGINT)
@@ -171,18 +173,34 @@ async def test_a_killed_instance_and_a_killed_nats_node_lose_and_double_nothing(
         engine.dispose()
 
 
-def _serve_of(instance: str, data: Path) -> int:
-    """The `ticketing serve` started with this instance's environment file."""
-    env_file = data / "deploy" / f"{instance}.env"
-    assert env_file.exists()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"ticketing serve" in line and f"TICKETING_INSTANCE={instance}".encode() in environ:
-            return int(entry.name)
-    raise AssertionError(f"no serve of {instance}")
+def _serve_of(engine: Any, instance: str) -> int:
+    """Its serve's process, as the instance says in `ticketing_instances`."""
+    with engine.connect() as conn:
+        return int(conn.execute(text("select pid from ticketing_instances where name = :n"),
+                                {"n": instance}).scalar_one())
+
+
+def _rows(engine: Any, table: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(text(f"select * from {table}")))
+
+
+def _rebuilt(database: str, data: Path, table: str) -> list[tuple[Any, ...]]:
+    """The table as a rebuild from the store makes it, in a schema of its own."""
+    from infra.config_files import DEFAULT_POLICY
+    from infra.runtime.worker import projections
+    from infra.store.event_store import EventStore
+    from infra.store.rebuild import rebuild_projections
+    from ticketing.sla.policy import SlaPolicy
+
+    store = EventStore(database.replace("postgresql://", "postgresql+psycopg://", 1),
+                       (data / "cipher.key").read_text().strip())
+    try:
+        for target in _postgres_schema_url():
+            rebuilt = create_engine(target)
+            rebuild_projections(store, rebuilt, projections(SlaPolicy.parse(DEFAULT_POLICY.read_text())))
+            found = _rows(rebuilt, table)
+            rebuilt.dispose()
+        return found
+    finally:
+        store.engine.dispose()
