@@ -93,13 +93,38 @@ async def _up(settings: Settings, nodes: int, instances: int) -> None:
                           f"{logs / (instance + '.log')}")
         console.print(f"  NATS URL (written to {settings.nats_url_file}): {deployment.nats_url}")
         console.print(f"  store and read models: {safe_url(settings.event_store_url)}")
-        console.print("  who holds what: `ticketing status`; Ctrl-C to stop")
+        await _say_holders(settings, stop)
+        console.print("  who holds what now: `ticketing status`; Ctrl-C to stop")
         await _keep(running, commands, stop)
     finally:
         console.print("stopping...")
         for name in [*deployment.instances, *(n.name for n in deployment.nodes)]:
             await asyncio.to_thread(terminate, running.get(name))
         console.print("stopped")
+
+
+async def _say_holders(settings: Settings, stop: asyncio.Event, wait: float = 60.0) -> None:
+    """Who took each part, once every part is held (or after `wait`)."""
+    from infra.cluster.leases import Leases
+    from infra.store.database import make_engine
+
+    engine = make_engine(settings.read_model_url)
+    leases = Leases(engine, settings.lease_seconds, create=False)
+    deadline = time.monotonic() + wait
+    held: list[dict[str, object]] = []
+    try:
+        while time.monotonic() < deadline and not stop.is_set():
+            try:
+                held = [lease for lease in await asyncio.to_thread(leases.holders) if lease["live"]]
+            except Exception:  # noqa: BLE001 - the instances have not made the table yet
+                held = []
+            if len(held) >= 3:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        engine.dispose()
+    for lease in held:
+        console.print(f"  {lease['name']}: held by {lease['holder']} (epoch {lease['epoch']})")
 
 
 async def _keep(running: dict[str, subprocess.Popen[bytes]],

@@ -110,6 +110,15 @@ async def test_a_killed_instance_and_a_killed_nats_node_lose_and_double_nothing(
                 await asyncio.sleep(0.05)
             relay_failover = time.monotonic() - killed_at
             await asyncio.sleep(2)
+            projections_holder = holder(engine, "projections")
+            assert projections_holder is not None
+            killed_at = time.monotonic()
+            os.kill(_serve_of(engine, projections_holder.split("/", 1)[0]), signal.SIGKILL)
+            while (now := holder(engine, "projections")) is None or now == projections_holder:
+                assert time.monotonic() - killed_at < 15, "the projections were not taken over"
+                await asyncio.sleep(0.05)
+            projections_failover = time.monotonic() - killed_at
+            await asyncio.sleep(2)
             js = system.jetstream()
             leader = (await js.stream_info(EVENT_STREAM)).cluster.leader
             before = (await js.stream_info(EVENT_STREAM)).state.last_seq
@@ -128,8 +137,8 @@ async def test_a_killed_instance_and_a_killed_nats_node_lose_and_double_nothing(
         finally:
             sending = False
             await asyncio.gather(*senders)
-        print(f"\nrelay failover {relay_failover:.2f}s; events published again {election:.2f}s after the stream's "
-              f"leader was killed; "
+        print(f"\nrelay failover {relay_failover:.2f}s, projections failover {projections_failover:.2f}s; events "
+              f"published again {election:.2f}s after the stream's leader was killed; "
               f"{len(answered)} commands answered ok")
         assert relay_failover < 2 + 2 / 3 + 2.0
 
@@ -165,6 +174,28 @@ async def test_a_killed_instance_and_a_killed_nats_node_lose_and_double_nothing(
             await nc.close()
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(60) == 0, (tmp_path / "up.log").read_text()[-3000:]
+
+        # Everything restarted, from the same files: the history where it was, and served again.
+        up = subprocess.Popen([TICKETING, "cluster", "up", "--nodes", "3", "--instances", "2"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+        nc = await nats.connect(urls, nkeys_seed=str(data / "auth" / "operator.nk"), inbox_prefix="_INBOX.operator",
+                                max_reconnect_attempts=-1)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                body = {"command_id": str(uuid.uuid4()), "data": customer_data()}
+                if orjson.loads((await nc.request("ticketing.v1.commands.customer.register", orjson.dumps(body),
+                                                  timeout=5)).data)["ok"]:
+                    break
+            except Exception:  # noqa: BLE001 - starting
+                pass
+            assert time.monotonic() < deadline, "not served again after a restart of everything"
+            await asyncio.sleep(0.5)
+        await nc.close()
+        with engine.connect() as conn:
+            assert int(conn.execute(text("select max(id) from ticketing_events")).scalar_one()) == head + 1
+        os.killpg(up.pid, signal.SIGINT)
+        assert up.wait(60) == 0
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
