@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench import SAMPLE_EVENT, percentile  # noqa: E402
-from tests.conftest import customer_data  # noqa: E402
+from tests.conftest import complaint_data, customer_data  # noqa: E402
 
 TICKETING = str(Path(sys.executable).parent / "ticketing")
 
@@ -76,11 +77,18 @@ def raw_postgres_append(url: str, count: int) -> float:
     return count / elapsed
 
 
+FAST_POLICY = '[[limit]]\nfirst_response = "3s"\nplan = "1000d"\nresolution = "1000d"\ncallback = "1000d"\nloop = "1000d"\n'
+"""The benchmark's SLA policy: a first response due 3 s after registration (nothing else falls due)."""
+
+
 class Cluster:
     def __init__(self, data: Path, database: str, instances: int) -> None:
         self.data = data
+        policy = data.parent / "fast.toml"
+        policy.write_text(FAST_POLICY)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
-        env |= {"TICKETING_DATA_DIR": str(data), "TICKETING_DATABASE_URL": database, "TICKETING_LOG_LEVEL": "WARNING"}
+        env |= {"TICKETING_DATA_DIR": str(data), "TICKETING_DATABASE_URL": database, "TICKETING_LOG_LEVEL": "WARNING",
+                "TICKETING_SLA_POLICY": str(policy)}
         self.log = (data.parent / f"{data.name}.log").open("wb")
         self.process = subprocess.Popen([TICKETING, "cluster", "up", "--nodes", "3", "--instances", str(instances)],
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -198,8 +206,38 @@ async def failover(cluster: Cluster, urls: list[str]) -> dict[str, float]:
     while projected() <= last + 5:
         await asyncio.sleep(0.02)
     found["projections: kill -9 of its instance -> rows in the read models again (s)"] = time.perf_counter() - killed
+    await asyncio.sleep(3)
+    found["an SLA alert falling due 1 s after the kill -9 of the monitors' instance: raised after its deadline (s)"] = \
+        await alert_across_failover(cluster, system)
     await system.close()
     return found
+
+
+async def alert_across_failover(cluster: Cluster, system: Any) -> float:
+    """An urgent complaint whose first response falls due (FAST_POLICY: 3 s) a second after the instance holding
+    the monitors is killed: how late its breach alert is."""
+    breached: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    operator = await nats.connect((cluster.data / "nats.url").read_text().strip().split(","),
+                                  nkeys_seed=str(cluster.data / "auth" / "operator.nk"), inbox_prefix="_INBOX.operator")
+    customer = orjson.loads((await operator.request("ticketing.v1.commands.customer.register", orjson.dumps(
+        {"command_id": str(uuid.uuid4()), "data": customer_data()}), timeout=10)).data)["aggregate_id"]
+    case = orjson.loads((await operator.request("ticketing.v1.commands.complaint.register", orjson.dumps(
+        {"command_id": str(uuid.uuid4()), "data": complaint_data(customer_id=customer, priority="urgent")}),
+        timeout=10)).data)["aggregate_id"]
+
+    async def heard(msg: Any) -> None:
+        alert = orjson.loads(msg.data)
+        if alert.get("case_id") == case and alert.get("metric") == "first_response" and not breached.done():
+            breached.set_result(alert | {"heard": time.time()})
+    await system.subscribe("ticketing.v1.alerts.sla.breached", cb=heard)
+    await asyncio.sleep(2)
+    holder = cluster.holder("monitors")
+    assert holder is not None
+    os.kill(pid_of_instance(cluster.engine, holder.split("/")[0]), signal.SIGKILL)
+    alert = await asyncio.wait_for(breached, 60)
+    await operator.close()
+    deadline = datetime.fromisoformat(alert["deadline"].replace("Z", "+00:00")).timestamp()
+    return float(alert["heard"] - deadline)
 
 
 async def under_faults(cluster: Cluster, urls: list[str], seconds: float) -> None:

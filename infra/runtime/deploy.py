@@ -91,13 +91,15 @@ def write(deployment: Deployment, settings: Settings, directory: UserDirectory) 
             f"routes: {json.dumps(routes)} }}\n"
             f"pid_file: {json.dumps(str((store / 'nats-server.pid').resolve()))}\n"
             f"include \"{os.path.relpath(accounts, config.parent)}\"\n")
+    given = {k: v for k, v in os.environ.items() if k.startswith("TICKETING_") and k not in ("TICKETING_NATS_URL",
+                                                                                         "TICKETING_INSTANCE")}
     for instance in deployment.instances:
-        values = {"TICKETING_DATA_DIR": str(settings.data_dir.resolve()),
+        values = given | {"TICKETING_DATA_DIR": str(settings.data_dir.resolve()),
                   "TICKETING_DATABASE_URL": str(settings.database_url),
                   "TICKETING_NATS_URL": deployment.nats_url, "TICKETING_INSTANCE": instance,
                   "TICKETING_STREAM_REPLICAS": str(min(3, len(deployment.nodes))),
                   "TICKETING_LEASE_SECONDS": str(settings.lease_seconds), "TICKETING_METRICS_PORT": "0",
-                  "TICKETING_LOG_LEVEL": settings.log_level}
+                  "TICKETING_LOG_LEVEL": settings.log_level}  # and every other setting `cluster up` was given
         deployment.instance_env(instance).write_text(
             f"# Written by `ticketing cluster up`: the environment of {instance} (systemd EnvironmentFile).\n"
             + "".join(f"{key}={value}\n" for key, value in values.items()))
