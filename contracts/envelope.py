@@ -57,6 +57,16 @@ class ClaimedActor(BaseModel):
     role: Role
 
 
+class AskedQuery(BaseModel):
+    """Every query's body: the actor is optional, as on a command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: ClaimedActor | None = Field(default=None, description="optional: a gateway names the person it "
+                                       "signed in (whose role must be one that may ask); anyone else is the "
+                                       "authenticated user")
+
+
 class EventEnvelope(BaseModel):
     id: UUID
     type: str = Field(examples=["complaint.registered"])

@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.envelope import AskedQuery
 from contracts.types import Time
 
 
-class Health(BaseModel):
+class Health(AskedQuery):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -68,7 +69,7 @@ class HealthReply(BaseModel):
     """On PostgreSQL: who holds each part of the worker."""
 
 
-class AuditKey(BaseModel):
+class AuditKey(AskedQuery):
     """The product's audit key: check anchors, alerts and case bundles with it (pin it out of band too)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -84,7 +85,7 @@ class AuditKeyReply(BaseModel):
     JSON without them (sorted keys, no spaces)."""
 
 
-class AuditVerify(BaseModel):
+class AuditVerify(AskedQuery):
     """Walk the whole store and check its hash chain and anchors (auditors)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from contracts.alerts import DangerousCustomer
-from contracts.envelope import ClaimedActor, EventEnvelope
+from contracts.envelope import AskedQuery, EventEnvelope
 from contracts.health import AuditKey, AuditKeyReply, AuditVerify, AuditVerifyReply, Health, HealthReply
 from contracts.staff import StaffAssessment, StaffAssessmentReply
 from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
@@ -17,7 +17,7 @@ CaseKind = Literal["complaint", "repair_job", "callback"]
 Count = Annotated[StrictInt, Field(ge=1, le=1000)]
 
 
-class CaseHistory(BaseModel):
+class CaseHistory(AskedQuery):
     model_config = ConfigDict(extra="forbid")
 
     case_id: UUID
@@ -70,14 +70,12 @@ class CaseHistoryReply(BaseModel):
     """The SLA policy in force at `at`."""
 
 
-class CustomerGet(BaseModel):
+class CustomerGet(AskedQuery):
     """Contact data is in the reply only for the roles that may read it."""
 
     model_config = ConfigDict(extra="forbid")
 
     customer_id: UUID
-    actor: ClaimedActor | None = Field(default=None, description="optional: a gateway names the person it "
-                                       "signed in; anyone else is the authenticated user")
 
 
 class CustomerGetReply(BaseModel):
@@ -85,7 +83,7 @@ class CustomerGetReply(BaseModel):
     customer: dict[str, Any]
 
 
-class SlaOpen(BaseModel):
+class SlaOpen(AskedQuery):
     """Running limits, the most urgent first; every filter is optional."""
 
     model_config = ConfigDict(extra="forbid")
@@ -135,7 +133,7 @@ class SlaOpenReply(BaseModel):
     """Pass as `after` for the next page; None on the last."""
 
 
-class SlaBreaches(BaseModel):
+class SlaBreaches(AskedQuery):
     """Limits breached, the latest first: `since`/`until` bound the instant
     of the breach (its deadline)."""
 
@@ -172,7 +170,7 @@ class SlaBreachesReply(BaseModel):
     """Pass as `after` for the next page; None on the last."""
 
 
-class Dashboard(BaseModel):
+class Dashboard(AskedQuery):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -210,7 +208,7 @@ class DashboardReply(BaseModel):
     limits_breached: int
 
 
-class Report(BaseModel):
+class Report(AskedQuery):
     model_config = ConfigDict(extra="forbid")
 
     period: Annotated[StrictStr, Field(pattern=r"^\d{4}-(\d{2}|[Qq][1-4])$", examples=["2026-11", "2026-Q4"])]
@@ -266,7 +264,7 @@ class ReportReply(BaseModel):
     misses: list[str]
 
 
-class CustomersDangerous(BaseModel):
+class CustomersDangerous(AskedQuery):
     """The dangerous-customer list, the most dangerous first; filters optional."""
 
     model_config = ConfigDict(extra="forbid")
@@ -290,7 +288,7 @@ class CustomersDangerousReply(BaseModel):
     """Pass as `after` for the next page; None on the last."""
 
 
-class SlaSimulate(BaseModel):
+class SlaSimulate(AskedQuery):
     """What-if: the real history of the cases registered in [since, until)
     replayed against a candidate policy, beside what happened under the
     policies of then. Nothing live is touched; no alert is sent."""

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from contracts.envelope import ClaimedActor
+from contracts.envelope import AskedQuery
 from contracts.types import ShortText, Time
 
 PeriodName = Annotated[StrictStr, Field(pattern=r"^\d{4}-(\d{2}|[Qq][1-4])$", examples=["2026-11", "2026-Q4"])]
 
 
-class StaffAssessment(BaseModel):
+class StaffAssessment(AskedQuery):
     """A supervisor, manager or auditor sees every card (or `person`'s); an
     agent or technician sees only their own."""
 
@@ -23,8 +23,6 @@ class StaffAssessment(BaseModel):
     """A month (2026-11) or a quarter (2026-Q4), in the department's time zone."""
     person: ShortText | None = None
     """One person's card (their user id)."""
-    actor: ClaimedActor | None = Field(default=None, description="optional: a gateway names the person it "
-                                       "signed in; anyone else is the authenticated user")
 
 
 class LimitCount(BaseModel):
@@ -102,4 +100,6 @@ class StaffAssessmentReply(BaseModel):
     deductions: dict[str, float]
     grades: list[GradeBand]
     cards: list[StaffCard]
+    unassessed: list[str] = Field(default_factory=list)
+    """People of an assessed role who acted in the period but handled no case: not graded."""
     """By team, then rank."""

@@ -61,6 +61,7 @@ from ticketing.sla.clock import CaseClocks
 from ticketing.sla.policy import PolicyError, SlaPolicy
 from ticketing.sla.simulate import CaseTrack, compare
 from ticketing.sla.timeline import Adopted, Happening, PolicyTimeline
+from ticketing.values import Role
 
 Query = TypeVar("Query", bound=BaseModel)
 
@@ -377,12 +378,32 @@ async def answer(service: QueryService, name: str, method: Answer, raw: bytes, r
         return unknown_sender()
     if not may_ask(sender.role, name):
         return error_reply("forbidden", f"a {sender.role.value} may not ask {name}")
+    if sender.role is Role.GATEWAY and (refused := _person_refused(sender, name, raw)):
+        return refused
     reply = await method(service, raw, sender)
     if len(reply) > service.max_reply:  # NATS would drop it: the asker would wait in silence
         return error_reply("validation_error", f"the reply would be {len(reply):,} bytes, over the bus's limit "
                            f"of {service.max_reply:,}: ask for a smaller page (limit) or a shorter period",
                            [ErrorDetail(field="limit", reason="the reply is too large for the bus")])
     return reply
+
+
+def _person_refused(sender: Identity, name: str, raw: bytes) -> bytes | None:
+    """A gateway asks as the person it names: that person's role must be one
+    that may ask (the gateway itself may ask what any of its people may)."""
+    try:
+        claimed = orjson.loads(raw).get("actor")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None  # the query's own parse says what is wrong
+    if not isinstance(claimed, dict):
+        return None
+    try:
+        _, role, _ = acting(sender.name, sender.role, claimed.get("id"), claimed.get("role"))
+    except Forbidden as refused:
+        return error_reply("forbidden", refused.message)
+    if not may_ask(role, name):
+        return error_reply("forbidden", f"a {role.value} may not ask {name}")
+    return None
 
 
 def _cursor(customer: Any) -> str:

@@ -72,7 +72,9 @@ def assessment(conn: Connection, rules: AssessmentRules, period: Period, zone: Z
     return StaffAssessmentReply(
         period=period.name, start=period.start, end=period.end, timezone=zone.key, months=months,
         rules=rules.digest, weights=rules.weights, deductions=rules.deductions,
-        grades=[GradeBand(name=g.name, min=g.min, meaning=g.meaning) for g in rules.grades], cards=replies)
+        grades=[GradeBand(name=g.name, min=g.min, meaning=g.meaning) for g in rules.grades], cards=replies,
+        unassessed=[p for p in rules.unassessed({p: (roles[p], f) for p, f in summed.items() if p in roles})
+                    if person in (None, p)])
 
 
 def _months_of_streaks(conn: Connection, tables: tuple[Any, ...], last: str, counted: dict[str, Any],

@@ -26,7 +26,7 @@ from handlers.bus import CommandResponders, include_handlers
 from handlers.commands import CommandService
 from handlers.queries import QueryService
 from infra.auth.connect import product_directory, product_options
-from infra.auth.directory import UserDirectory
+from infra.auth.directory import UserDirectory, ensure_console
 from infra.auth.seal import Seal
 from infra.auth.signing import Signer
 from infra.bus.anchors import ANCHOR_FILE, read_anchor_file, read_anchors
@@ -38,6 +38,7 @@ from infra.bus.user_consumers import UserConsumers
 from infra.cluster.instances import Instances
 from infra.cluster.leases import Leases
 from infra.config_files import load_assessment_rules, load_danger_rules, load_sla_policy
+from infra.console.server import Console, case_bundle, start_console
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import HealthCheck, WorkerWord, worker_status
 from infra.runtime.metrics import Metrics, keep_fresh, serve_http
@@ -89,6 +90,8 @@ class Runtime:
     """What the worker process last said of its parts."""
     metrics: Metrics = field(default_factory=Metrics)
     http: ThreadingHTTPServer | None = None
+    console: Console | None = None
+    """The web console, when it runs here."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     queries: QueryService | None = None
     responders: CommandResponders | None = None
@@ -117,6 +120,8 @@ class Runtime:
         await keep_nats_running(self)
 
     async def stop(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
         if self.http is not None:
             self.http.shutdown()
             self.http.server_close()
@@ -184,6 +189,7 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
     only_instance = None if settings.database_url else sole_writer(settings.data_dir)
     try:
         directory = product_directory(settings)
+        console_credentials = ensure_console(directory, settings.auth_dir) if settings.console_port else None
         signer = Signer.of_file(settings.audit_key_file)  # made here, before the worker's processes read it
         if not nats_url:
             # Started from this thread on purpose: the child's parent-death signal
@@ -283,6 +289,12 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         # preceded it (about 1 start in 10); the second never did.
         for _ in range(2):
             await broker.connection.flush(timeout=10)
+        if console_credentials is not None:
+            try:
+                runtime.console = await start_console(settings, nats_url, directory, console_credentials,
+                                                      case_bundle(store, js, signer, settings.data_dir))
+            except OSError as error:
+                log.error("%s", error)
     except BaseException:
         if embedded is not None:
             embedded.stop()

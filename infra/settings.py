@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     """At most how often the hash chain's head is published to the TICKETING_AUDIT stream (and at every stop)."""
     metrics_port: int = 9464
     """Where serve answers /metrics (Prometheus), /ready and /live on 127.0.0.1; 0 turns it off."""
+    console_port: int = 8080
+    """Where serve's web console listens (http); 0 turns it off."""
+    console_host: str = "127.0.0.1"
+    """The console's bind address: keep loopback, and put a TLS proxy in front for other machines."""
+    console_idle_hours: float = 8.0
+    """A console session ends after this long without a request."""
     nats_port: int = 4222
     """Port the embedded nats-server prefers; a free one is taken when it is busy."""
     log_level: str = "INFO"

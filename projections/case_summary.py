@@ -234,8 +234,9 @@ class CaseSummary:
                 people.put(event["aggregate_id"], evolve_customer(people.get(event["aggregate_id"]), event))
                 continue
             row = evolve(cases.get(event["aggregate_id"]), event)
-            if row["tier"] is None and (customer := people.get(row["customer_id"])):
-                row["tier"] = customer["tier"]
+            if customer := people.get(row["customer_id"]):  # the customer's, unless the case says otherwise
+                row["tier"] = row["tier"] or customer["tier"]
+                row["region"] = row["region"] or customer["region"]
             cases.put(event["aggregate_id"], row)
         people.write()
         cases.write()

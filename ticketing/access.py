@@ -12,6 +12,9 @@ from ticketing.values import Role
 PEOPLE = frozenset({Role.AGENT, Role.TECHNICIAN, Role.SUPERVISOR, Role.MANAGER})
 GRANTABLE = PEOPLE | {Role.AUDITOR, Role.SERVICE, Role.GATEWAY}
 """Roles a user can be given; `system` is the product's own."""
+SIGNED_IN = PEOPLE | {Role.AUDITOR}
+"""Whom a gateway (the web console, a front-end) may sign in and name as the
+actor: the people, and auditors (who ask, and act on nothing)."""
 
 _STAFF_READERS = frozenset({Role.AGENT, Role.SUPERVISOR, Role.MANAGER, Role.AUDITOR})
 QUERIES: dict[str, frozenset[Role]] = {
@@ -48,7 +51,7 @@ def speaks_for(role: Role) -> frozenset[Role]:
     a gateway names the person it signed in; the product names its own parts
     (`sla-monitor`, `policy:callbacks`) with its own role."""
     if role is Role.GATEWAY:
-        return PEOPLE
+        return SIGNED_IN
     if role is Role.SYSTEM:
         return frozenset({Role.SYSTEM})
     return frozenset()
@@ -58,7 +61,7 @@ def may_ask(role: Role, query: str) -> bool:
     if role is Role.SYSTEM:
         return True
     if role is Role.GATEWAY:
-        return any(person in QUERIES[query] for person in PEOPLE)
+        return any(person in QUERIES[query] for person in SIGNED_IN)
     return role in QUERIES[query]
 
 

@@ -129,10 +129,13 @@ class AssessmentRules:
     def assess(self, people: Mapping[str, tuple[str, Figures]]) -> list[Card]:
         """The cards of a period: `people` maps each person to (their role,
         their figures); those of the assessed roles are ranked within their
-        role, the highest score first (equal scores share a rank)."""
+        role, the highest score first (equal scores share a rank). Someone
+        who handled no case is not graded (`unassessed`): an acknowledgement
+        on time alone is not a month's work worth an A."""
         cards: list[Card] = []
         for team in self.roles:
-            members = {person: figures for person, (role, figures) in people.items() if role == team}
+            members = {person: figures for person, (role, figures) in people.items()
+                       if role == team and handled(figures) > 0}
             best = max((handled(f) for f in members.values()), default=0)
             scored = []
             for person, figures in members.items():
@@ -144,6 +147,11 @@ class AssessmentRules:
                 cards.append(Card(person, team, dict(figures), found, deducted, score, self.grade(score).name, rank,
                                   len(scored)))
         return cards
+
+    def unassessed(self, people: Mapping[str, tuple[str, Figures]]) -> list[str]:
+        """Those of the assessed roles who acted in the period but handled no case."""
+        return sorted(person for person, (role, figures) in people.items()
+                      if role in self.roles and handled(figures) == 0)
 
     def streaks(self, months: list[Mapping[str, Card]], person: str) -> Streaks:
         """The person's streaks as of the first of `months` (the latest

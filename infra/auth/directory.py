@@ -9,6 +9,7 @@ whenever it changed, so a user added or removed counts on the next request."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -23,12 +24,14 @@ import orjson
 from contracts.catalog import POLICY_CONSUMER_PREFIX, PROJECTIONS_CONSUMER
 from handlers.identity import Identity
 from infra.auth.keys import new_user_seed, public_key, seed_file, write_secret
-from ticketing.access import GRANTABLE
+from ticketing.access import GRANTABLE, SIGNED_IN
 from ticketing.values import Role
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 """A user name is also a NATS subject token (its inbox) and a consumer name."""
-RESERVED = frozenset({"system", "responder", PROJECTIONS_CONSUMER, "relay", "anchors", "monitors", "worker",
+CONSOLE = "console"
+"""The web console's own identity: a gateway that signs people in and names them."""
+RESERVED = frozenset({"system", "responder", CONSOLE, PROJECTIONS_CONSUMER, "relay", "anchors", "monitors", "worker",
                       "sla-monitor", "danger-monitor", "ticketing"})
 """Names the product uses for itself: its identities, its parts, its consumers
 on the streams (a user's consumer is named after the user: a user called
@@ -54,6 +57,8 @@ class User:
     nkey: str
     grants: tuple[str, ...] = ()
     added_at: str = ""
+    password: str = ""
+    """An Argon2id hash (`infra.auth.passwords`) when the person signs in to the console; empty otherwise."""
 
     def identity(self) -> Identity:
         grants = frozenset(self.grants) if self.role is Role.SERVICE else None
@@ -86,8 +91,8 @@ class UserDirectory:
             raw = orjson.loads(self.path.read_bytes())
         except FileNotFoundError:
             return []
-        return [User(name, Role(u["role"]), u["nkey"], tuple(u.get("grants") or ()), u.get("added_at", ""))
-                for name, u in sorted(raw.get("users", {}).items())]
+        return [User(name, Role(u["role"]), u["nkey"], tuple(u.get("grants") or ()), u.get("added_at", ""),
+                     u.get("password", "")) for name, u in sorted(raw.get("users", {}).items())]
 
     def get(self, name: str) -> User | None:
         return next((u for u in self.users() if u.name == name), None)
@@ -109,12 +114,13 @@ class UserDirectory:
     # -- changing ----------------------------------------------------------
 
     def add(self, name: str, role: str, grants: tuple[str, ...] = (), seed: bytes | None = None,
-            ) -> tuple[User, bytes]:
-        """A new user and its seed (the only copy: it is not kept here)."""
+            password: str = "", *, own: bool = False) -> tuple[User, bytes]:
+        """A new user and its seed (the only copy: it is not kept here); `own`:
+        one of the product's identities (the console), whose name is reserved."""
         if not NAME.match(name):
             raise DirectoryError(f"bad user name {name!r}: lowercase letters, digits, '-' and '_' "
                                  f"(at most 63), starting with a letter or digit")
-        if reserved(name):
+        if reserved(name) and not own:
             raise DirectoryError(f"{name!r} is a name the product uses for itself (its identities, parts and "
                                  f"consumers: {', '.join(sorted(RESERVED))}, policy_...): choose another")
         try:
@@ -128,13 +134,23 @@ class UserDirectory:
                                  "what their role may")
         seed = seed or new_user_seed()
         user = User(name, given, public_key(seed), tuple(sorted(set(grants))),
-                    datetime.now(UTC).isoformat(timespec="seconds"))
+                    datetime.now(UTC).isoformat(timespec="seconds"), password)
         with self._changing() as users:
             if name in users:
                 raise DirectoryError(f"there is already a user {name!r} (remove it first)")
             users[name] = {"role": user.role.value, "nkey": user.nkey, "grants": list(user.grants),
-                           "added_at": user.added_at}
+                           "added_at": user.added_at} | ({"password": password} if password else {})
         return user, seed
+
+    def set_password(self, name: str, password: str) -> None:
+        """The person's console password (an Argon2id hash) replaced: their sessions end."""
+        with self._changing() as users:
+            if name not in users:
+                raise DirectoryError(f"no user {name!r}")
+            if Role(str(users[name]["role"])) not in SIGNED_IN:
+                raise DirectoryError(f"{name} is a {users[name]['role']}: only people and auditors sign in to the "
+                                     f"console")
+            users[name]["password"] = password
 
     def remove(self, name: str) -> User:
         with self._changing() as users:
@@ -170,3 +186,15 @@ def ensure_local(auth_dir: Path) -> tuple[UserDirectory, bool]:
         write_secret(operator_file, seed + b"\n")
         made = True
     return directory, made
+
+
+def ensure_console(directory: UserDirectory, auth_dir: Path) -> Path:
+    """The console's gateway identity, made on first use: its seed file."""
+    path = auth_dir / f"{CONSOLE}.nk"
+    if directory.get(CONSOLE) is None or not path.exists():
+        seed = new_user_seed()
+        with contextlib.suppress(DirectoryError):
+            directory.remove(CONSOLE)
+        directory.add(CONSOLE, Role.GATEWAY.value, seed=seed, own=True)
+        write_secret(path, seed + b"\n")
+    return path

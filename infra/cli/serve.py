@@ -46,6 +46,11 @@ async def _serve(settings: Settings) -> None:
         console.print("  projections, relay, monitors and policies in child processes (`ticketing worker --part`)")
         console.print("  commands on ticketing.v1.commands.>, queries on ticketing.v1.queries.>, "
                       "events on ticketing.v1.events.> (stream TICKETING_EVENTS)")
+        if runtime.console is not None:
+            console.print(f"  web console:   {runtime.console.url}  (people sign in with a password: "
+                          f"`ticketing users add NAME --role supervisor --password`)")
+        if settings.metrics_port:
+            console.print(f"  metrics:       http://127.0.0.1:{settings.metrics_port}/metrics (and /ready, /live)")
         console.print("  Ctrl-C to stop")
         await stop.wait()
     console.print("stopping...")

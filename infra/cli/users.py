@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,6 +18,7 @@ from infra.auth.permissions import grantable_to_services, inbox_prefix
 from infra.auth.server_config import accounts_block, write_accounts
 from infra.bus.nats_server import reload_running
 from infra.settings import Settings
+from ticketing.access import SIGNED_IN
 
 console = Console(soft_wrap=True)
 
@@ -74,34 +76,82 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--role", required=True, help="agent, technician, supervisor, manager, auditor, service or gateway")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="where to write the user's credentials (an nkey seed file; keep it secret)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the user's credentials (an nkey seed file; keep it secret); may be left out "
+                   "for a person who signs in to the web console only")
 @click.option("--grant", "grants", multiple=True,
               help="for a service: a command it may send, e.g. complaint.register (repeatable)")
-def users_add(name: str, role: str, out: Path, grants: tuple[str, ...]) -> None:
-    """Create a user and write its credentials to FILE."""
+@click.option("--password", "ask_password", is_flag=True, help="the person signs in to the web console: asks "
+              "for a password twice (kept as an Argon2id hash)")
+@click.option("--password-file", type=click.File("r"), help="as --password, read from a file's first line "
+              "(for scripts; '-' for standard input)")
+def users_add(name: str, role: str, out: Path | None, grants: tuple[str, ...], ask_password: bool,
+              password_file: Any) -> None:
+    """Create a user, write its credentials to FILE and, with --password, let the person sign in to the
+    web console."""
     settings = Settings()
+    password = _password(ask_password, password_file)
+    if out is None and not password:
+        raise click.UsageError("--out is required (the user's credentials), unless the person only signs in to "
+                               "the web console (--password or --password-file)")
     grantable = grantable_to_services()
     unknown = [g for g in grants if g not in grantable]
     if unknown:
         raise click.ClickException(f"cannot grant {', '.join(unknown)}: a service may be granted "
                                    f"{', '.join(grantable)}")
-    if out.suffix == ".creds":
+    if out is not None and out.suffix == ".creds":
         raise click.ClickException("users get an nkey seed file (name it NAME.nk): a .creds file holds a user JWT, "
                                    "which this deployment's accounts do not use")
-    if out.exists():
+    if out is not None and out.exists():
         raise click.ClickException(f"{out} exists: choose another file (credentials are never overwritten)")
     directory = _directory(settings)
     try:
-        user, seed = directory.add(name, role, grants)
+        if password and role not in {r.value for r in SIGNED_IN}:
+            raise DirectoryError(f"only people and auditors sign in to the console, not a {role}")
+        user, seed = directory.add(name, role, grants, password=password)
     except DirectoryError as error:
         raise click.ClickException(str(error)) from None
+    if out is None:
+        console.print(f"added {user.name} ({user.role.value}): signs in to the web console; no bus credentials "
+                      f"written")
+        console.print(f"  {_apply(settings, directory)}")
+        return
     write_secret(out, seed + b"\n")
-    console.print(f"added {user.name} ({user.role.value}), key {user.nkey}; credentials in {out} (owner-only)")
+    console.print(f"added {user.name} ({user.role.value}), key {user.nkey}; credentials in {out} (owner-only)"
+                  + ("; signs in to the web console" if password else ""))
     console.print(f"  {_apply(settings, directory)}")
     console.print(f"  connect with the seed file and the user's own inbox, e.g. nats-py: "
                   f"nats.connect(url, nkeys_seed={str(out)!r}, inbox_prefix={inbox_prefix(user.name)!r}); "
                   f"nats CLI: --nkey {out} --inbox-prefix {inbox_prefix(user.name)}")
+
+
+def _password(ask: bool, file: Any) -> str:
+    """An Argon2id hash of the password asked for (twice) or read; '' when neither."""
+    from infra.auth.passwords import WeakPassword, hash_password
+
+    if file is not None:
+        given = file.readline().rstrip("\r\n")
+    elif ask:
+        given = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        return ""
+    try:
+        return hash_password(given)
+    except WeakPassword as error:
+        raise click.ClickException(str(error)) from None
+
+
+@users.command("passwd")
+@click.argument("name")
+@click.option("--password-file", type=click.File("r"), help="read the new password from a file's first line")
+def users_passwd(name: str, password_file: Any) -> None:
+    """Set a person's web console password (asks twice); their open sessions end."""
+    directory = _directory(Settings())
+    try:
+        directory.set_password(name, _password(True, password_file))
+    except DirectoryError as error:
+        raise click.ClickException(str(error)) from None
+    console.print(f"{name}'s console password set; their open sessions have ended")
 
 
 @users.command("list")
@@ -109,10 +159,11 @@ def users_list() -> None:
     """Every user: name, role, key, grants."""
     directory = _directory(Settings())
     table = Table(title=f"users ({directory.path})")
-    for column in ("name", "role", "key", "grants", "added"):
+    for column in ("name", "role", "key", "grants", "console", "added"):
         table.add_column(column, overflow="fold")
     for user in directory.users():
-        table.add_row(user.name, user.role.value, user.nkey, ", ".join(user.grants) or "-", user.added_at)
+        table.add_row(user.name, user.role.value, user.nkey, ", ".join(user.grants) or "-",
+                      "yes" if user.password else "-", user.added_at)
     console.print(table)
 
 

@@ -47,27 +47,17 @@ def _dashboard(reply: dict[str, Any]) -> Any:
     from rich.columns import Columns
     from rich.console import Group
 
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{value:.0%}"
+    from infra.figures import FIGURES, OPEN_BY
 
     figures = Table(title=f"as of {reply['at']} ({reply['timezone']})")
     figures.add_column("")
     for label in ("today", "this month"):
         figures.add_column(label, justify="right")
-    today, month = reply["today"], reply["month"]
-    for label, value in (
-            ("complaints registered", lambda f: str(f["registered"]["complaint"])),
-            ("repair jobs registered", lambda f: str(f["registered"]["repair_job"])),
-            ("resolved", lambda f: str(sum(f["resolved"].values()))),
-            ("first-contact resolution", lambda f: share(f["first_contact_rate"])),
-            ("first response on time", lambda f: share(f["first_response_on_time"])),
-            ("resolution on time", lambda f: share(f["resolution_on_time"])),
-            ("callbacks done / missed", lambda f: f"{f['callbacks_done']} / {f['callbacks_missed']}"),
-            ("average satisfaction", lambda f: "-" if f["satisfaction"] is None else f"{f['satisfaction']:.1f}")):
-        figures.add_row(label, value(today), value(month))
+    for label, value in FIGURES:
+        figures.add_row(label, value(reply["today"]), value(reply["month"]))
     limits = f"[yellow]{reply['limits_at_risk']} limits at risk[/]   [red]{reply['limits_breached']} breached[/]"
     tables = []
-    for name in ("kind", "status", "priority", "tier", "category", "region", "assignee"):
+    for name in OPEN_BY:
         table = Table(title=f"open by {name}")
         table.add_column(name)
         table.add_column("cases", justify="right")
@@ -101,7 +91,7 @@ def report(month: str | None, quarter: str | None, out: Path) -> None:
         reply["staff"] = staff
     else:
         console.print(f"[yellow]no staff section:[/] {staff.get('message', staff)}")
-    from infra.cli.report_files import write
+    from infra.report_files import write
 
     for path in write(reply, out):
         console.print(f"wrote {path}")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from infra.bootstrap import Runtime
-from infra.cli.report_files import FORMULA_STARTS, cell, write
+from infra.report_files import FORMULA_STARTS, cell, write
 from tests.conftest import Client, FakeClock, wait_for
 
 pytestmark = pytest.mark.anyio

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from infra.auth.keys import write_secret
+from infra.figures import FORMATS, share
 
+CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "Microsoft YaHei"]
 TARGET_STYLE = {"color": "#c0392b", "linestyle": "--", "linewidth": 1.2}
 
 
@@ -35,7 +38,13 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
     # Text stays text in the SVG: the browser draws it with its own fonts,
     # so Chinese product and region names show (matplotlib's font has no CJK).
     matplotlib.rcParams["svg.fonttype"] = "none"
+    # Measured with a CJK face where one is installed (labels then fit); the
+    # browser draws the text either way, so a missing glyph in matplotlib's own
+    # font is no fault of the report and no warning is shown for it.
+    matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *CJK_FONTS]
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     drawn: dict[str, str] = {}
     targets = report["targets"]
@@ -57,8 +66,8 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6.4, 2.8))
     rates = [100 * limits[n]["rate"] if limits[n]["rate"] is not None else 0 for n in names]
     bars = ax.bar(names, rates, color=["#2c7fb8" if r >= 100 * targets["on_time"] else "#e67e22" for r in rates])
-    ax.bar_label(bars, labels=[f"{r:.0f}%" if limits[n]["rate"] is not None else "-" for n, r in zip(
-        names, rates, strict=True)], fontsize=8)
+    ax.bar_label(bars, labels=[share(limits[n]["rate"], limits[n]["met"] + limits[n]["missed"]) for n in names],
+                 fontsize=8)
     ax.axhline(100 * targets["on_time"], **TARGET_STYLE, label=f"target {targets['on_time']:.0%}")
     ax.set_ylim(0, 105)
     ax.set_title("On time, per limit (%)")
@@ -70,7 +79,8 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
     now, then = report["figures"]["first_contact_rate"], report["previous"]["first_contact_rate"]
     periods = [report["previous"]["period"], report["figures"]["period"]]
     values = [100 * (then or 0), 100 * (now or 0)]
-    ax.barh(periods, values, color=["#95a5a6", "#2c7fb8"])
+    bars = ax.barh(periods, values, color=["#95a5a6", "#2c7fb8"])
+    ax.bar_label(bars, labels=[share(then), share(now)], fontsize=8)
     ax.axvline(100 * targets["first_contact"], **TARGET_STYLE, label=f"target {targets['first_contact']:.0%}")
     ax.set_xlim(0, 100)
     ax.set_title("First-contact resolution (%)")
@@ -85,6 +95,7 @@ def charts(report: dict[str, Any]) -> dict[str, str]:
         ax.barh([r["name"] for r in ranked], [r["count"] for r in ranked], color="#2c7fb8")
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts of cases
     fig.tight_layout()
     drawn["top"] = _svg(fig)
     plt.close(fig)
@@ -160,16 +171,33 @@ def write(report: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stem = directory / f"report-{report['period']}"
     html, json_file, csv_file = stem.with_suffix(".html"), stem.with_suffix(".json"), stem.with_suffix(".csv")
-    environment = Environment(loader=PackageLoader("infra", "templates"), autoescape=select_autoescape())
+    for path, content in ((html, html_page(report).encode()), (json_file, json_text(report)),
+                          (csv_file, csv_text(report).encode())):
+        write_secret(path, content)
+    return [html, json_file, csv_file]
+
+
+def context(report: dict[str, Any]) -> dict[str, Any]:
+    """What the report's templates need beside the figures: the charts and the period's first and last day."""
     zone = ZoneInfo(report["timezone"])
     last_day = datetime.fromisoformat(report["end"]).astimezone(zone) - timedelta(days=1)
     dates = (datetime.fromisoformat(report["start"]).astimezone(zone).date(), last_day.date())
-    page = environment.get_template("report.html").render(report=report, charts=charts(report), dates=dates)
+    return {"report": report, "charts": charts(report), "dates": dates}
+
+
+def html_page(report: dict[str, Any]) -> str:
+    environment = Environment(loader=PackageLoader("infra", "templates"), autoescape=select_autoescape())
+    environment.globals.update(FORMATS)
+    return environment.get_template("report.html").render(context(report))
+
+
+def json_text(report: dict[str, Any]) -> bytes:
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2)
+
+
+def csv_text(report: dict[str, Any]) -> str:
     table = io.StringIO(newline="")
     writer = csv.writer(table)
     writer.writerow(["section", "figure", "value"])
     writer.writerows([cell(v) for v in row] for row in rows(report))
-    for path, content in ((html, page.encode()), (json_file, orjson.dumps(report, option=orjson.OPT_INDENT_2)),
-                          (csv_file, table.getvalue().encode())):
-        write_secret(path, content)
-    return [html, json_file, csv_file]
+    return table.getvalue()

@@ -1,0 +1,95 @@
+"""The console served from serve's own event loop (uvicorn), on
+TICKETING_CONSOLE_HOST:TICKETING_CONSOLE_PORT; it connects to NATS as the
+console's gateway identity, made on first start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import uvicorn
+
+import contracts
+from infra.auth.connect import client_options
+from infra.auth.directory import UserDirectory
+from infra.bus.anchors import ANCHOR_FILE, read_anchor_file, read_anchors
+from infra.bus.connection import ConnectionLog, servers
+from infra.console.app import make_app
+from infra.console.gateway import Gateway
+from infra.console.sessions import Sessions
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Quiet(uvicorn.Server):
+    """uvicorn without its own signal handlers: serve's stop decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Console:
+    def __init__(self, server: _Quiet, gateway: Gateway, task: asyncio.Task[None], url: str) -> None:
+        self.server = server
+        self.gateway = gateway
+        self.task = task
+        self.url = url
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True  # open live streams are not waited for
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 5)
+        await self.gateway.stop()
+
+
+async def start_console(settings: Settings, nats_url: str, directory: UserDirectory, credentials: Path,
+                        bundle: Callable[[str], Awaitable[dict[str, Any]]]) -> Console:
+    said = ConnectionLog("ticketing-console")
+    nc = await nats.connect(servers(nats_url), name="ticketing-console", max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5, **said.callbacks(), **client_options(settings, credentials))
+    said.connection = nc
+    gateway = Gateway(nc)
+    await gateway.start()
+    sessions = Sessions(settings.auth_dir / "console.key", directory, settings.console_idle_hours * 3600)
+    app = make_app(gateway, sessions, Path(contracts.__file__).parent, bundle)
+    config = uvicorn.Config(app, host=settings.console_host, port=settings.console_port, log_level="warning",
+                            access_log=False, lifespan="off", server_header=False)
+    server = _Quiet(config)
+    task = asyncio.create_task(server.serve(), name="console")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():  # the port was taken, say: said in one line, the product runs on without it
+        await gateway.stop()
+        raise OSError(f"the console could not listen on {settings.console_host}:{settings.console_port} "
+                      f"(TICKETING_CONSOLE_PORT; 0 turns it off)")
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.console_port
+    return Console(server, gateway, task, f"http://{settings.console_host}:{port}/")
+
+
+def case_bundle(store: Any, js: Any, signer: Any, data_dir: Path) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """`audit export` for the console: a case's signed bundle, with the anchors
+    on the bus (or, when they cannot be read, those kept in the data directory)."""
+    from uuid import UUID
+
+    from infra.store.bundle import export
+
+    async def bundle(case_id: str) -> dict[str, Any]:
+        try:
+            wanted = UUID(case_id)
+        except ValueError:
+            raise ValueError(f"{case_id!r} is not a case id (a UUID)") from None
+        try:
+            anchors = await read_anchors(js)
+        except Exception:  # noqa: BLE001 - the kept copies serve as well
+            kept = data_dir / ANCHOR_FILE
+            anchors = read_anchor_file(kept) if kept.exists() else []
+        return dict(await asyncio.to_thread(export, store, wanted, anchors, signer))
+    return bundle
