@@ -290,11 +290,8 @@ async def start(settings: Settings, clock: Clock = utc_now, *, worker: Literal["
         for _ in range(2):
             await broker.connection.flush(timeout=10)
         if console_credentials is not None:
-            try:
-                runtime.console = await start_console(settings, nats_url, directory, console_credentials,
-                                                      case_bundle(store, js, signer, settings.data_dir))
-            except OSError as error:
-                log.error("%s", error)
+            runtime.console = await start_console(settings, nats_url, directory, console_credentials,
+                                                  case_bundle(store, js, signer, settings.data_dir))
     except BaseException:
         if embedded is not None:
             embedded.stop()

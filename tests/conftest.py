@@ -119,7 +119,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def settings(tmp_path: Path, nats_server: EmbeddedNats, database_url: str | None) -> Settings:
     return Settings(data_dir=tmp_path / "data", nats_url=nats_server.url, database_url=database_url,
-                    relay_poll_seconds=5.0, sla_policy=RELAXED_SLA_POLICY, metrics_port=0)
+                    relay_poll_seconds=5.0, sla_policy=RELAXED_SLA_POLICY, metrics_port=0,
+                    console_port=0)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,15 @@ class Console:
 
 
 async def start_console(settings: Settings, nats_url: str, directory: UserDirectory, credentials: Path,
-                        bundle: Callable[[str], Awaitable[dict[str, Any]]]) -> Console:
+                        bundle: Callable[[str], Awaitable[dict[str, Any]]]) -> Console | None:
+    """The console serving; None (said once) when its address is taken: the product runs on without it."""
+    try:
+        listening = socket.create_server((settings.console_host, settings.console_port), reuse_port=False)
+    except OSError as error:
+        log.warning("the web console cannot listen on %s:%d (%s): the product runs without it; set "
+                    "TICKETING_CONSOLE_PORT to a free port (0 turns it off)", settings.console_host,
+                    settings.console_port, error.strerror or error)
+        return None
     said = ConnectionLog("ticketing-console")
     nc = await nats.connect(servers(nats_url), name="ticketing-console", max_reconnect_attempts=-1,
                             reconnect_time_wait=0.5, **said.callbacks(), **client_options(settings, credentials))
@@ -60,18 +69,11 @@ async def start_console(settings: Settings, nats_url: str, directory: UserDirect
     await gateway.start()
     sessions = Sessions(settings.auth_dir / "console.key", directory, settings.console_idle_hours * 3600)
     app = make_app(gateway, sessions, Path(contracts.__file__).parent, bundle)
-    config = uvicorn.Config(app, host=settings.console_host, port=settings.console_port, log_level="warning",
-                            access_log=False, lifespan="off", server_header=False)
-    server = _Quiet(config)
-    task = asyncio.create_task(server.serve(), name="console")
-    while not server.started and not task.done():
-        await asyncio.sleep(0.02)
-    if task.done():  # the port was taken, say: said in one line, the product runs on without it
-        await gateway.stop()
-        raise OSError(f"the console could not listen on {settings.console_host}:{settings.console_port} "
-                      f"(TICKETING_CONSOLE_PORT; 0 turns it off)")
-    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.console_port
-    return Console(server, gateway, task, f"http://{settings.console_host}:{port}/")
+    server = _Quiet(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                   server_header=False))
+    task = asyncio.create_task(server.serve(sockets=[listening]), name="console")
+    host, port = listening.getsockname()[:2]
+    return Console(server, gateway, task, f"http://{host}:{port}/")
 
 
 def case_bundle(store: Any, js: Any, signer: Any, data_dir: Path) -> Callable[[str], Awaitable[dict[str, Any]]]:
