@@ -17,7 +17,8 @@ from typing import Any
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
-from contracts.catalog import COMMANDS, EVENTS, command_subject, event_subject, query_subject
+from contracts.alerts import ALERTS
+from contracts.catalog import COMMANDS, EVENTS, alert_subject, command_subject, event_subject, query_subject
 from handlers.commands import CommandService
 from handlers.identity import REQUEST_INFO
 from handlers.queries import QueryService, answer
@@ -184,3 +185,9 @@ def describe_events(broker: NatsBroker) -> None:
             broker.publisher(event_subject(aggregate, name), title=f"{aggregate}.{name}", schema=model,
                              description="Event envelope (contracts/schemas/envelope/event.json) whose "
                                          "`data` is this schema; Nats-Msg-Id is the event id.")
+    for name, alert in ALERTS.items():
+        broker.publisher(alert_subject(name), title=f"alert {name}", schema=alert,
+                         description="An alert in the stream TICKETING_ALERTS, once per fact (Nats-Msg-Id is its "
+                                     "key); signed with the product's audit key: headers Ticketing-Key (the "
+                                     "public key, `ticketing audit key`) and Ticketing-Signature (Ed25519 of "
+                                     "the subject, a line feed and the body, base64).")

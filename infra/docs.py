@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
+from faststream.specification.asyncapi.v2_6_0.schema.servers import ServerVariable
 from faststream.specification.asyncapi.v2_6_0.schema.utils import Reference
 
 from contracts.catalog import bus_payloads
@@ -20,7 +23,9 @@ from infra.runtime.clock import utc_now
 DESCRIPTION = (
     "Commands (request/reply) on ticketing.v1.commands.<aggregate>.<command>, queries on "
     "ticketing.v1.queries.<name>, events on ticketing.v1.events.<aggregate>.<event> in the JetStream "
-    "stream TICKETING_EVENTS. JSON Schemas of every payload: contracts/schemas/."
+    "stream TICKETING_EVENTS, alerts on ticketing.v1.alerts.<kind> in TICKETING_ALERTS (signed: headers "
+    "Ticketing-Key and Ticketing-Signature, the product's audit key). JSON Schemas of every payload: "
+    "contracts/schemas/, also served by the web console at /contracts/."
 )
 
 
@@ -61,6 +66,28 @@ def specification() -> Any:
                 raise ValueError(f"two different schemas named {name!r}: rename one of the models")
         schemas[f"{title}:Message:Payload"] = schema
     spec.components.securitySchemes = {"nkey": SECURITY_SCHEME}
-    for server in spec.servers.values():
-        server.security = [Reference.model_validate({"$ref": "#/components/securitySchemes/nkey"})]
+    server = next(iter(spec.servers.values()))
+    server.host = "{host}:{port}"
+    server.protocolVersion = None
+    server.description = ("The deployment's NATS (with JetStream): `ticketing serve` writes the URL it uses to "
+                          "<data dir>/nats.url; a cluster has several, any of which serves.")
+    server.variables = {
+        "host": ServerVariable(default="127.0.0.1", description="a NATS server of the deployment",
+                               examples=["nats-1.service.internal"]),
+        "port": ServerVariable(default="4222", description="its client port"),
+    }
+    server.security = [Reference.model_validate({"$ref": "#/components/securitySchemes/nkey"})]
     return spec
+
+
+def document() -> bytes:
+    """The document as `make asyncapi` writes it: keys sorted, indented, so
+    that it is the same bytes from every run (FastStream lists channels in
+    the order the handlers happened to be registered)."""
+    spec = orjson.loads(specification().to_json())
+    (name, server), = spec.pop("servers").items()
+    spec["servers"] = {"ticketing": server}
+    for channel in spec["channels"].values():
+        channel["servers"] = [{"$ref": "#/servers/ticketing"} for ref in channel.get("servers", [])
+                              if ref == {"$ref": f"#/servers/{name}"}]
+    return orjson.dumps(spec, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)

@@ -24,6 +24,30 @@ def score(value: float | None, digits: int = 1) -> str:
     return NO_DATA if value is None else f"{value:.{digits}f}"
 
 
+def time_left(seconds: float | None) -> str:
+    """A limit's time left (negative: overdue), as the console's countdown shows it."""
+    if seconds is None:
+        return "-"
+    sign, left = ("-" if seconds < 0 else ""), int(abs(round(seconds)))
+    days, rest = divmod(left, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours:02d}h"
+    return f"{sign}{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{sign}{minutes:02d}m {secs:02d}s"
+
+
+def instant(value: str | None) -> str:
+    """An RFC 3339 instant as people read it (to the second; UTC unless it says otherwise)."""
+    if not value:
+        return "-"
+    from datetime import datetime
+
+    at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    zone = at.strftime("%Z").replace("UTC+00:00", "UTC") or "UTC"
+    return f"{at:%Y-%m-%d %H:%M:%S} {zone}"
+
+
 FIGURES: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("complaints registered", lambda f: str(f["registered"]["complaint"])),
     ("repair jobs registered", lambda f: str(f["registered"]["repair_job"])),
@@ -38,6 +62,6 @@ FIGURES: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
 
 OPEN_BY = ("kind", "status", "priority", "tier", "category", "region", "assignee")
 
-FORMATS: dict[str, Any] = {"share": share, "score": score, "FIGURES": FIGURES, "OPEN_BY": OPEN_BY,
+FORMATS: dict[str, Any] = {"share": share, "score": score, "time_left": time_left, "instant": instant, "FIGURES": FIGURES, "OPEN_BY": OPEN_BY,
                            "NO_DATA": NO_DATA}
 """For templates (Jinja globals)."""

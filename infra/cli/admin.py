@@ -108,6 +108,8 @@ def roles(bus: bool, markdown: bool) -> None:
 @click.command()
 def asyncapi() -> None:
     """Print the AsyncAPI document of the bus (JSON)."""
-    from infra.docs import specification
+    import sys
 
-    click.echo(specification().to_json())
+    from infra.docs import document
+
+    sys.stdout.buffer.write(document())

@@ -167,6 +167,7 @@ class Site:
 
     def complaint(self, customer_id: str | None = None, **overrides: Any) -> str:
         data = complaint_data(customer_id=customer_id or self.customer()) | overrides
+        data = {k: v for k, v in data.items() if v is not None}  # None: left out (the customer's region, say)
         return str(self.command("complaint", "register", data)["aggregate_id"])
 
     def history(self, case_id: str) -> dict[str, Any]:

@@ -7,8 +7,10 @@
   function left(seconds) {
     var sign = seconds < 0 ? "-" : "";
     var s = Math.abs(Math.round(seconds));
-    var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
-    return sign + (h ? h + "h " : "") + String(m).padStart(2, "0") + "m " + String(r).padStart(2, "0") + "s";
+    var d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+    var two = function (n) { return String(n).padStart(2, "0"); };
+    if (d) { return sign + d + "d " + two(h) + "h"; }
+    return sign + (h ? h + "h " : "") + two(m) + "m " + two(r) + "s";
   }
 
   function tick() {
@@ -52,6 +54,8 @@
   function live() {
     if (!document.body.dataset.live || !window.EventSource) { return; }
     var source = new EventSource("/stream");
+    source.onopen = function () { document.body.dataset.stream = "open"; };
+    source.onerror = function () { document.body.dataset.stream = "closed"; };
     source.addEventListener("event", refresh);
     source.addEventListener("changed", refresh);
     source.addEventListener("alert", function (message) {
