@@ -37,12 +37,12 @@ from infra.bus.relay import Relay
 from infra.bus.user_consumers import UserConsumers
 from infra.cluster.instances import Instances
 from infra.cluster.leases import Leases
+from infra.common.processes import terminate
 from infra.config_files import load_assessment_rules, load_danger_rules, load_sla_policy
 from infra.console.server import Console, case_bundle, start_console
 from infra.runtime.clock import Clock, utc_now
 from infra.runtime.health import HealthCheck, WorkerWord, worker_status
 from infra.runtime.metrics import Metrics, keep_fresh, serve_http
-from infra.runtime.processes import terminate
 from infra.runtime.supervision import keep_nats_running, keep_worker_running
 from infra.runtime.tasks import end
 from infra.runtime.worker import WAKE_SUBJECT, Worker, ensure_streams, projections, start_worker

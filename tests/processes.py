@@ -27,13 +27,18 @@ TICKETING = str(Path(sys.executable).parent / "ticketing")
 class Serve:
     """One `ticketing serve` process."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str], terminal: bool = False) -> None:
+        """`terminal`: in a process group of its own, as a shell's foreground job is (`ctrl_c`)."""
         self.cwd = cwd
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
         self.log = (cwd / "serve.log").open("ab")
         self.offset = self.log.tell()  # this run's output starts here
         self.process = subprocess.Popen([TICKETING, "serve"], cwd=cwd, env=clean | env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+                                        stdout=self.log, stderr=subprocess.STDOUT, process_group=0 if terminal else None)
+
+    def ctrl_c(self) -> None:
+        """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+        os.killpg(self.process.pid, signal.SIGINT)
 
     def wait_ready(self, data_dir: Path, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout

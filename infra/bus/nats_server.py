@@ -22,7 +22,7 @@ from pathlib import Path
 
 from infra.auth.directory import UserDirectory
 from infra.auth.server_config import embedded_config, write_accounts
-from infra.runtime.processes import spawn, terminate
+from infra.common.processes import spawn, terminate
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from contracts.catalog import EVENT_STREAM, EVENT_SUBJECTS, PREFIX, PROJECTIONS_CONSUMER
 from infra.auth.seal import Seal
 from infra.bus.consuming import batches, made_again
-from infra.runtime.parts import PartState
+from infra.common.part_state import PartState
 from projections.base import Fence, Fenced, Projection, apply_batch, create_tables, marks_of, skip
 
 log = logging.getLogger(__name__)

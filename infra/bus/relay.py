@@ -35,7 +35,7 @@ from nats.js.errors import NotFoundError
 from contracts.catalog import EVENT_STREAM
 from infra.auth.seal import HEADER as SEAL_HEADER
 from infra.auth.seal import Seal
-from infra.runtime.parts import PartState
+from infra.common.part_state import PartState
 
 log = logging.getLogger(__name__)
 

@@ -51,8 +51,8 @@ def _answers(port: int) -> bool:
 async def _up(settings: Settings, nodes: int, instances: int) -> None:
     from infra.auth.connect import product_directory
     from infra.bus.nats_server import binary
+    from infra.common.processes import spawn, terminate
     from infra.runtime.deploy import environment, plan, write
-    from infra.runtime.processes import spawn, terminate
 
     stop = stop_on_signals()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -130,7 +130,7 @@ async def _say_holders(settings: Settings, stop: asyncio.Event, wait: float = 60
 async def _keep(running: dict[str, subprocess.Popen[bytes]],
                 commands: dict[str, tuple[list[str], dict[str, str] | None, Path]], stop: asyncio.Event) -> None:
     """Each process started again when it dies (said once each time), until `stop`."""
-    from infra.runtime.processes import spawn
+    from infra.common.processes import spawn
 
     while not stop.is_set():
         for name, process in list(running.items()):

@@ -25,8 +25,8 @@ from contracts.alerts import ALERT_STREAM
 from contracts.catalog import PREFIX, alert_subject
 from infra.auth.signing import Signer
 from infra.bus.streams import ensure_stream
+from infra.common.part_state import PartState
 from infra.runtime.clock import Clock
-from infra.runtime.parts import PartState
 from projections.base import Fence, Fenced, marks_of, written
 
 log = logging.getLogger(__name__)

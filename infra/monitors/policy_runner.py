@@ -25,7 +25,7 @@ from nats.js.errors import BadRequestError
 from contracts.catalog import EVENT_STREAM, POLICY_CONSUMER_PREFIX
 from infra.auth.seal import Seal
 from infra.bus.consuming import batches, made_again
-from infra.runtime.parts import PartState
+from infra.common.part_state import PartState
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,6 @@
-"""The worker's parts, and what each (relay, projection runner, monitor,
-policy) keeps about itself for the health report: its last error and when."""
+"""The worker's parts (what each keeps about itself: `infra.common.part_state`)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 PARTS = ("projections", "relay", "monitors")
 """The worker's parts, each a process of its own under `serve`:
@@ -19,17 +14,3 @@ back waited up to a switch interval for it at every one; and the relay,
 sharing one with the monitors, stalled 50-200 ms whenever a look of theirs
 ran (every second under load): a tenth of the events reached the bus that
 much later."""
-
-
-@dataclass
-class PartState:
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-
-    def failed(self, error: BaseException | str) -> None:
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        self.last_error, self.last_error_at = text[:500], datetime.now(UTC)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"last_error": self.last_error,
-                "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None}

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from nats.js import JetStreamContext
 
+from infra.common.processes import spawn
 from infra.runtime.parts import PARTS
-from infra.runtime.processes import spawn
 from infra.runtime.worker import WORKER_READY_SUBJECT
 
 log = logging.getLogger(__name__)

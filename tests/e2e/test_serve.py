@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import orjson
 import pytest
 
 from contracts.alerts import ALERT_STREAM
-from infra.bus.nats_server import EmbeddedNats
+from infra.bus.nats_server import EmbeddedNats, free_port
 from infra.runtime.parts import PARTS
 from infra.store.database import ReadModelFiles
 from tests.conftest import complaint_data, customer_data, stream_messages, wait_for
@@ -77,6 +78,35 @@ async def test_serve_with_no_configuration_runs_everything_and_stops_on_ctrl_c(
         return query(data / "readmodels.db", "select count(*) from case_summary") == [(2,)]
     await wait_for(both_projected, timeout=30)
     assert again.interrupt() == 0
+
+
+async def test_ctrl_c_in_a_terminal_stops_everything_about_as_fast_as_sigterm_and_quietly(
+        tmp_path: Path, serves: list[Serve]) -> None:
+    """A terminal sends SIGINT to its whole foreground group: the children
+    (nats-server, the worker's parts) must not take it for themselves and
+    die under serve's supervisors, who would start them again on the way
+    down (an ERROR line, restarts, a stop of seconds)."""
+    data = tmp_path / "var"
+    took = {}
+    for how in ("sigterm", "ctrl-c"):
+        serves.append(serve := Serve(tmp_path, {"TICKETING_METRICS_PORT": "0",
+                                                "TICKETING_CONSOLE_PORT": str(free_port())}, terminal=True))
+        url = serve.wait_ready(data)
+        assert (await register(url, data))["ok"]
+        await asyncio.sleep(1)  # every part at work
+        children = children_of(serve.process.pid)
+        began = time.monotonic()
+        if how == "ctrl-c":
+            serve.ctrl_c()
+        else:
+            serve.process.terminate()
+        assert serve.process.wait(30) == 0, serve.output()
+        took[how] = time.monotonic() - began
+        said = serve.output().split("stopping...", 1)[1]  # the way down
+        for noise in ("ERROR", "WARNING", "again", "restart", "lost NATS", "socket.send", "Traceback"):
+            assert noise not in said, f"{how}: {noise!r} in\n{said}"
+        assert not [pid for pid in children if alive(pid)], "every child stops with serve"
+    assert took["ctrl-c"] < max(3.0, 3 * took["sigterm"]), took
 
 
 async def test_ctrl_c_while_the_worker_cannot_start_stops_serve_at_once(tmp_path: Path, serves: list[Serve],

@@ -1,5 +1,12 @@
 """Child processes that live and die with us: the embedded nats-server and
-the projections worker."""
+the worker's parts (under serve), the nodes and instances (under `cluster up`).
+
+Each child runs in a session of its own: Ctrl-C in a terminal signals the
+whole foreground process group, and a child that took it as well would stop
+on its own while its parent still counted on it (serve's supervisors saw
+nats-server and the parts "die" and started them again on the way down).
+The parent alone hears Ctrl-C and stops its children in order; if the parent
+dies, the kernel's parent-death signal ends them."""
 
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ def spawn(args: list[str], *, env: dict[str, str] | None = None, log_file: Path 
             args, env=env, stdin=subprocess.DEVNULL, stdout=output,
             stderr=subprocess.STDOUT if log_file else None,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            start_new_session=True,
         )
     finally:
         if not isinstance(output, int) and output is not None:
