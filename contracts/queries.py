@@ -11,7 +11,7 @@ from contracts.alerts import DangerousCustomer
 from contracts.envelope import AskedQuery, EventEnvelope
 from contracts.health import AuditKey, AuditKeyReply, AuditVerify, AuditVerifyReply, Health, HealthReply
 from contracts.staff import StaffAssessment, StaffAssessmentReply
-from contracts.types import Instant, Metric, Priority, ShortText, Tier, Time
+from contracts.types import Instant, Metric, PeriodName, Priority, ShortText, Tier, Time
 
 CaseKind = Literal["complaint", "repair_job", "callback"]
 Count = Annotated[StrictInt, Field(ge=1, le=1000)]
@@ -56,6 +56,17 @@ class PolicyInForce(BaseModel):
     """When the product began to run under it; None: before the first record."""
 
 
+class LinkedCase(BaseModel):
+    """A case linked to the one asked about (as the read models know it now)."""
+
+    case_id: UUID
+    kind: str
+    relation: Literal["callback", "follow_up", "follows", "callback_of", "case"]
+    """`callback`, `follow_up`: made for this case; `follows`, `callback_of`: the case this one was made for;
+    `case`: one of this customer's cases."""
+    status: str
+
+
 class CaseHistoryReply(BaseModel):
     ok: Literal[True] = True
     case_id: UUID
@@ -65,6 +76,10 @@ class CaseHistoryReply(BaseModel):
     state: dict[str, Any]
     events: list[EventEnvelope]
     sla: list[LimitAsOf] = Field(default_factory=list)
+    began_at: Time | None = None
+    """When its first event happened (after `at`: the case did not exist yet then)."""
+    linked: list[LinkedCase] = Field(default_factory=list)
+    """Its callbacks and follow-ups, the case it follows, a customer's cases: ids and status now."""
     """The case's service limits as they stood at `at` (empty for a customer)."""
     sla_policy: PolicyInForce | None = None
     """The SLA policy in force at `at`."""
@@ -211,7 +226,7 @@ class DashboardReply(BaseModel):
 class Report(AskedQuery):
     model_config = ConfigDict(extra="forbid")
 
-    period: Annotated[StrictStr, Field(pattern=r"^\d{4}-(\d{2}|[Qq][1-4])$", examples=["2026-11", "2026-Q4"])]
+    period: PeriodName
 
 
 class Ranked(BaseModel):

@@ -3,14 +3,12 @@ a month or a quarter. Who each figure counts for: ticketing/assessment.py."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.envelope import AskedQuery
-from contracts.types import ShortText, Time
-
-PeriodName = Annotated[StrictStr, Field(pattern=r"^\d{4}-(\d{2}|[Qq][1-4])$", examples=["2026-11", "2026-Q4"])]
+from contracts.types import PeriodName, ShortText, Time
 
 
 class StaffAssessment(AskedQuery):

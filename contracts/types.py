@@ -46,6 +46,10 @@ Day = Annotated[dt.date, AfterValidator(_sane_year),
 """A date in a request, a year in range."""
 Text = Annotated[StrictStr, Field(max_length=4000)]
 ShortText = Annotated[StrictStr, Field(max_length=200)]
+PERIOD_PATTERN = r"^\d{4}-(\d{2}|[Qq][1-4])$"
+PERIOD_HINT = "a month like 2026-11 or a quarter like 2026-Q4"
+PeriodName = Annotated[StrictStr, Field(pattern=PERIOD_PATTERN, examples=["2026-11", "2026-Q4"],
+                                        description=PERIOD_HINT)]
 Money = Annotated[StrictStr, Field(pattern=r"^\d{1,12}(\.\d{1,2})?$", examples=["120.50"])]
 Score = Annotated[StrictInt, Field(ge=0, le=100)]
 Version = Annotated[StrictInt, Field(ge=0)]

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.catalog import COMMANDS
 from contracts.envelope import CommandRequest, Error, ErrorDetail, ErrorReply, OkReply
+from contracts.types import PERIOD_HINT, PERIOD_PATTERN
 from handlers.batch import CommandBatch, Store, StoredReply
 from handlers.identity import Directory, Identity, identify
 from handlers.kinds import KINDS
@@ -48,8 +49,15 @@ def error_reply(code: str, message: str, details: list[ErrorDetail] | None = Non
 
 
 def problems_of(error: ValidationError, prefix: str = "") -> list[ErrorDetail]:
-    return [ErrorDetail(field=prefix + ".".join(str(p) for p in e["loc"]) or "(body)", reason=e["msg"])
+    return [ErrorDetail(field=prefix + ".".join(str(p) for p in e["loc"]) or "(body)", reason=_reason(e))
             for e in error.errors()]
+
+
+def _reason(error: Any) -> str:
+    """Pydantic's message, but in words where it would show a regular expression."""
+    if error["type"] == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == PERIOD_PATTERN:
+        return f"{error['input']!r} is not {PERIOD_HINT}"
+    return str(error["msg"])
 
 
 def parse(aggregate: str, command: str, raw: bytes) -> tuple[CommandRequest, BaseModel]:

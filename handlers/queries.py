@@ -29,6 +29,7 @@ from contracts.queries import (
     Dashboard,
     DashboardReply,
     LimitAsOf,
+    LinkedCase,
     PolicyInForce,
     Report,
     ReportReply,
@@ -51,6 +52,7 @@ from handlers.translate import envelope, names, state_json
 from projections import figures, sla, sla_reads
 from projections.base import utc
 from projections.danger import listed
+from projections.links import linked
 from ticketing import periods
 from ticketing.access import TEAM_READERS, acting, may_ask
 from ticketing.assessment import AssessmentRules
@@ -99,6 +101,7 @@ def case_history(store: HistoryStore, case_id: UUID, at: datetime,
     return CaseHistoryReply(
         case_id=case_id, aggregate_type=aggregate_type, at=at, version=version, state=state,
         events=[envelope(e, position) for position, e in upto], sla=limits, sla_policy=in_force,
+        began_at=events[0][1].timestamp,
     )
 
 
@@ -295,7 +298,13 @@ class QueryService:
         if isinstance(query, bytes):
             return query
         at = query.at or self.clock()
-        reply = await asyncio.to_thread(case_history, self.store, query.case_id, at, self.policies)
+        def read() -> CaseHistoryReply | None:
+            found = case_history(self.store, query.case_id, at, self.policies)
+            if found is not None and self.readmodels is not None:
+                with self.readmodels.connect() as conn:
+                    found.linked = [LinkedCase.model_validate(row) for row in linked(conn, str(query.case_id))]
+            return found
+        reply = await asyncio.to_thread(read)
         if reply is None:
             return error_reply("not_found", f"no case {query.case_id}")
         return orjson.dumps(reply.model_dump(mode="json"))

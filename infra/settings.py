@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     callback_max_attempts: int = 3
     """Failed attempts after which a callback is missed."""
 
+    @field_validator("database_url", "readmodel_url")
+    @classmethod
+    def _driver_installed(cls, value: str | None) -> str | None:
+        if value and sqlalchemy_url(value).startswith("postgresql+psycopg"):
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None:
+                raise ValueError("a PostgreSQL URL needs the PostgreSQL driver, which this install lacks: "
+                                 "pip install 'ticketing[postgres]' (psycopg 3)")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

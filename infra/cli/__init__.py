@@ -19,7 +19,23 @@ from infra.cli.users import nats_config, users
 from infra.cli.views import customers, dashboard, report, staff
 
 
-@click.group()
+class _Main(click.Group):
+    """Settings that cannot be used are said in a line each, not as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from pydantic import ValidationError
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as error:
+            if error.title != "Settings":
+                raise
+            raise click.ClickException("; ".join(
+                f"TICKETING_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+                for e in error.errors())) from None
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """Event-sourced case handling for customer-service departments."""
     os.umask(0o077)  # every file the product writes (stores, reports, bundles, keys) is the owner's only

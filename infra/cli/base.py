@@ -11,6 +11,14 @@ from rich.console import Console
 console = Console(soft_wrap=True)
 
 
+NARROW = 110
+"""Below this many columns a wide table reads better as a list (`narrow()`)."""
+
+
+def narrow() -> bool:
+    return console.width < NARROW
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FastStream logs every message and every worker task at INFO: keep it to

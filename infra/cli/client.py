@@ -15,7 +15,7 @@ import click
 import orjson
 from rich.table import Table
 
-from infra.cli.base import console, span
+from infra.cli.base import console, narrow, span
 from infra.settings import Settings
 
 _credentials: Path | None = None
@@ -106,6 +106,14 @@ def send(aggregate: str, command: str, data: str, aggregate_id: str | None, expe
     if command not in COMMANDS[aggregate]:
         raise click.ClickException(f"a {aggregate} has no command {command!r}; it has: "
                                    f"{', '.join(COMMANDS[aggregate])}")
+    from handlers.kinds import KINDS
+
+    creates = KINDS[aggregate].creates
+    if command != creates and not aggregate_id:
+        raise click.UsageError(f"--id is required: the {aggregate}'s id (the aggregate_id its {creates} replied; "
+                               f"`ticketing history ID` lists a case's callbacks and follow-ups)")
+    if command == creates and aggregate_id:
+        raise click.UsageError(f"--id must be left out on {creates}: the reply gives the new {aggregate}'s id")
     try:
         fields = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -134,17 +142,36 @@ def history(case_id: str, at: str | None, as_json: bool) -> None:
     if as_json or not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(0 if reply.get("ok") else 1)
-    table = Table(title=f"{reply['aggregate_type']} {reply['case_id']} as of {reply['at']}")
-    for column in ("v", "position", "occurred at", "event", "actor"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("data", overflow="fold")
-    for e in reply["events"]:
-        table.add_row(str(e["aggregate_version"]), str(e["position"]), e["occurred_at"], e["type"],
-                      f"{e['actor']['id']} ({e['actor']['role']})",
-                      orjson.dumps({k: v for k, v in e["data"].items() if v is not None}).decode())
-    console.print(table)
+    title = f"{reply['aggregate_type']} {reply['case_id']} as of {reply['at']}"
+    if not reply["events"]:
+        console.print(f"{title}: the {reply['aggregate_type']} did not exist yet; its first event came at "
+                      f"{reply['began_at']}")
+        sys.exit(1)
+    events = [(str(e["aggregate_version"]), str(e["position"]), e["occurred_at"], e["type"],
+               f"{e['actor']['id']} ({e['actor']['role']})" + (f" via {e['actor']['via']['id']}"
+                                                                if e["actor"].get("via") else ""),
+               ", ".join(f"{k}={v}" for k, v in e["data"].items() if v is not None)) for e in reply["events"]]
+    if narrow():  # a list: the data keeps its room at 80 columns
+        console.print(f"[bold]{title}[/]")
+        for version, position, at, kind, actor, data in events:
+            console.print(f"[bold]v{version}[/] {at}  [cyan]{kind}[/]  {actor}  (position {position})")
+            if data:
+                console.print(f"    {data}", highlight=False)
+    else:
+        table = Table(title=title)
+        for column in ("v", "position", "occurred at", "event", "actor"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("data", overflow="fold")
+        for row in events:
+            table.add_row(*row)
+        console.print(table)
     console.print(f"[bold]state at version {reply['version']}[/]")
     console.print_json(orjson.dumps(reply["state"]).decode())
+    if reply.get("linked"):
+        console.print("[bold]linked[/] (status now):")
+        for link in reply["linked"]:
+            console.print(f"  {link['relation'].replace('_', ' ')}: {link['kind']} {link['case_id']} "
+                          f"({link['status']})  -> ticketing history {link['case_id']}", highlight=False)
     if reply.get("sla"):
         policy = reply["sla_policy"]
         limits = Table(title=f"service limits as of {reply['at']} (policy {policy['digest'][:12]}, in force "

@@ -144,6 +144,10 @@ def simulate_command(policy_file: Path, since: str, until: str | None, kind: str
     console.print(f"{reply.events_read:,} events read in {seconds:.2f}s ({rate:,.0f} events/s); nothing live touched")
 
 
+FEW_HOLIDAYS = 5
+"""Fewer listed holidays in a year than this: the year's list is missing (China has 7 public holidays)."""
+
+
 @sla.command("calendar")
 @click.option("--year", type=click.IntRange(1900, 2999), required=True)
 @click.option("--name", default=None, help="a [calendar.NAME] of the SLA policy (default: the policy's default)")
@@ -191,6 +195,12 @@ def calendar_command(year: int, name: str | None, official: str | None, subdivis
                       or "-", ", ".join(f"{d:%m-%d %a}" for d in makeup) or "-")
     console.print(table)
     console.print(f"{working} working days in {year}")
+    listed = sorted(d for d in calendar.holidays if d.year == year)
+    if calendar.holidays and len(listed) < FEW_HOLIDAYS:
+        console.print(f"[yellow]the calendar holds no holiday list for {year}[/] (only "
+                      f"{', '.join(map(str, listed)) or 'no day'}): its public holidays count as working days "
+                      f"until their dates are in the policy; `ticketing sla calendar --year {year} --name "
+                      f"{chosen} --official CN` prints the official ones as lines to add", highlight=False)
 
 
 def official_days(country: str, subdivision: str | None, year: int) -> tuple[dict[date, str], list[date]]:

@@ -80,13 +80,12 @@ def _dashboard(reply: dict[str, Any]) -> Any:
 @credentials_option
 def report(month: str | None, quarter: str | None, out: Path) -> None:
     """The monthly or quarterly service-quality report: HTML with charts, JSON and CSV."""
-    if bool(month) == bool(quarter):
-        raise click.UsageError("give --month or --quarter")
-    reply = asyncio.run(request("ticketing.v1.queries.report", {"period": month or quarter}, timeout=60))
+    period = _period(month, quarter)
+    reply = asyncio.run(request("ticketing.v1.queries.report", {"period": period}, timeout=60))
     if not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(1)
-    staff = asyncio.run(request("ticketing.v1.queries.staff.assessment", {"period": month or quarter}, timeout=60))
+    staff = asyncio.run(request("ticketing.v1.queries.staff.assessment", {"period": period}, timeout=60))
     if staff.get("ok"):
         reply["staff"] = staff
     else:
@@ -97,6 +96,20 @@ def report(month: str | None, quarter: str | None, out: Path) -> None:
         console.print(f"wrote {path}")
     for miss in reply["misses"]:
         console.print(f"[red]missed:[/] {miss}")
+
+
+def _period(month: str | None, quarter: str | None) -> str:
+    """The period asked for, or a usage error in words."""
+    import re
+
+    if bool(month) == bool(quarter):
+        raise click.UsageError("give --month (a month like 2026-11) or --quarter (a quarter like 2026-Q4)")
+    if month and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise click.UsageError(f"--month {month}: a month like 2026-11 (year first; for a quarter, --quarter "
+                               f"2026-Q4)")
+    if quarter and not re.fullmatch(r"\d{4}-[Qq][1-4]", quarter):
+        raise click.UsageError(f"--quarter {quarter}: a quarter like 2026-Q4 (for a month, --month 2026-11)")
+    return str(month or quarter)
 
 
 @click.group()
@@ -146,9 +159,7 @@ def staff(month: str | None, quarter: str | None, person: str | None, as_json: b
     """The staff assessment (月度考核) of a month or a quarter: each person's
     figures, score, grade, rank in the team and streaks (an agent or a
     technician sees their own)."""
-    if bool(month) == bool(quarter):
-        raise click.UsageError("give --month or --quarter")
-    query = {"period": month or quarter} | ({"person": person} if person else {})
+    query = {"period": _period(month, quarter)} | ({"person": person} if person else {})
     reply = asyncio.run(request("ticketing.v1.queries.staff.assessment", query, timeout=60))
     if as_json or not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())

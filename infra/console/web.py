@@ -59,5 +59,8 @@ def failed(request: Request, person: Person, reply: dict[str, Any], status: int 
     """A query answered with an error: the page says which, plainly."""
     code = (reply.get("error") or {}).get("code") or reply.get("code") or "error"
     message = (reply.get("error") or {}).get("message") or reply.get("message") or str(reply)
+    details = (reply.get("error") or {}).get("details") or []
+    if details:
+        message += ": " + "; ".join(f"{d['field']}: {d['reason']}" for d in details)
     status = {"forbidden": 403, "not_found": 404, "validation_error": 400}.get(code, status)
     return render(request, "failed.html", person, status, code=code, message=message)
