@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench fuzz schemas asyncapi clean
+.PHONY: run test bench fuzz schemas asyncapi docs clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -35,5 +35,9 @@ schemas: $(BIN)/.installed
 asyncapi: $(BIN)/.installed
 	$(BIN)/ticketing asyncapi > contracts/asyncapi.json
 
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "the documentation site is in site/ (open site/index.html)"
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var site test-artifacts

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from contracts.catalog import EVENT_STREAM
+from infra.bus.nats_server import free_port
 from tests.conftest import complaint_data, connect_as, customer_data
 
 TICKETING = str(Path(sys.executable).parent / "ticketing")
@@ -33,6 +34,7 @@ class Serve:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
         self.log = (cwd / "serve.log").open("ab")
         self.offset = self.log.tell()  # this run's output starts here
+        env = {"TICKETING_CONSOLE_PORT": str(free_port())} | env  # several serves at once: a console each
         self.process = subprocess.Popen([TICKETING, "serve"], cwd=cwd, env=clean | env,
                                         stdout=self.log, stderr=subprocess.STDOUT, process_group=0 if terminal else None)
 

@@ -23,7 +23,7 @@ import orjson
 
 from contracts.catalog import POLICY_CONSUMER_PREFIX, PROJECTIONS_CONSUMER
 from handlers.identity import Identity
-from infra.auth.keys import new_user_seed, public_key, seed_file, write_secret
+from infra.auth.keys import new_user_seed, public_key, seed_file, write_once, write_secret
 from ticketing.access import GRANTABLE, SIGNED_IN
 from ticketing.values import Role
 
@@ -185,16 +185,21 @@ def ensure_local(auth_dir: Path) -> tuple[UserDirectory, bool]:
         directory.add(OPERATOR, OPERATOR_ROLE.value, seed=seed)
         write_secret(operator_file, seed + b"\n")
         made = True
+    ensure_console(directory, auth_dir)  # in the server's configuration from its first start
     return directory, made
 
 
 def ensure_console(directory: UserDirectory, auth_dir: Path) -> Path:
-    """The console's gateway identity, made on first use: its seed file."""
+    """The console's gateway identity, made on first use (by whichever
+    instance comes first: the seed file is written once and the directory
+    follows it): its seed file."""
     path = auth_dir / f"{CONSOLE}.nk"
-    if directory.get(CONSOLE) is None or not path.exists():
-        seed = new_user_seed()
-        with contextlib.suppress(DirectoryError):
+    seed = write_once(path, new_user_seed() + b"\n").strip()
+    known = directory.get(CONSOLE)
+    if known is not None and known.nkey == public_key(seed):
+        return path
+    with contextlib.suppress(DirectoryError):
+        if known is not None:  # the file is what the console connects with: the directory follows it
             directory.remove(CONSOLE)
         directory.add(CONSOLE, Role.GATEWAY.value, seed=seed, own=True)
-        write_secret(path, seed + b"\n")
     return path

@@ -29,21 +29,47 @@ class BusError(Exception):
 
 
 class Gateway:
-    def __init__(self, nc: Nats) -> None:
-        self.nc = nc
+    """Connected in the background (`connect`): the console answers at once,
+    and says `unavailable` until NATS lets it in; a refusal is said once."""
+
+    def __init__(self) -> None:
+        self.nc: Nats | None = None
         self._listeners: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self._subscriptions: list[Any] = []
+        self._said: set[str] = set()
 
-    async def start(self) -> None:
+    async def connect(self, servers: list[str], options: dict[str, Any]) -> None:
+        """Until connected; then the live feed is subscribed."""
+        import nats
+
+        async def said(error: Exception) -> None:
+            text = f"{type(error).__name__}: {error}"
+            if text not in self._said:  # once each, not at every retry
+                self._said.add(text)
+                log.warning("the web console's NATS connection (user `console`): %s", text)
+
+        while True:
+            try:
+                nc = await nats.connect(servers, name="ticketing-console", max_reconnect_attempts=-1,
+                                        reconnect_time_wait=1.0, error_cb=said, **options)
+                break
+            except Exception as error:  # noqa: BLE001 - said once, tried again
+                await said(error)
+                await asyncio.sleep(2)
         for subject in (EVENTS, ALERTS):
-            self._subscriptions.append(await self.nc.subscribe(subject, cb=self._arrived))
+            self._subscriptions.append(await nc.subscribe(subject, cb=self._arrived))
+        self.nc = nc
+        if self._said:
+            log.info("the web console reached NATS")
+        self._said.clear()
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
-        with contextlib.suppress(Exception):
-            await self.nc.close()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
 
     async def ask(self, query: str, body: dict[str, Any], person: Person, timeout: float = 30.0) -> dict[str, Any]:
         return await self._request(f"ticketing.v1.queries.{query}", body | {"actor": person.actor}, timeout)
@@ -56,6 +82,9 @@ class Gateway:
         return await self._request(f"ticketing.v1.commands.{aggregate}.{command}", body, 10.0)
 
     async def _request(self, subject: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if self.nc is None:
+            raise BusError("the console is not connected to NATS yet (its user `console` may be missing from the "
+                           "server's configuration: `ticketing nats-config`)")
         try:
             reply = await self.nc.request(subject, orjson.dumps(body), timeout=timeout)
         except Exception as error:  # noqa: BLE001 - the page says it in one line

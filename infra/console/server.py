@@ -12,14 +12,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import uvicorn
 
 import contracts
 from infra.auth.connect import client_options
 from infra.auth.directory import UserDirectory
 from infra.bus.anchors import ANCHOR_FILE, read_anchor_file, read_anchors
-from infra.bus.connection import ConnectionLog, servers
+from infra.bus.connection import servers
 from infra.console.app import make_app
 from infra.console.gateway import Gateway
 from infra.console.sessions import Sessions
@@ -37,17 +36,19 @@ class _Quiet(uvicorn.Server):
 
 
 class Console:
-    def __init__(self, server: _Quiet, gateway: Gateway, task: asyncio.Task[None], url: str) -> None:
+    def __init__(self, server: _Quiet, gateway: Gateway, tasks: list[asyncio.Task[None]], url: str) -> None:
         self.server = server
         self.gateway = gateway
-        self.task = task
+        self.tasks = tasks
         self.url = url
 
     async def stop(self) -> None:
         self.server.should_exit = True
         self.server.force_exit = True  # open live streams are not waited for
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.task, 5)
+        connecting, serving = self.tasks
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.gather(connecting, serving, return_exceptions=True), 5)
         await self.gateway.stop()
 
 
@@ -55,25 +56,24 @@ async def start_console(settings: Settings, nats_url: str, directory: UserDirect
                         bundle: Callable[[str], Awaitable[dict[str, Any]]]) -> Console | None:
     """The console serving; None (said once) when its address is taken: the product runs on without it."""
     try:
-        listening = socket.create_server((settings.console_host, settings.console_port), reuse_port=False)
+        listening = socket.create_server((settings.console_host, settings.console_port))
     except OSError as error:
         log.warning("the web console cannot listen on %s:%d (%s): the product runs without it; set "
                     "TICKETING_CONSOLE_PORT to a free port (0 turns it off)", settings.console_host,
                     settings.console_port, error.strerror or error)
         return None
-    said = ConnectionLog("ticketing-console")
-    nc = await nats.connect(servers(nats_url), name="ticketing-console", max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.5, **said.callbacks(), **client_options(settings, credentials))
-    said.connection = nc
-    gateway = Gateway(nc)
-    await gateway.start()
+    gateway = Gateway()
+    connecting = asyncio.create_task(gateway.connect(servers(nats_url), client_options(settings, credentials)),
+                                     name="console's NATS connection")
     sessions = Sessions(settings.auth_dir / "console.key", directory, settings.console_idle_hours * 3600)
     app = make_app(gateway, sessions, Path(contracts.__file__).parent, bundle)
     server = _Quiet(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                    server_header=False))
-    task = asyncio.create_task(server.serve(sockets=[listening]), name="console")
+    serving = asyncio.create_task(server.serve(sockets=[listening]), name="console")
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):  # usually at once; else it goes on connecting
+        await asyncio.wait_for(asyncio.shield(connecting), 5)
     host, port = listening.getsockname()[:2]
-    return Console(server, gateway, task, f"http://{host}:{port}/")
+    return Console(server, gateway, [connecting, serving], f"http://{host}:{port}/")
 
 
 def case_bundle(store: Any, js: Any, signer: Any, data_dir: Path) -> Callable[[str], Awaitable[dict[str, Any]]]:
