@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handlers.queries import simulate  # noqa: E402
+from handlers.sla_views import simulate  # noqa: E402
 from infra.auth.signing import Signer  # noqa: E402
 from infra.bus.anchors import MOST_EVENTS, anchor_document  # noqa: E402
 from infra.config_files import DEFAULT_POLICY  # noqa: E402

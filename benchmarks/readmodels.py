@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audit import START, seed  # noqa: E402
 from bench import Serve, bench_users, children, connect, cpu_seconds, part_of, percentile  # noqa: E402
 
-from handlers.queries import case_history  # noqa: E402
+from handlers.history import case_history  # noqa: E402
 from handlers.staff import assessment  # noqa: E402
 from infra.auth.directory import ensure_local  # noqa: E402
 from infra.bus.nats_server import EmbeddedNats  # noqa: E402

@@ -81,7 +81,7 @@ def simulate_command(policy_file: Path, since: str, until: str | None, kind: str
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from handlers.queries import simulate
+    from handlers.sla_views import simulate
     from infra.cli.audit import _store
     from infra.config_files import load_sla_policy
     from infra.settings import Settings
