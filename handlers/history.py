@@ -16,7 +16,7 @@ from contracts.queries import (
     PolicyInForce,
 )
 from handlers.translate import envelope, names, state_json
-from projections import sla
+from projections import sla_tables
 from ticketing.sla.clock import CaseClocks
 from ticketing.sla.simulate import CaseTrack
 from ticketing.sla.timeline import Happening, PolicyTimeline
@@ -65,7 +65,7 @@ def replay_case(store: HistoryStore, kind: str, events: list[Any], timeline: Pol
     first = events[0]
     customer_id = getattr(first, "customer_id", None)
     track = CaseTrack(str(first.originator_id), kind, str(customer_id),
-                      getattr(first, "priority", None) or sla.DEFAULT_PRIORITY, first.timestamp)
+                      getattr(first, "priority", None) or sla_tables.DEFAULT_PRIORITY, first.timestamp)
     track.happenings = [Happening(e.timestamp, name, getattr(e, "priority", None))
                         for e in events if (name := names(type(e))[1]) != "sla_breached"]
     if customer_id is not None:

@@ -15,7 +15,7 @@ from contracts.queries import (
     SlaLimit,
     SlaSimulateReply,
 )
-from projections import sla
+from projections import sla, sla_tables
 from projections.base import utc
 from ticketing.sla.policy import SlaPolicy
 from ticketing.sla.simulate import CaseTrack, compare
@@ -80,7 +80,7 @@ def shown_limit(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaLim
 
 
 def shown_breach(row: dict[str, Any], now: datetime, policy: SlaPolicy) -> SlaBreach:
-    if row["state"] in sla.RUNNING:
+    if row["state"] in sla_tables.RUNNING:
         running = sla.running_from(row, row, policy)
         elapsed = running.elapsed(now).total_seconds() if running else 0.0
     else:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from contracts.staff import GradeBand, LimitCount, StaffAssessmentReply, StaffCard, StaffFigures
-from projections.sla import sla_staff_month
+from projections.sla_tables import sla_staff_month
 from projections.staff import month_figures, people, staff_month
 from ticketing.assessment import METRICS, AssessmentRules, Card, handled, share
 from ticketing.periods import Period

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, func, select
 from projections.activity import activity, customer_day, figure_day, figure_top
 from projections.base import utc
 from projections.case_summary import DIMENSIONS, OPEN, case_summary, open_work
-from projections.sla import sla_clock, sla_on_time
+from projections.sla_tables import sla_clock, sla_on_time
 from ticketing.periods import Period, day_of, month_of, previous, weeks
 
 AGE_BUCKETS = (("under 1h", 3600), ("1-4h", 4 * 3600), ("4-24h", 86400), ("1-3d", 3 * 86400), ("over 3d", None))

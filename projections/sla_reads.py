@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, func, literal_column, select
 
 from projections.base import utc
-from projections.sla import RUNNING, sla_alert, sla_case, sla_clock
+from projections.sla_tables import RUNNING, sla_alert, sla_case, sla_clock
 
 _WITH_CASE = (sla_case.c.kind, sla_case.c.customer_id, sla_case.c.tier, sla_case.c.priority, sla_case.c.assignee)
 

@@ -4,7 +4,7 @@ first-contact resolutions, the callbacks' scores on their cases, reopenings,
 follow-ups, escalations, customer disputes, callbacks done and missed; and
 each person's role, from the events they act in. The service limits met and
 missed per person are counted by the SLA projection, which runs the clocks
-(projections/sla.py, `sla_staff_month`). Who each figure belongs to is said in
+(projections/sla_tables.py, `sla_staff_month`). Who each figure belongs to is said in
 ticketing/assessment.py."""
 
 from __future__ import annotations

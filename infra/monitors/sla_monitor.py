@@ -38,8 +38,9 @@ from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY, CommandSideAway, send_command
 from infra.runtime.clock import Clock
 from projections.base import utc
-from projections.sla import ledger_metadata, running_from
+from projections.sla import running_from
 from projections.sla_reads import due_alerts, mark_raised, mark_recorded, unrecorded_breaches
+from projections.sla_tables import ledger_metadata
 from ticketing.sla.policy import SlaPolicy, spelled
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from handlers.translate import names
 from infra.store.event_store import EventStore
-from projections.sla import DEFAULT_PRIORITY
+from projections.sla_tables import DEFAULT_PRIORITY
 from ticketing.sla.clock import CREATED
 from ticketing.sla.simulate import CaseTrack
 from ticketing.sla.timeline import Happening

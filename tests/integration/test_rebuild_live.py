@@ -22,7 +22,7 @@ from infra.store.rebuild import rebuild_live, rebuild_projections
 from projections.activity import activity, figure_day
 from projections.base import utc, written
 from projections.case_summary import case_summary
-from projections.sla import sla_clock
+from projections.sla_tables import sla_clock
 from tests.conftest import Client, FakeClock, wait_for
 from tests.integration.test_sla import Alerts
 

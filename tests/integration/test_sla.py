@@ -24,7 +24,8 @@ from infra.config_files import load_sla_policy
 from infra.monitors.sla_monitor import SlaMonitor
 from infra.settings import Settings
 from infra.store.rebuild import rebuild_projection
-from projections.sla import SlaLimits, sla_alert, sla_clock
+from projections.sla import SlaLimits
+from projections.sla_tables import sla_alert, sla_clock
 from tests.conftest import Client, FakeClock, Received, stream_messages, wait_for
 
 pytestmark = pytest.mark.anyio

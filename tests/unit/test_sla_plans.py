@@ -13,8 +13,8 @@ from sqlalchemy import event
 
 from infra.store.database import make_engine
 from projections.rows import Rows
-from projections.sla import RUNNING_CLOCKS, ledger_metadata, metadata, sla_clock
 from projections.sla_reads import due_alerts, unrecorded_breaches
+from projections.sla_tables import RUNNING_CLOCKS, ledger_metadata, metadata, sla_clock
 
 
 def test_the_timers_queries_search_what_is_due(tmp_path: Path) -> None:
