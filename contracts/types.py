@@ -46,6 +46,9 @@ Day = Annotated[dt.date, AfterValidator(_sane_year),
 """A date in a request, a year in range."""
 Text = Annotated[StrictStr, Field(max_length=4000)]
 ShortText = Annotated[StrictStr, Field(max_length=200)]
+CaseKind = Literal["complaint", "repair_job", "callback"]
+Count = Annotated[StrictInt, Field(ge=1, le=1000)]
+"""How many a page of a list may hold."""
 PERIOD_PATTERN = r"^\d{4}-(\d{2}|[Qq][1-4])$"
 PERIOD_HINT = "a month like 2026-11 or a quarter like 2026-Q4"
 PeriodName = Annotated[StrictStr, Field(pattern=PERIOD_PATTERN, examples=["2026-11", "2026-Q4"],

@@ -12,16 +12,8 @@ import orjson
 from eventsourcing.application import AggregateNotFoundError
 
 from contracts.envelope import ErrorDetail
-from contracts.queries import (
-    CustomerGet,
-    CustomerGetReply,
-    CustomersDangerous,
-    CustomersDangerousReply,
-    Dashboard,
-    DashboardReply,
-    Report,
-    ReportReply,
-)
+from contracts.figures import Dashboard, DashboardReply, Report, ReportReply
+from contracts.queries import CustomerGet, CustomerGetReply, CustomersDangerous, CustomersDangerousReply
 from contracts.staff import StaffAssessment, StaffAssessmentReply
 from handlers.commands import error_reply
 from handlers.history import HistoryStore

@@ -10,11 +10,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from contracts.queries import (
-    CaseHistoryReply,
-    LimitAsOf,
-    PolicyInForce,
-)
+from contracts.queries import CaseHistoryReply, LimitAsOf
+from contracts.sla_queries import PolicyInForce
 from handlers.translate import envelope, names, state_json
 from projections import sla_tables
 from ticketing.sla.clock import CaseClocks

@@ -11,11 +11,7 @@ import orjson
 
 from contracts.envelope import ErrorDetail
 from contracts.health import AuditKey, AuditKeyReply, AuditVerify, Health
-from contracts.queries import (
-    CaseHistory,
-    CaseHistoryReply,
-    LinkedCase,
-)
+from contracts.queries import CaseHistory, CaseHistoryReply, LinkedCase
 from handlers.commands import error_reply, unknown_sender
 from handlers.figure_queries import FigureQueries
 from handlers.history import case_history

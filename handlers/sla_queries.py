@@ -10,13 +10,7 @@ from typing import Any
 import orjson
 
 from contracts.envelope import ErrorDetail
-from contracts.queries import (
-    SlaBreaches,
-    SlaBreachesReply,
-    SlaOpen,
-    SlaOpenReply,
-    SlaSimulate,
-)
+from contracts.sla_queries import SlaBreaches, SlaBreachesReply, SlaOpen, SlaOpenReply, SlaSimulate
 from handlers.commands import error_reply
 from handlers.identity import Identity
 from handlers.query_base import QueryBase, parse_query

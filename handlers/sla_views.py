@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from contracts.queries import (
+from contracts.sla_queries import (
     PolicyInForce,
     SimulatedChange,
     SimulatedFigure,
