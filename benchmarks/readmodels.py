@@ -54,7 +54,7 @@ from infra.store.database import ReadModelFiles, make_engine, remove  # noqa: E4
 from infra.store.event_store import EventStore  # noqa: E402
 from infra.store.rebuild import rebuild_live, rebuild_projections  # noqa: E402
 from projections import figures  # noqa: E402
-from projections.danger import ledger_metadata, listed  # noqa: E402
+from projections.danger_list import ledger_metadata, listed  # noqa: E402
 from projections.sla_reads import open_limits  # noqa: E402
 from ticketing import periods  # noqa: E402
 from ticketing.assessment import AssessmentRules  # noqa: E402

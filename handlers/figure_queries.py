@@ -22,7 +22,7 @@ from handlers.query_base import QueryBase, parse_query
 from handlers.staff import assessment
 from handlers.translate import state_json
 from projections import figures
-from projections.danger import listed
+from projections.danger_list import listed
 from ticketing import periods
 from ticketing.access import TEAM_READERS, acting
 from ticketing.customer import Customer

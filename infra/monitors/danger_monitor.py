@@ -28,7 +28,7 @@ from infra.auth.signing import Signer
 from infra.monitors.alerts import AlertTimer, alert_id
 from infra.monitors.policy_runner import CONCURRENCY
 from infra.runtime.clock import Clock
-from projections.danger import (
+from projections.danger_list import (
     Listing,
     assess,
     candidates,

@@ -23,7 +23,8 @@ from infra.monitors.danger_monitor import DangerMonitor
 from infra.monitors.policy_runner import CONCURRENCY
 from infra.settings import Settings
 from infra.store.rebuild import rebuild_projection
-from projections.danger import DangerousCustomers, danger_state
+from projections.danger import DangerousCustomers
+from projections.danger_list import danger_state
 from tests.conftest import (
     Client,
     FakeClock,
