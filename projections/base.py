@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
 )
 
-from projections.rows import on_driver, table_name
+from projections.statements import on_driver, table_name
 
 Envelope = dict[str, Any]
 

@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, func, select
 from sqlalchemy.engine import Connection
 
-from projections.rows import insert_many, on_driver
+from projections.rows import insert_many
+from projections.statements import on_driver
 
 GENESIS = "0" * 64
 """The `previous_hash` of the first event."""

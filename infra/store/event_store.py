@@ -43,7 +43,8 @@ from infra.store.chain import Link, chain_metadata, extend, head, links
 from infra.store.database import owner_only, tune_sqlite
 from infra.store.keyring import KeyRing, scrub
 from infra.store.mapper import DateAsISO, plain_fields
-from projections.rows import insert_many, on_driver
+from projections.rows import insert_many
+from projections.statements import on_driver
 
 metadata = MetaData()
 

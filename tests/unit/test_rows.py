@@ -12,8 +12,10 @@ from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, MetaData
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from projections import rows as driver_rows
-from projections.rows import _bind_processor, _binder, delete_in, insert_many
+from projections import rows as rows_module
+from projections import statements
+from projections.rows import delete_in, insert_many
+from projections.statements import bind_processor, binder
 
 DIALECT = sqlite.dialect()
 STORED = DateTime(timezone=True).dialect_impl(DIALECT)
@@ -24,12 +26,12 @@ zones = st.sampled_from([None, UTC, timezone(timedelta(hours=8)), timezone(-time
 @given(moment=st.datetimes(), zone=zones)
 def test_a_datetime_is_written_as_sqlalchemy_writes_it(moment: datetime, zone: timezone | None) -> None:
     value = moment.replace(tzinfo=zone)
-    assert _bind_processor(STORED, DIALECT)(value) == STORED.bind_processor(DIALECT)(value)
+    assert bind_processor(STORED, DIALECT)(value) == STORED.bind_processor(DIALECT)(value)
 
 
 @given(day=st.dates())
 def test_a_date_in_a_datetime_column_and_none_go_through_as_before(day: date) -> None:
-    fast, slow = _bind_processor(STORED, DIALECT), STORED.bind_processor(DIALECT)
+    fast, slow = bind_processor(STORED, DIALECT), STORED.bind_processor(DIALECT)
     assert fast(day) == slow(day)
     assert fast(None) is None
 
@@ -63,7 +65,7 @@ def test_rows_inserted_through_the_driver_read_back_as_sqlalchemy_inserted_them(
                 "SELECT k, at, day, n, x, ok, s, typeof(at), typeof(day), typeof(n), typeof(x), typeof(ok), "
                 "typeof(s) FROM t ORDER BY k").all())
     assert read[0] == read[1]
-    assert _binder(table, DIALECT, ("k",))({"k": "a"}) == ("a",)
+    assert binder(table, DIALECT, ("k",))({"k": "a"}) == ("a",)
 
 
 def test_a_driver_error_comes_out_as_sqlalchemys_and_nothing_is_written_outside_a_transaction() -> None:
@@ -92,23 +94,24 @@ def test_rows_deleted_by_their_keys_are_those_and_only_those(keys: list[str], da
         assert sorted(conn.exec_driver_sql("SELECT k FROM t").scalars()) == sorted(set(keys) - set(gone))
 
 
-@pytest.mark.parametrize("n", [1, 7, 8, 9, 2 * driver_rows.ROWS_A_STATEMENT + 3])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 2 * statements.ROWS_A_STATEMENT + 3])
 def test_a_batch_of_any_size_is_written_whole_in_statements_of_a_few_sizes(
         n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = create_engine("sqlite://")
     table.metadata.create_all(engine)
     texts: set[str] = set()
-    driver = driver_rows.on_driver
+    driver = statements.on_driver
 
     def seen(conn, method, sql, parameters):  # noqa: ANN001, ANN202 - the driver's call, recorded
         texts.add(sql)
         return driver(conn, method, sql, parameters)
 
-    monkeypatch.setattr(driver_rows, "on_driver", seen)
+    for module in (rows_module, statements):  # wherever a statement is sent from
+        monkeypatch.setattr(module, "on_driver", seen)
     with engine.begin() as conn:
         insert_many(conn, table, [{"k": f"{i:05}", "n": i} for i in range(n)])
         delete_in(conn, table.c.k, [f"{i:05}" for i in range(0, n, 2)])
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT k, n FROM t ORDER BY k").all() == [
             (f"{i:05}", i) for i in range(1, n, 2)]
-    assert len(texts) <= 2 * (driver_rows.ROWS_A_STATEMENT.bit_length())  # powers of two: a few texts
+    assert len(texts) <= 2 * (statements.ROWS_A_STATEMENT.bit_length())  # powers of two: a few texts
