@@ -5,9 +5,8 @@ position."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,11 +17,8 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Notification,
     OperationalError,
-    StoredEvent,
 )
 from eventsourcing.utils import Environment
-from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
-from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -33,23 +29,20 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    func,
     select,
 )
 from sqlalchemy.orm import Session
 
 from handlers.batch import StoredReply
-from infra.store.chain import Link, chain_metadata, extend, head, links
+from infra.store.chain import Link, chain_metadata, head, links
 from infra.store.database import owner_only, tune_sqlite
-from infra.store.keyring import KeyRing, scrub
-from infra.store.mapper import DateAsISO, plain_fields
+from infra.store.keyring import KeyRing
+from infra.store.mapper import DateAsISO
+from infra.store.upgrades import Upgrades
 from projections.rows import insert_many
-from projections.statements import on_driver
 
 metadata = MetaData()
 
-FORGET_TOPIC = "ticketing.customer:Customer.Forgotten"
-SEALED_TOPICS = ("ticketing.customer:Customer.Registered", "ticketing.repair_job:RepairJob.Registered")
 """The events with contact fields sealed per customer (their classes' `sealed`)."""
 
 command_replies = Table(
@@ -69,50 +62,18 @@ relay_positions = Table(
 )
 
 
-class GroupInsertRecorder(SQLAlchemyApplicationRecorder):
-    """eventsourcing-sqlalchemy's recorder, with two changes to how a group's
-    events are inserted:
-    - one Core `INSERT` of all the rows instead of an ORM flush of one object
-      per event (a group commit of many commands spends most of its time
-      here otherwise);
-    - the ids (the events' `position`) are numbered by us, after the last one,
-      while the table is locked (PostgreSQL; SQLite has one writer anyway):
-      a sequence would leave a gap for every rolled-back group, and the bus
-      promises gap-free positions."""
-
-    def _insert_stored_events(self, session: Session, stored_events: Sequence[StoredEvent],
-                              **kwargs: Any) -> Sequence[int]:
-        if not stored_events or not self._has_autoincrementing_ids:
-            return super()._insert_stored_events(session, stored_events, **kwargs)
-        self._lock_table(session)
-        table = self.events_record_cls.__table__
-        conn = session.connection()
-        last = _last_position(conn, table)
-        ids = list(range(last + 1, last + 1 + len(stored_events)))
-        rows = [{"id": position, "originator_id": e.originator_id, "originator_version": e.originator_version,
-                 "topic": e.topic, "state": e.state} for position, e in zip(ids, stored_events, strict=True)]
-        insert_many(conn, table, rows)
-        extend(conn, rows)  # the hash chain, in the same transaction
-        forgotten = [e.originator_id for e in stored_events if e.topic == FORGET_TOPIC]
-        if forgotten:  # their keys die with the commit of their `forgotten` events
-            KeyRing.destroy(session.connection(), forgotten, datetime.now(UTC))
-            sqlalchemy.event.listen(session, "after_commit", lambda _s: scrub(self.datastore.engine), once=True)
-        self._notify_channel(session)
-        return ids
 
 
-class Factory(SQLAlchemyFactory):
-    application_recorder_class = GroupInsertRecorder
 
 
-class EventStore(Application):
+class EventStore(Upgrades, Application):
     """The product's event store. Configured only from the `env` it is given,
     never from stray environment variables of the libraries."""
 
     name = "ticketing"
 
     def __init__(self, url: str, cipher_key: str | None = None, busy_timeout_ms: int = 10_000) -> None:
-        env = {"PERSISTENCE_MODULE": "infra.store.event_store:Factory", "SQLALCHEMY_URL": url,
+        env = {"PERSISTENCE_MODULE": "infra.store.recorder:Factory", "SQLALCHEMY_URL": url,
                "MAPPER_TOPIC": "infra.store.mapper:ConfidentialMapper"}
         if cipher_key:
             env.update(CIPHER_TOPIC="eventsourcing.cipher:AESCipher", CIPHER_KEY=cipher_key)
@@ -232,52 +193,7 @@ class EventStore(Application):
         with self.engine.connect() as conn:
             return head(conn)
 
-    def chain_unchained(self, page: int = 5000) -> int:
-        """Chain a store written before the chain existed (a one-time upgrade,
-        in one transaction); returns how many events were chained. A store
-        whose chain has begun is never extended here: every event the
-        product records is chained in its own transaction, so one beyond the
-        head was put in by someone else, and `audit verify` names it."""
-        chained = after = 0
-        with self.transaction() as session:
-            conn = session.connection()
-            if head(conn)[0]:
-                return 0
-            table = self.events_table
-            while True:
-                rows = [dict(r._mapping) for r in conn.execute(
-                    select(table.c.id, table.c.originator_id, table.c.originator_version, table.c.topic,
-                           table.c.state).where(table.c.id > after).order_by(table.c.id).limit(page))]
-                if not rows:
-                    return chained
-                extend(conn, rows)
-                chained, after = chained + len(rows), rows[-1]["id"]
 
-    def seal_unsealed(self, page: int = 1000) -> int:
-        """Seal with each customer's own key the contact data of the events
-        stored before per-customer keys existed (a one-time upgrade, run
-        before the chain links them: a chained event is never rewritten).
-        Returns how many events were sealed."""
-        if self.mapper.keyring is None:
-            return 0
-        table, sealed, after = self.events_table, 0, 0
-        while True:
-            with self.transaction() as session:
-                conn = session.connection()
-                chained, _ = head(conn)
-                rows = conn.execute(select(table).where(table.c.id > max(after, chained),
-                                                        table.c.topic.in_(SEALED_TOPICS))
-                                    .order_by(table.c.id).limit(page)).all()
-                if not rows:
-                    return sealed
-                for row in rows:
-                    event = self.mapper.still_sealed(StoredEvent(
-                        row.originator_id, row.originator_version, row.topic, bytes(row.state)))
-                    if plain_fields(event):
-                        state = self.mapper.to_stored_event(event).state
-                        conn.execute(table.update().where(table.c.id == row.id).values(state=state))
-                        sealed += 1
-                after = rows[-1].id
 
     def case_notifications(self, case_id: UUID) -> list[Notification]:
         """A case's events with their positions in the total order."""
@@ -305,20 +221,8 @@ class EventStore(Application):
                 session.execute(relay_positions.insert().values(name=name, position=position))
 
 
-def _last_position(conn: Connection, table: Table) -> int:
-    """The last event's position (0 for none). On SQLite one statement on the
-    driver's connection; elsewhere a statement built once per table. The
-    command writer asks at every group, and building and compiling the
-    statement each time, with the inserts', was a third of its Python time."""
-    if conn.dialect.name == "sqlite":
-        return int(on_driver(conn, "execute", f'SELECT coalesce(max(id), 0) FROM "{table.name}"', ()).fetchone()[0])
-    query = _LAST.get(id(table))
-    if query is None or query[0] is not table:
-        query = _LAST[id(table)] = (table, select(func.coalesce(func.max(table.c.id), 0)))
-    return int(conn.execute(query[1]).scalar_one())
 
 
-_LAST: dict[int, tuple[Table, Any]] = {}
 
 
 def _uuid(stored: Any) -> UUID:
