@@ -52,7 +52,8 @@ from infra.config_files import (
 from infra.runtime.worker import projections  # noqa: E402
 from infra.store.database import ReadModelFiles, make_engine, remove  # noqa: E402
 from infra.store.event_store import EventStore  # noqa: E402
-from infra.store.rebuild import rebuild_live, rebuild_projections  # noqa: E402
+from infra.store.rebuild import rebuild_projections
+from infra.store.rebuild_live import rebuild_live  # noqa: E402
 from projections import figures  # noqa: E402
 from projections.danger_list import ledger_metadata, listed  # noqa: E402
 from projections.sla_reads import open_limits  # noqa: E402

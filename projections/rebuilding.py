@@ -120,7 +120,7 @@ def rebuild_beside(engine: Engine, projections: Sequence[Projection], history: H
     one after it, never a half-built one; the live consumers and the
     monitors go on meanwhile and wait only for the swap. (On SQLite the
     rebuild builds a file of its own and the swap replaces the file:
-    `infra.store.rebuild.rebuild_live`.) Returns the position reached."""
+    `infra.store.rebuild_live.rebuild_live`.) Returns the position reached."""
     with engine.connect() as live, engine.connect() as apart:
         with live.begin():
             for schema in (REBUILD_SCHEMA, RETIRED_SCHEMA):

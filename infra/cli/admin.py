@@ -32,7 +32,7 @@ def rebuild_command(name: str | None) -> None:
     from infra.runtime.worker import projections as all_projections
     from infra.store.database import FILES, make_engine
     from infra.store.event_store import EventStore
-    from infra.store.rebuild import rebuild_live
+    from infra.store.rebuild_live import rebuild_live
     from infra.store.secrets import cipher_key
 
     settings = Settings()

@@ -18,7 +18,8 @@ from infra.config_files import load_sla_policy
 from infra.runtime.worker import projections
 from infra.settings import Settings
 from infra.store.database import FILES, make_engine
-from infra.store.rebuild import rebuild_live, rebuild_projections
+from infra.store.rebuild import rebuild_projections
+from infra.store.rebuild_live import rebuild_live
 from projections.activity import activity, figure_day
 from projections.base import utc, written
 from projections.case_summary import case_summary

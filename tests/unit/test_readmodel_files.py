@@ -17,7 +17,7 @@ from infra.config_files import DEFAULT_POLICY
 from infra.runtime.worker import projections
 from infra.store.database import FILES, ReadModelFiles, make_engine
 from infra.store.event_store import EventStore
-from infra.store.rebuild import rebuild_live
+from infra.store.rebuild_live import rebuild_live
 from projections.base import UTC_ZONE, written
 from tests.integration.test_relay import record_complaints
 from ticketing.sla.policy import SlaPolicy
