@@ -11,12 +11,9 @@ Tracking keeps two marks, written together with the rows they describe:
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -45,7 +42,7 @@ tracking = Table(
     Column("position", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
     Column("stream_sequence", BigInteger().with_variant(Integer(), "sqlite"), nullable=False, default=0),
 )
-
+from projections.writing import written
 
 READ_BY_APPLY = "ticketing.read_by_apply"
 """Key of an index's `info`: the projection's own `apply` finds rows
@@ -163,81 +160,6 @@ def marks_of(engine: Engine, name: str) -> tuple[int, int]:
         row = conn.execute(select(tracking.c.position, tracking.c.stream_sequence)
                            .where(tracking.c.name == name)).first()
     return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-_WRITERS: dict[int, threading.Lock] = {}
-
-
-T = TypeVar("T")
-
-
-class ReadModelsMoved(Exception):
-    """The write went to read models a rebuild has since replaced (a file
-    that is no longer the current one): rolled back, to be done again on a
-    connection to the current ones (`written` does)."""
-
-
-RETIRED = "ticketing.retired"
-"""Key of a connection's `info`: a callable saying whether the read models
-it reaches have been replaced since it connected (set where the engine is
-made; absent where they never are)."""
-
-WRITERS = "ticketing.writers"
-"""Key of a connection's `info`: a lock shared by every process writing
-these read models (a context manager; set where the engine is made, absent
-where one process alone writes)."""
-
-
-@contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction on the read models. On SQLite, this process's
-    writers (the projections, the monitors) take turns on a lock of ours
-    first: SQLite would make them wait in its busy handler, which sleeps in
-    steps of up to 100 ms. Writers in other processes (the worker's parts
-    run apart) take turns on a file lock first (`WRITERS`, where the engine
-    is made: the kernel hands it to a waiter as it is let go, where SQLite's
-    busy handler polls, and a monitor's write waited out up to a second of
-    the projections' batches that way). The transaction takes the
-    database's write lock as it begins (BEGIN IMMEDIATE): a writer that
-    reads first never writes after reading what another was changing, nor
-    is refused. Before it
-    commits, still holding the database's write lock, it makes sure its
-    connection reaches the current read models: a rebuild replaces them
-    while holding that lock, so a writer that waited on it finds out here,
-    and its work is rolled back (ReadModelsMoved), never lost in a file
-    nobody reads."""
-    if engine.dialect.name != "sqlite":
-        with engine.begin() as conn:
-            yield conn
-        return
-    with engine.connect() as conn, writers_turn(engine, conn), conn.begin():
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-        yield conn
-        retired = conn.connection.info.get(RETIRED)
-        if retired is not None and retired():
-            raise ReadModelsMoved("the read models were replaced by a rebuild meanwhile")
-
-
-@contextmanager
-def writers_turn(engine: Engine, conn: Connection) -> Iterator[None]:
-    """This connection's turn among the writers of the read models it
-    reaches (SQLite): after this process's other threads writing through
-    `engine`, then after every other process's (`WRITERS`), as `writing`
-    and the swap of a rebuild beside them take it."""
-    with _WRITERS.setdefault(id(engine), threading.Lock()), conn.connection.info.get(WRITERS) or \
-            contextlib.nullcontext():
-        yield
-
-
-def written(engine: Engine, change: Callable[[Connection], T]) -> T:
-    """`change` done in `writing`, once more on a fresh connection if the
-    read models moved meanwhile (a rebuild swapped them in)."""
-    try:
-        with writing(engine) as conn:
-            return change(conn)
-    except ReadModelsMoved:
-        with writing(engine) as conn:
-            return change(conn)
 
 
 class Fenced(Exception):

@@ -27,7 +27,8 @@ from infra.auth.signing import Signer
 from infra.bus.streams import ensure_stream
 from infra.common.part_state import PartState
 from infra.runtime.clock import Clock
-from projections.base import Fence, Fenced, marks_of, written
+from projections.base import Fence, Fenced, marks_of
+from projections.writing import written
 
 log = logging.getLogger(__name__)
 

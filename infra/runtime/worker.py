@@ -49,11 +49,12 @@ from infra.store.fast_read import fast_envelope
 from infra.store.rebuild import ensure_current
 from infra.store.secrets import cipher_key
 from projections.activity import Activity
-from projections.base import UTC_ZONE, Fence, written
+from projections.base import UTC_ZONE, Fence
 from projections.case_summary import CaseSummary
 from projections.danger import DangerousCustomers
 from projections.sla import SlaLimits
 from projections.staff import StaffFigures
+from projections.writing import written
 from ticketing.sla.policy import SlaPolicy
 
 log = logging.getLogger(__name__)

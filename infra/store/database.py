@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc, make_url
 
-from projections.base import RETIRED, WRITERS
+from projections.writing import RETIRED, WRITERS
 
 CACHE_KIB = 65_536
 """SQLite's page cache per connection (64 MiB; its default is 2 MiB). Its

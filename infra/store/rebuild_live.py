@@ -15,8 +15,9 @@ from sqlalchemy import Connection, Engine
 from infra.store.database import FILES, ReadModelFiles, make_engine, remove
 from infra.store.event_store import EventStore
 from infra.store.rebuild import history, rebuild_projections
-from projections.base import Envelope, Projection, create_tables, hold_marks, tracking, writers_turn
+from projections.base import Envelope, Projection, create_tables, hold_marks, tracking
 from projections.rebuilding import History, build, catch_up, fewer_collections, rebuild_beside
+from projections.writing import writers_turn
 
 
 def rebuild_live(store: EventStore, engine: Engine, projections: Sequence[Projection],

@@ -21,9 +21,10 @@ from infra.store.database import FILES, make_engine
 from infra.store.rebuild import rebuild_projections
 from infra.store.rebuild_live import rebuild_live
 from projections.activity import activity, figure_day
-from projections.base import utc, written
+from projections.base import utc
 from projections.case_summary import case_summary
 from projections.sla_tables import sla_clock
+from projections.writing import written
 from tests.conftest import Client, FakeClock, wait_for
 from tests.integration.test_sla import Alerts
 

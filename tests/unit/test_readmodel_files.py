@@ -18,7 +18,8 @@ from infra.runtime.worker import projections
 from infra.store.database import FILES, ReadModelFiles, make_engine
 from infra.store.event_store import EventStore
 from infra.store.rebuild_live import rebuild_live
-from projections.base import UTC_ZONE, written
+from projections.base import UTC_ZONE
+from projections.writing import written
 from tests.integration.test_relay import record_complaints
 from ticketing.sla.policy import SlaPolicy
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Column, Integer, MetaData, Table, func, insert, select
 
 from infra.store.database import FILES, make_engine
-from projections.base import writing
+from projections.writing import writing
 
 counted = Table("counted", MetaData(), Column("n", Integer, primary_key=True))
 
