@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import FastAPI, Form, Request
@@ -27,6 +28,7 @@ from infra.console.gateway import Gateway
 from infra.console.pages import router
 from infra.console.sessions import COOKIE, LOGIN_COOKIE, Sessions, Throttle
 from infra.console.web import render
+from projections.base import UTC_ZONE
 from ticketing.access import ALERT_READERS, EVENT_READERS
 
 PUBLIC = ("/login", "/static/", "/contracts", "/favicon.ico")
@@ -43,13 +45,15 @@ HEADERS = {
 
 
 def make_app(gateway: Gateway, sessions: Sessions, contracts_dir: Path,
-             bundle: Callable[[str], Awaitable[dict[str, Any]]], secure_cookie: bool = False) -> FastAPI:
+             bundle: Callable[[str], Awaitable[dict[str, Any]]], zone: ZoneInfo = UTC_ZONE,
+             secure_cookie: bool = False) -> FastAPI:
     """The console: `bundle(case_id)` exports a case's signed audit bundle."""
     app = FastAPI(title="ticketing console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = gateway
     app.state.sessions = sessions
     app.state.bundle = bundle
     app.state.directory = sessions.directory
+    app.state.zone = zone  # the department's: where its months begin
     throttle = Throttle()
 
     def keep(response: Response, name: str, value: str, max_age: int | None = None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -130,7 +129,7 @@ async def case(request: Request, case_id: str, at: str = "") -> Response:
 
 @router.get("/reports")
 async def reports(request: Request) -> Response:
-    return RedirectResponse(f"/reports/{datetime.now(ZoneInfo('UTC')):%Y-%m}", status_code=303)
+    return RedirectResponse(f"/reports/{datetime.now(request.app.state.zone):%Y-%m}", status_code=303)
 
 
 @router.get("/reports/{name}")
@@ -158,7 +157,7 @@ async def report(request: Request, name: str) -> Response:
 
 @router.get("/staff")
 async def staff_now(request: Request) -> Response:
-    return RedirectResponse(f"/staff/{datetime.now(ZoneInfo('UTC')):%Y-%m}", status_code=303)
+    return RedirectResponse(f"/staff/{datetime.now(request.app.state.zone):%Y-%m}", status_code=303)
 
 
 @router.get("/staff/{period}")

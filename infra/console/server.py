@@ -11,6 +11,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
@@ -66,7 +67,7 @@ async def start_console(settings: Settings, nats_url: str, directory: UserDirect
     connecting = asyncio.create_task(gateway.connect(servers(nats_url), client_options(settings, credentials)),
                                      name="console's NATS connection")
     sessions = Sessions(settings.auth_dir / "console.key", directory, settings.console_idle_hours * 3600)
-    app = make_app(gateway, sessions, Path(contracts.__file__).parent, bundle)
+    app = make_app(gateway, sessions, Path(contracts.__file__).parent, bundle, ZoneInfo(settings.timezone))
     server = _Quiet(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                    server_header=False))
     serving = asyncio.create_task(server.serve(sockets=[listening]), name="console")

@@ -235,6 +235,7 @@ async def test_the_monthly_report_matches_what_happened(
                          "--out", str(tmp_path / "reports")],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "Glyph" not in done.stderr and "Warning" not in done.stderr, done.stderr  # Chinese names drawn quietly
     html = (tmp_path / "reports" / "report-2026-11.html").read_text(encoding="utf-8")
     assert html.count("<svg") == 5 and "<script" not in html
     on_disk = orjson.loads((tmp_path / "reports" / "report-2026-11.json").read_bytes())

@@ -43,6 +43,17 @@ def test_ranks_are_per_team_and_equal_scores_share_one() -> None:
     assert cards["c"].grade == "E" and cards["a"].grade == "A"
 
 
+def test_someone_who_handled_no_case_is_not_graded_however_timely_their_one_acknowledgement() -> None:
+    """An agent whose only act was an acknowledgement on time once scored
+    100, grade A, "excellent: bonus pool", with nothing handled."""
+    one_ack = Counter({"met.first_response": 1})
+    people = {"busy": ("agent", Counter({"handled_complaint": 3})), "idle": ("agent", one_ack),
+              "boss": ("supervisor", one_ack)}
+    cards = {c.person: c for c in RULES.assess(people)}
+    assert set(cards) == {"busy"} and cards["busy"].team_size == 1
+    assert RULES.unassessed(people) == ["idle"], "supervisors are not assessed at all by the shipped rules"
+
+
 def test_streaks_count_months_running_and_stop_at_a_gap() -> None:
     best, worst = Counter({"handled_complaint": 9}), Counter({"handled_complaint": 1})
     month = {p.person: p for p in RULES.assess({"a": ("agent", best), "b": ("agent", worst)})}
