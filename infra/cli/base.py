@@ -19,6 +19,29 @@ def narrow() -> bool:
     return console.width < NARROW
 
 
+def show(title: str, headers: list[str], rows: list[list[str]], styles: list[str | None] | None = None,
+         wrap: tuple[str, ...] = ()) -> None:
+    """Rows as a table, or, under `NARROW` columns, as a list (the first
+    column on a line of its own, the rest as `header: value` beneath), so
+    no column is squeezed to nothing on an 80-column terminal."""
+    from rich.table import Table
+
+    styles = styles or [None] * len(rows)
+    if narrow():
+        console.print(f"[bold]{title}[/]")
+        for row, style in zip(rows, styles, strict=True):
+            console.print(f"[bold]{row[0]}[/]", style=style, highlight=False)
+            console.print("    " + "  ".join(f"{h}: {v}" for h, v in zip(headers[1:], row[1:], strict=True)
+                                             if v not in ("", "-")), highlight=False)
+        return
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=header not in wrap)
+    for row, style in zip(rows, styles, strict=True):
+        table.add_row(*row, style=style)
+    console.print(table)
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # FastStream logs every message and every worker task at INFO: keep it to

@@ -14,7 +14,7 @@ import click
 import orjson
 from rich.table import Table
 
-from infra.cli.base import console, span
+from infra.cli.base import console, show, span
 from infra.cli.client import credentials_option, request
 
 
@@ -46,21 +46,20 @@ def sla(context: click.Context, breaches: bool, assignee: str | None, tier: str 
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(0 if reply.get("ok") else 1)
     rows = reply["breaches" if breaches else "limits"]
-    table = Table(title=f"{'breached' if breaches else 'running'} limits as of {reply['at']} ({len(rows)})")
     headers = ["case", "kind", "metric", "cycle", "tier", "priority", "assignee", "state",
                "breached at" if breaches else "deadline", "elapsed / limit" if breaches else "time left"]
-    for header in headers:
-        table.add_column(header, no_wrap=header != "assignee")
+    shown, styles = [], []
     for row in rows:
         if breaches:
             when, figure = row["breached_at"], f"{span(row['elapsed_seconds'])} / {span(row['limit_seconds'])}"
         else:
             when = row["deadline"] or "(paused)"
             figure = "-" if row["time_left_seconds"] is None else span(row["time_left_seconds"])
-        style = {"breached": "red", "missed": "red", "at_risk": "yellow", "paused": "dim"}.get(row["state"])
-        table.add_row(row["case_id"], row["case_type"], row["metric"], str(row["cycle"]), row["tier"],
-                      row["priority"], row["assignee"] or "-", row["state"], when, figure, style=style)
-    console.print(table)
+        styles.append({"breached": "red", "missed": "red", "at_risk": "yellow", "paused": "dim"}.get(row["state"]))
+        shown.append([row["case_id"], row["case_type"], row["metric"], str(row["cycle"]), row["tier"],
+                      row["priority"], row["assignee"] or "-", row["state"], when, figure])
+    show(f"{'breached' if breaches else 'running'} limits as of {reply['at']} ({len(rows)})", headers, shown,
+         styles, wrap=("assignee",))
 
 
 @sla.command("simulate")

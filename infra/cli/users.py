@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from infra.auth.connect import product_directory
 from infra.auth.directory import DirectoryError, User, UserDirectory
@@ -17,6 +16,7 @@ from infra.auth.keys import write_secret
 from infra.auth.permissions import grantable_to_services, inbox_prefix
 from infra.auth.server_config import accounts_block, write_accounts
 from infra.bus.nats_server import reload_running
+from infra.cli.base import show
 from infra.settings import Settings
 from ticketing.access import SIGNED_IN
 
@@ -158,13 +158,9 @@ def users_passwd(name: str, password_file: Any) -> None:
 def users_list() -> None:
     """Every user: name, role, key, grants."""
     directory = _directory(Settings())
-    table = Table(title=f"users ({directory.path})")
-    for column in ("name", "role", "key", "grants", "console", "added"):
-        table.add_column(column, overflow="fold")
-    for user in directory.users():
-        table.add_row(user.name, user.role.value, user.nkey, ", ".join(user.grants) or "-",
-                      "yes" if user.password else "-", user.added_at)
-    console.print(table)
+    show(f"users ({directory.path})", ["name", "role", "key", "grants", "console", "added"],
+         [[u.name, u.role.value, u.nkey, ", ".join(u.grants) or "-", "yes" if u.password else "-", u.added_at]
+          for u in directory.users()], wrap=("grants",))
 
 
 @users.command("remove")

@@ -14,7 +14,7 @@ import orjson
 from rich import box
 from rich.table import Table
 
-from infra.cli.base import console
+from infra.cli.base import console, show
 from infra.cli.client import credentials_option, request
 
 
@@ -134,17 +134,17 @@ def customers_dangerous(level: str | None, danger_type: str | None, limit: int, 
     if as_json or not reply.get("ok"):
         console.print_json(orjson.dumps(reply).decode())
         sys.exit(0 if reply.get("ok") else 1)
-    table = Table(title=f"dangerous customers as of {reply['at']} ({len(reply['customers'])} of {reply['total']})")
-    for column in ("customer", "tier", "region", "level", "type", "since", "reasons (cases)", "counter-measure"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("customer", "since"))
+    shown, styles = [], []
     for c in reply["customers"]:
-        reasons = "\n".join(f"{r['text']} ({', '.join(i[:8] for i in r['case_ids']) or '-'}"
+        reasons = "; ".join(f"{r['text']} ({', '.join(i[:8] for i in r['case_ids']) or '-'}"
                             f"{f' +{more} more' if (more := r['case_count'] - len(r['case_ids'])) > 0 else ''})"
                             for r in c["reasons"])
-        style = {"critical": "bold red", "high": "red", "watch": "yellow"}[c["level"]]
-        table.add_row(c["customer_id"], c["tier"], c["region"] or "-", c["level"], c["danger_type"],
-                      c["entered_at"], reasons, c["counter_measure"], style=style)
-    console.print(table)
+        styles.append({"critical": "bold red", "high": "red", "watch": "yellow"}[c["level"]])
+        shown.append([c["customer_id"], c["tier"], c["region"] or "-", c["level"], c["danger_type"],
+                      c["entered_at"], reasons, c["counter_measure"]])
+    show(f"dangerous customers as of {reply['at']} ({len(reply['customers'])} of {reply['total']})",
+         ["customer", "tier", "region", "level", "type", "since", "reasons (cases)", "counter-measure"], shown,
+         styles, wrap=("region", "reasons (cases)", "counter-measure"))
     if reply["next"]:
         console.print(f"more: --after '{reply['next']}'")
 
