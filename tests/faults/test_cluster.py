@@ -40,14 +40,16 @@ def database() -> Iterator[str]:
 
 
 def holder(engine: Any, part: str) -> str | None:
+    """`instance/part@epoch` of the lease's live holder: a new epoch is a takeover, even by an instance of
+    the same name started again (cluster up restarts the one killed, which may win the lease back)."""
     try:
         with engine.connect() as conn:
-            row = conn.execute(select(leases.c.holder, leases.c.expires_at,
+            row = conn.execute(select(leases.c.holder, leases.c.epoch, leases.c.expires_at,
                                       text("extract(epoch from clock_timestamp()) AS now"))
                                .where(leases.c.name == part)).first()
     except ProgrammingError:  # no lease table yet: nobody holds anything
         return None
-    return str(row.holder) if row and row.expires_at > row.now else None
+    return f"{row.holder}@{row.epoch}" if row and row.expires_at > row.now else None
 
 
 def pid_of(*words: str) -> int:
