@@ -21,7 +21,6 @@ from handlers.sla_queries import SlaQueries
 from projections.links import linked
 from ticketing.access import acting, may_ask
 from ticketing.errors import Forbidden
-from ticketing.values import Role
 
 Answer = Callable[["QueryService", bytes, Identity], Awaitable[bytes]]
 
@@ -65,7 +64,7 @@ async def answer(service: QueryService, name: str, method: Answer, raw: bytes, r
         return unknown_sender()
     if not may_ask(sender.role, name):
         return error_reply("forbidden", f"a {sender.role.value} may not ask {name}")
-    if sender.role is Role.GATEWAY and (refused := _person_refused(sender, name, raw)):
+    if b'"actor"' in raw and (refused := _claim_refused(sender, name, raw)):
         return refused
     reply = await method(service, raw, sender)
     if len(reply) > service.max_reply:  # NATS would drop it: the asker would wait in silence
@@ -75,9 +74,10 @@ async def answer(service: QueryService, name: str, method: Answer, raw: bytes, r
     return reply
 
 
-def _person_refused(sender: Identity, name: str, raw: bytes) -> bytes | None:
-    """A gateway asks as the person it names: that person's role must be one
-    that may ask (the gateway itself may ask what any of its people may)."""
+def _claim_refused(sender: Identity, name: str, raw: bytes) -> bytes | None:
+    """A body naming an actor: anyone but the sender is refused, but for a
+    gateway naming the person it signed in, whose role must then be one that
+    may ask (the gateway itself may ask what any of its people may)."""
     try:
         claimed = orjson.loads(raw).get("actor")
     except (orjson.JSONDecodeError, AttributeError):

@@ -223,6 +223,16 @@ def test_the_audit_page_gives_the_verdict_and_a_bundle_that_checks(site: Site, t
     assert web.get("/audit/bundle?case_id=nope").status == 404
 
 
+def test_what_a_customer_or_an_agent_typed_is_shown_as_text_never_run(site: Site) -> None:
+    typed = "<script>alert(1)</script>"
+    case_id = site.complaint(description=typed, product='"><img src=x onerror=alert(2)>')
+    web = site.web()
+    web.sign_in(site.person("supervisor"))
+    page = web.get(f"/cases/{case_id}").body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and typed not in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
+
+
 def test_contracts_are_served_to_anyone_and_nothing_beside_them(site: Site) -> None:
     web = site.web()
     index = web.get("/contracts/")
