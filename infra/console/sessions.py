@@ -114,10 +114,14 @@ class Throttle:
     """At most `limit` failed sign-ins for one name within `window` seconds;
     then the name is refused (429) until the oldest failure ages out."""
 
-    def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 names: int = 10_000) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.names = names
+        """Names kept at most before those whose last failure is a window old are forgotten (made-up names
+        sent by the thousand would otherwise be kept for ever)."""
         self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
 
     def retry_after(self, name: str) -> int | None:
@@ -128,9 +132,15 @@ class Throttle:
         now = self.clock()
         while failures and failures[0] <= now - self.window:
             failures.popleft()
+        if not failures:
+            del self._failures[name]
         if len(failures) < self.limit:
             return None
         return max(1, int(failures[0] + self.window - now + 0.999))
 
     def failed(self, name: str) -> None:
-        self._failures[name].append(self.clock())
+        now = self.clock()
+        if len(self._failures) >= self.names:
+            for stale in [k for k, times in self._failures.items() if not times or times[-1] <= now - self.window]:
+                del self._failures[stale]
+        self._failures[name].append(now)
